@@ -1,0 +1,40 @@
+# Every target sets up what it needs: a fresh clone only needs python3 >= 3.11 and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit chaos bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rotator demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check rotator tests celeryconfig.py
+	$(BIN)/ruff format --check rotator tests celeryconfig.py
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration and not chaos"
+
+chaos: $(STAMP)
+	$(BIN)/python -m rotator.chaos $(CHAOS_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m rotator.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .rotator .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The Celery application. Tasks are thin shells; the work happens in rotator.engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+import celeryconfig
+from rotator.config import Settings, load_settings
+from rotator.embedded import broker_url_from
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("rotator", include=["rotator.tasks"])
+    app.config_from_object(celeryconfig)
+    broker = broker_url_from(settings)
+    transport_options: dict[str, Any] = dict(celeryconfig.broker_transport_options)
+    if broker.startswith(("redis", "rediss", "unix")):
+        # Several deployments (or test runs) can share one Redis: kombu's keys get our prefix.
+        transport_options["global_keyprefix"] = f"{settings.key_prefix}kombu:"
+    app.conf.update(
+        broker_url=broker,
+        broker_transport_options=transport_options,
+        task_default_queue=settings.queue,
+        worker_concurrency=settings.worker_concurrency,
+        beat_schedule={
+            "rotator-dispatch": {
+                "task": "rotator.dispatch",
+                "schedule": settings.dispatch_interval,
+                # A dispatch that could not run in time is superseded by the next one.
+                "options": {"expires": max(1.0, settings.dispatch_interval * 2)},
+            }
+        },
+        beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+celery_app = make_app()
+app = celery_app

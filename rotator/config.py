@@ -1,0 +1,398 @@
+"""Settings (environment, prefix ``ROTATOR_``) and the targets file.
+
+Every validation error names the file and the field: ``rotator.yaml: targets.crm.schedule: ...``
+for the targets file, ``environment: ROTATOR_MASTER_KEY: ...`` for settings. A targets file with
+errors is rejected whole, listing every error, so a half-valid file never half-applies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets as pysecrets
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from croniter import croniter
+from cryptography.fernet import Fernet
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rotator.errors import ConfigError, ConfigIssue
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ROTATOR_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    redis_url: str | None = Field(
+        default=None, description="State store. Unset: an embedded Redis under state_dir."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis:// or amqp://). Unset: the Redis URL."
+    )
+    targets_file: Path = Field(default=Path("rotator.yaml"))
+    master_key: str | None = Field(
+        default=None,
+        description="Fernet keys, comma-separated, newest first. Required with redis_url.",
+    )
+    audit_key: str | None = Field(
+        default=None,
+        description="Key for audit hash chain and secret fingerprints. Required with redis_url.",
+    )
+    key_prefix: str = "rotator:"
+    state_dir: Path = Path(".rotator")
+    queue: str = "rotator"
+    dispatch_interval: float = Field(default=5.0, gt=0)
+    dispatch_batch: int = Field(default=2000, gt=0)
+    lease_ttl: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    retry_base_delay: float = Field(default=2.0, gt=0)
+    retry_max_delay: float = Field(default=600.0, gt=0)
+    http_timeout: float = Field(default=15.0, gt=0)
+    worker_concurrency: int = Field(default=64, ge=1)
+    max_in_flight: int = Field(default=256, ge=1, description="Rotations in flight per process.")
+    audit_jsonl: Path | None = None
+    audit_stdout: bool = False
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("master_key")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for index, key in enumerate(k.strip() for k in value.split(",")):
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError):
+                # Never echo the value: it is key material.
+                raise ValueError(
+                    f"key #{index + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+    def master_keys(self) -> list[str]:
+        if self.master_key:
+            return [k.strip() for k in self.master_key.split(",") if k.strip()]
+        return [self._local_keys()["master_key"]]
+
+    def audit_key_bytes(self) -> bytes:
+        if self.audit_key:
+            return self.audit_key.encode()
+        return self._local_keys()["audit_key"].encode()
+
+    def _local_keys(self) -> dict[str, str]:
+        """Zero-setup mode only: keys generated once into state_dir (mode 0600)."""
+        if not self.embedded:
+            missing = "ROTATOR_MASTER_KEY" if not self.master_key else "ROTATOR_AUDIT_KEY"
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "environment",
+                        missing,
+                        "required when ROTATOR_REDIS_URL is set (keys must be shared by "
+                        "every worker)",
+                    )
+                ]
+            )
+        return load_or_create_local_keys(self.state_dir)
+
+    def validate_runtime(self) -> None:
+        """Checks that need more than one field; raises ConfigError naming the variables."""
+        issues = []
+        if not self.embedded:
+            for name, value in (
+                ("ROTATOR_MASTER_KEY", self.master_key),
+                ("ROTATOR_AUDIT_KEY", self.audit_key),
+            ):
+                if not value:
+                    issues.append(
+                        ConfigIssue("environment", name, "required when ROTATOR_REDIS_URL is set")
+                    )
+        if issues:
+            raise ConfigError(issues)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "environment",
+                    "ROTATOR_" + ".".join(str(p) for p in err["loc"]).upper(),
+                    err["msg"],
+                )
+                for err in exc.errors()
+            ]
+        ) from None
+
+
+def load_or_create_local_keys(state_dir: Path) -> dict[str, str]:
+    path = state_dir / "keys.json"
+    if path.exists():
+        data: dict[str, str] = json.loads(path.read_text())
+        return data
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "master_key": Fernet.generate_key().decode(),
+        "audit_key": pysecrets.token_urlsafe(32),
+    }
+    # O_EXCL: two processes starting at once must agree on one key file.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing: dict[str, str] = json.loads(path.read_text())
+        return existing
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets file
+# ---------------------------------------------------------------------------------------------
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_REF = re.compile(r"^(env|file):(.+)$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+
+
+def parse_interval(text: str) -> float:
+    match = _INTERVAL.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an interval like 30s, 15m, 12h, 30d, 2w")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class Schedule(BaseModel):
+    """An interval (``30d``) or a five-field cron expression, plus jitter."""
+
+    model_config = ConfigDict(frozen=True)
+    every: float | None = None
+    cron: str | None = None
+    jitter: float = 0.0
+
+    def next_after(self, now: float, rng_value: float) -> float:
+        """Next due time after ``now``; ``rng_value`` in [0, 1) spreads it by the jitter."""
+        if self.every is not None:
+            base = now + self.every
+        else:
+            assert self.cron is not None
+            start = datetime.fromtimestamp(now, tz=UTC)
+            base = croniter(self.cron, start).get_next(float)
+        return base + self.jitter * rng_value
+
+
+SecretSourceKind = Literal["file", "env", "generate", "store"]
+
+
+class SecretSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: SecretSourceKind
+    path: str | None = Field(default=None, description="file: a JSON object of fields")
+    var: str | None = Field(
+        default=None, description="env: variable holding a JSON object (or a raw value)"
+    )
+    field: str = Field(default="password", description="env raw value / generate: field name")
+    length: int = Field(default=32, ge=8, le=4096)
+    alphabet: str = Field(
+        default="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~",
+        min_length=10,
+    )
+    static: Mapping[str, Any] = Field(
+        default_factory=dict,
+        description="generate: non-secret fields sent alongside (e.g. username)",
+    )
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> SecretSpec:
+        if self.source == "file" and not self.path:
+            raise ValueError("source 'file' needs 'path'")
+        if self.source == "env" and not self.var:
+            raise ValueError("source 'env' needs 'var'")
+        return self
+
+
+class TargetSpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provider: str
+    base_url: str
+    resource_id: str = Field(min_length=1)
+    secret: str
+    credentials: Mapping[str, str] = Field(default_factory=dict)
+    options: Mapping[str, Any] = Field(default_factory=dict)
+    schedule: str | None = None
+    jitter: str = "0s"
+    ca_bundle: str | None = None
+    enabled: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("credentials")
+    @classmethod
+    def _references_only(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        for key, ref in value.items():
+            if not isinstance(ref, str) or not _REF.match(ref):
+                # The value may be a pasted secret: name the key, never echo the value.
+                raise ValueError(
+                    f"credential {key!r} must be a reference 'env:NAME' or 'file:PATH', "
+                    "never an inline value"
+                )
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if _INTERVAL.match(value):
+            return value
+        if croniter.is_valid(value) and len(value.split()) == 5:
+            return value
+        raise ValueError(f"{value!r} is neither an interval (30d, 12h) nor a 5-field cron")
+
+    @field_validator("jitter")
+    @classmethod
+    def _jitter(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @cached_property
+    def parsed_schedule(self) -> Schedule | None:
+        if self.schedule is None:
+            return None
+        jitter = parse_interval(self.jitter)
+        if _INTERVAL.match(self.schedule):
+            return Schedule(every=parse_interval(self.schedule), jitter=jitter)
+        return Schedule(cron=self.schedule, jitter=jitter)
+
+
+Name = Annotated[str, Field(pattern=_NAME)]
+
+
+class TargetsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    secrets: dict[Name, SecretSpec] = Field(default_factory=dict)
+    targets: dict[Name, TargetSpecModel] = Field(default_factory=dict)
+
+
+class TargetsConfig:
+    """A validated targets file, plus where it came from."""
+
+    def __init__(self, path: Path, model: TargetsFile, mtime: float) -> None:
+        self.path = path
+        self.model = model
+        self.mtime = mtime
+
+    @property
+    def targets(self) -> dict[str, TargetSpecModel]:
+        return self.model.targets
+
+    @property
+    def secrets(self) -> dict[str, SecretSpec]:
+        return self.model.secrets
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    return ".".join(str(p) for p in parts if p not in ("function-after",)) or "(top level)"
+
+
+def load_targets(path: Path, known_providers: Sequence[str]) -> TargetsConfig:
+    """Load and validate a targets file; every problem is reported at once."""
+    label = str(path)
+    try:
+        text = path.read_text()
+        mtime = path.stat().st_mtime
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(label, "(file)", exc.strerror or str(exc))]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([ConfigIssue(label, where, str(problem))]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue(label, "(top level)", "must be a mapping")])
+
+    issues: list[ConfigIssue] = []
+    try:
+        model = TargetsFile.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            message = err["msg"].removeprefix("Value error, ")
+            issues.append(ConfigIssue(label, _loc(err["loc"]), message))
+        raise ConfigError(issues) from None
+
+    for name, target in model.targets.items():
+        if target.provider not in known_providers:
+            issues.append(
+                ConfigIssue(
+                    label,
+                    f"targets.{name}.provider",
+                    f"unknown provider {target.provider!r}; known: {', '.join(known_providers)}",
+                )
+            )
+        if target.secret not in model.secrets:
+            issues.append(
+                ConfigIssue(label, f"targets.{name}.secret", f"no secret named {target.secret!r}")
+            )
+    if issues:
+        raise ConfigError(issues)
+    return TargetsConfig(path, model, mtime)
+
+
+def resolve_reference(ref: str, *, base_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """Resolve ``env:NAME`` / ``file:PATH``. Errors name the reference, never a value."""
+    match = _REF.match(ref)
+    if not match:
+        raise ValueError("not a reference")
+    kind, target = match.groups()
+    environ = os.environ if env is None else env
+    if kind == "env":
+        if target not in environ:
+            raise KeyError(f"environment variable {target} is not set")
+        return environ[target]
+    file_path = Path(target)
+    if not file_path.is_absolute():
+        file_path = base_dir / file_path
+    try:
+        return file_path.read_text().strip()
+    except OSError as exc:
+        raise KeyError(f"cannot read {file_path}: {exc.strerror}") from None
+
+
+def targets_json_schema() -> dict[str, Any]:
+    return TargetsFile.model_json_schema()

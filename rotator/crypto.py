@@ -1,0 +1,67 @@
+"""Encryption at rest and keyed fingerprints; all primitives come from ``cryptography``.
+
+* Secret values are stored as MultiFernet tokens: the first master key encrypts, every listed key
+  decrypts, so the master key itself can be rotated (``rotator keys rotate`` re-encrypts).
+* Fingerprints are HMAC-SHA256 under a key derived (HKDF) from the audit key, so a fingerprint in
+  a log or audit event says "same value or not" without being a plain, guessable hash.
+* The encrypted record names its secret and version and is checked on decryption, so a token
+  copied to another secret's slot in Redis is rejected instead of silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from rotator.errors import RotatorError
+
+
+class DecryptionError(RotatorError):
+    pass
+
+
+def derive_key(secret: bytes, label: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(secret)
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Vault:
+    def __init__(self, master_keys: Sequence[str], audit_key: bytes) -> None:
+        if not master_keys:
+            raise ValueError("at least one master key is required")
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in master_keys])
+        self._fingerprint_key = derive_key(audit_key, "rotator fingerprint v1")
+
+    def fingerprint(self, fields: Mapping[str, Any]) -> str:
+        return hmac.new(self._fingerprint_key, canonical_json(fields), hashlib.sha256).hexdigest()
+
+    def seal(self, secret: str, version: str, fields: Mapping[str, Any]) -> bytes:
+        record = {"secret": secret, "version": version, "fields": dict(fields)}
+        return self._fernet.encrypt(canonical_json(record))
+
+    def open(self, secret: str, version: str, token: bytes) -> dict[str, Any]:
+        try:
+            record = json.loads(self._fernet.decrypt(token))
+        except InvalidToken:
+            raise DecryptionError(
+                f"secret {secret} {version}: cannot decrypt with the configured master keys"
+            ) from None
+        if record.get("secret") != secret or record.get("version") != version:
+            raise DecryptionError(f"secret {secret} {version}: stored record belongs elsewhere")
+        fields = record["fields"]
+        assert isinstance(fields, dict)
+        return fields
+
+    def reseal(self, token: bytes) -> bytes:
+        """Re-encrypt under the newest master key (for master-key rotation)."""
+        return self._fernet.rotate(token)

@@ -1,0 +1,92 @@
+"""The dispatcher: turns due schedule entries into jobs and due jobs into deliveries.
+
+Celery beat calls it every few seconds (``rotator.tasks.dispatch``); ``rotator run --once``
+calls it in-process. Claims are single Lua scripts on sorted sets, so any number of dispatchers
+running at once (two beats by accident) never hand out the same target or job twice within a
+visibility window, and a dispatcher killed after claiming loses nothing: unsent entries come due
+again when the provisional score passes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from rotator.audit import AuditEvent, AuditLog
+from rotator.config import TargetsConfig
+from rotator.errors import AuditUnavailable
+from rotator.models import Reason
+from rotator.store import RotatorStore
+
+log = structlog.get_logger("rotator.dispatch")
+
+Deliver = Callable[[Sequence[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    scheduled: int  # jobs created from the schedule
+    delivered: int  # job ids handed to workers
+
+
+async def sync_schedule(
+    store: RotatorStore, config: TargetsConfig, now: float | None = None
+) -> int:
+    """Make the schedule set match the targets file (new targets come due within jitter)."""
+    now = time.time() if now is None else now
+    rng = random.Random()
+    first_due: dict[str, float] = {}
+    for name, target in config.targets.items():
+        schedule = target.parsed_schedule
+        if target.enabled and schedule is not None:
+            first_due[name] = now + schedule.jitter * rng.random()
+    return await store.sync_schedule(first_due)
+
+
+async def dispatch(
+    store: RotatorStore,
+    config: TargetsConfig,
+    audit: AuditLog,
+    deliver: Deliver,
+    *,
+    batch: int = 2000,
+    visibility: float = 300.0,
+    now: float | None = None,
+) -> DispatchResult:
+    now = time.time() if now is None else now
+    rng = random.Random()
+    claimed = await store.claim_due_targets(now, batch, claim_ttl=visibility)
+    next_due: dict[str, float] = {}
+    scheduled = 0
+    for name, _due in claimed:
+        target = config.targets.get(name)
+        schedule = target.parsed_schedule if target else None
+        if target is None or schedule is None or not target.enabled:
+            continue  # removed from the file: the next sync drops it from the schedule
+        job_id, created = await store.create_job(name, Reason.SCHEDULED, "schedule", now=now)
+        next_due[name] = schedule.next_after(now, rng.random())
+        if created:
+            scheduled += 1
+            try:
+                await audit.emit(
+                    AuditEvent(
+                        "job.enqueued",
+                        job_id=job_id,
+                        target=name,
+                        provider=target.provider,
+                        actor="schedule",
+                        reason=str(Reason.SCHEDULED),
+                    )
+                )
+            except AuditUnavailable:
+                log.error("audit unavailable while enqueueing", job_id=job_id)
+    await store.set_next_due(next_due)
+
+    job_ids = await store.claim_due_jobs(now, batch, visibility)
+    if job_ids:
+        await deliver(job_ids)
+    return DispatchResult(scheduled=scheduled, delivered=len(job_ids))

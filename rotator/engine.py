@@ -1,0 +1,536 @@
+"""The rotation state machine. Plain asyncio: no Celery and no Redis imports.
+
+One attempt of one job, under the target's fenced lease::
+
+    begin (lease + attempts + running, atomically)
+      -> pin the secret version (stored encrypted BEFORE any provider call; reused by retries)
+      -> stage it as the target's `pending`
+      -> read the remote resource
+         * already carries our version (earlier response lost)   -> verify, promote
+         * changed since our recorded intent / first read          -> conflict (never overwrite)
+      -> journal the intent (expected remote version), audit it  -> update (If-Match / CAS)
+      -> journal the result -> re-read and verify -> promote pending to current, release
+
+A worker killed anywhere leaves the job in the due set with its lease's expiry as score; the next
+attempt finds the pinned version and the journalled intent and converges from the remote state
+instead of guessing. Retry delays go back into the due set (never Celery countdowns).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from rotator.audit import AuditEvent, AuditLog
+from rotator.config import TargetsConfig, TargetSpecModel, resolve_reference
+from rotator.errors import (
+    AuditUnavailable,
+    ConfigError,
+    ConfigIssue,
+    LeaseLost,
+    MalformedJob,
+    PermanentError,
+    RetryPolicy,
+    SecretSourceError,
+    StaleVersion,
+    TransientError,
+    TransportError,
+    VersionConflict,
+)
+from rotator.models import Job, JobState, Reason, version_seq
+from rotator.providers.base import (
+    ApplyResult,
+    Provider,
+    RemoteState,
+    SecretPayload,
+    TargetSpec,
+    Want,
+)
+from rotator.sources import load_fields
+from rotator.store import BeginRefused, Lease, RotatorStore
+
+log = structlog.get_logger("rotator.engine")
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    NOOP = "noop"
+    RETRY = "retry"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    DEAD = "dead"
+    QUARANTINED = "quarantined"
+    DEFERRED = "deferred"  # another job holds the target; runs again shortly
+    SKIPPED = "skipped"  # duplicate delivery of a finished or running job
+
+
+class ConflictDetected(Exception):
+    def __init__(self, detail: str, before: str | None, after: str | None) -> None:
+        self.detail = detail
+        self.before = before
+        self.after = after
+        super().__init__(detail)
+
+
+class VerificationFailed(TransientError):
+    """The update succeeded but a re-read does not show it yet; the next attempt decides."""
+
+
+@dataclass
+class EngineOptions:
+    lease_ttl: float = 300.0
+    busy_retry_delay: float = 5.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
+
+
+class JobJournal:
+    """The job's journal as adapters see it; every record is a fenced write."""
+
+    def __init__(
+        self, store: RotatorStore, lease: Lease, ttl: float, steps: dict[str, dict[str, Any]]
+    ) -> None:
+        self._store = store
+        self._lease = lease
+        self._ttl = ttl
+        self.steps = steps
+
+    def get(self, step: str) -> Mapping[str, Any] | None:
+        return self.steps.get(step)
+
+    async def record(
+        self, step: str, data: Mapping[str, Any], job_fields: Mapping[str, Any] | None = None
+    ) -> None:
+        await self._store.record(self._lease, self._ttl, step, data, job_fields)
+        self.steps[step] = dict(data)
+
+
+ConfigSource = Callable[[], TargetsConfig]
+
+
+class Engine:
+    def __init__(
+        self,
+        store: RotatorStore,
+        audit: AuditLog,
+        providers: Callable[[str], Provider],
+        config: ConfigSource,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.providers = providers
+        self.config = config
+        self.options = options or EngineOptions()
+
+    # -- entry point ---------------------------------------------------------------------
+
+    async def process(self, job_id: str) -> Outcome:
+        """Run one attempt of a job. Safe to call for any id any number of times."""
+        try:
+            job = await self.store.load_job(job_id)
+        except MalformedJob as exc:
+            await self.store.quarantine(job_id, exc.reason)
+            await self._emit_quiet(
+                AuditEvent("job.quarantined", job_id=job_id, outcome="failed", detail=exc.reason)
+            )
+            log.warning("job quarantined", job_id=job_id, reason=exc.reason)
+            return Outcome.QUARANTINED
+
+        begun = await self.store.begin(job_id, job.target, self.options.lease_ttl)
+        if isinstance(begun, BeginRefused):
+            return await self._refused(job, begun)
+
+        lease, job = begun.lease, begun.job
+        journal = JobJournal(self.store, lease, self.options.lease_ttl, begun.journal)
+        started = time.monotonic()
+        ctx = _Ctx(job=job, lease=lease, journal=journal, started=started)
+        try:
+            return await self._attempt(ctx, begun.target_state)
+        except LeaseLost:
+            log.warning("lease lost; another attempt owns the target", job_id=job.id)
+            await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
+            return Outcome.SKIPPED
+        except ConflictDetected as exc:
+            await self.store.finish(
+                lease,
+                JobState.CONFLICT,
+                clear_pending=True,
+                job_fields={"last_error": exc.detail, "last_error_class": "Conflict"},
+            )
+            await self._emit_quiet(
+                ctx.event(
+                    "job.conflict",
+                    outcome="conflict",
+                    remote_version_before=exc.before,
+                    remote_version_after=exc.after,
+                    error_class="Conflict",
+                    detail=exc.detail,
+                )
+            )
+            return Outcome.CONFLICT
+        except Exception as exc:  # noqa: BLE001 - every failure must end in a job state
+            return await self._failed(ctx, exc)
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    async def _attempt(self, ctx: _Ctx, target_state: dict[str, str]) -> Outcome:
+        job, journal = ctx.job, ctx.journal
+        config = self.config()
+        spec = config.targets.get(job.target)
+        if spec is None:
+            raise ConfigError(
+                [ConfigIssue(str(config.path), f"targets.{job.target}", "target is not defined")]
+            )
+        ctx.provider_name = spec.provider
+        await self._replay_spool()
+        await self.audit.emit(ctx.event("job.started"))
+
+        provider = self.providers(spec.provider)
+        target = self._target_spec(job.target, spec, config)
+        version, fingerprint = await self._pin_version(ctx, spec, config)
+        ctx.version, ctx.fingerprint = version, fingerprint
+        want = Want(version, fingerprint, job.id)
+
+        current = target_state.get("current") or None
+        if current and version_seq(version) < version_seq(current):
+            raise StaleVersion(f"{version} is older than the target's current {current}")
+        if current == version and journal.get("intent") is None:
+            await self.store.finish(ctx.lease, JobState.COMPLETED, clear_pending=False)
+            await self.audit.emit(
+                ctx.event("job.noop", outcome="noop", detail="version is already current")
+            )
+            return Outcome.NOOP
+
+        if target_state.get("pending") != version:
+            await self.store.stage(
+                ctx.lease,
+                self.options.lease_ttl,
+                {"pending": version, "pending_job": job.id},
+                "staged",
+                {"version": version, "previous_pending": target_state.get("pending") or None},
+            )
+
+        live = await provider.read(target, journal)
+        await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
+        await self._recover_stale_pending(ctx, provider, live, target_state, spec)
+
+        applied_version = _str_or_none((journal.get("applied") or {}).get("remote_version"))
+        if provider.carries(live, want, applied_version) is not True:
+            applied_version = await self._update(ctx, provider, target, live, want, spec)
+
+        after = await provider.read(target, journal)
+        verdict = provider.carries(after, want, applied_version)
+        if verdict is False:
+            raise VerificationFailed(
+                "re-read after the update does not show it", provider=spec.provider
+            )
+        await self.audit.emit(
+            ctx.event(
+                "update.verified",
+                remote_version_before=live.version,
+                remote_version_after=after.version,
+            )
+        )
+        await self.store.finish(
+            ctx.lease,
+            JobState.COMPLETED,
+            promote_version=version,
+            remote_version=after.version,
+            job_fields={"last_error": "", "last_error_class": ""},
+        )
+        await self.audit.emit(
+            ctx.event(
+                "version.promoted",
+                outcome="success",
+                remote_version_after=after.version,
+                detail=f"previous={current or '-'}",
+            )
+        )
+        try:
+            await provider.after_promote(target, journal)
+        except Exception as exc:  # noqa: BLE001 - cleanup must never undo a promotion
+            log.warning("post-promotion cleanup failed", job_id=job.id, error=type(exc).__name__)
+        return Outcome.COMPLETED
+
+    async def _update(
+        self,
+        ctx: _Ctx,
+        provider: Provider,
+        target: TargetSpec,
+        live: RemoteState,
+        want: Want,
+        spec: TargetSpecModel,
+    ) -> str | None:
+        """Compare-before-write, journal the intent, apply. Returns the remote version after."""
+        job, journal = ctx.job, ctx.journal
+        intent = journal.get("intent")
+        first = job.first_remote_version
+        if intent is not None:
+            # We may have updated before and lost the response; the marker says it is not ours,
+            # so a changed version is someone else's edit (unless a replay cannot clobber it).
+            if live.version != intent.get("expected") and not provider.replay_safe:
+                raise ConflictDetected(
+                    f"remote changed out of band after our intent: {intent.get('expected')} -> "
+                    f"{live.version}",
+                    _str_or_none(intent.get("expected")),
+                    live.version,
+                )
+        elif first is not None and live.version != first:
+            raise ConflictDetected(
+                f"remote changed out of band since the job first read it: {first} -> "
+                f"{live.version}",
+                first,
+                live.version,
+            )
+
+        await journal.record(
+            "intent",
+            {"expected": live.version, "attempt": job.attempts, "at": time.time()},
+            job_fields=None if first is not None else {"first_remote_version": live.version},
+        )
+        # Fail closed: if the audit cannot be written, emit raises and no update is attempted.
+        await self.audit.emit(ctx.event("update.intent", remote_version_before=live.version))
+
+        fields = await self.store.load_secret_version(spec.secret, want.version_id)
+        secret = SecretPayload(fields, want.version_id, want.fingerprint)
+        try:
+            result: ApplyResult = await provider.apply(target, secret, live, want, journal)
+        except VersionConflict as exc:
+            again = await provider.read(target, journal)
+            if provider.carries(again, want, None) is True:
+                result = ApplyResult(version=again.version)
+            else:
+                raise ConflictDetected(
+                    f"compare-before-write refused the update ({exc.code or exc.status}); "
+                    f"remote is {again.version}, not ours",
+                    live.version,
+                    again.version,
+                ) from None
+        await journal.record("applied", {"remote_version": result.version, "at": time.time()})
+        await self.audit.emit(
+            ctx.event(
+                "update.applied",
+                remote_version_before=live.version,
+                remote_version_after=result.version,
+            )
+        )
+        return result.version
+
+    async def _recover_stale_pending(
+        self,
+        ctx: _Ctx,
+        provider: Provider,
+        live: RemoteState,
+        target_state: Mapping[str, str],
+        spec: TargetSpecModel,
+    ) -> None:
+        """A pending version left by an earlier job that died after updating may be live: if
+        the remote shows it, promote it first so rotator never loses track of the live secret.
+        """
+        pending_job = target_state.get("pending_job") or ""
+        stale = (ctx.journal.get("staged") or {}).get("previous_pending") or ""
+        if not stale or pending_job == ctx.job.id or stale == ctx.version:
+            return
+        fingerprint = await self.store.fingerprint_of(spec.secret, stale)
+        if fingerprint is None:
+            return
+        old = Want(stale, fingerprint, pending_job)
+        if provider.carries(live, old, None) is True:
+            current = target_state.get("current") or ""
+            await self.store.stage(
+                ctx.lease,
+                self.options.lease_ttl,
+                {"current": stale, "previous": current, "rotated_at": time.time()},
+                "recovered",
+                {"version": stale, "from_job": pending_job},
+            )
+            await self.audit.emit(
+                ctx.event(
+                    "version.recovered",
+                    secret_version=stale,
+                    fingerprint=fingerprint,
+                    remote_version_after=live.version,
+                    detail="an earlier job's update was live; promoted it before continuing",
+                )
+            )
+
+    async def _pin_version(
+        self, ctx: _Ctx, spec: TargetSpecModel, config: TargetsConfig
+    ) -> tuple[str, str]:
+        """The job's secret version: chosen once, stored encrypted before any remote call."""
+        job, journal = ctx.job, ctx.journal
+        pinned = journal.get("secret")
+        if job.secret_version and pinned:
+            return job.secret_version, str(pinned["fingerprint"])
+        source = config.secrets[spec.secret]
+        if job.requested_version:
+            version = job.requested_version
+            fingerprint = await self.store.fingerprint_of(spec.secret, version)
+            if fingerprint is None:
+                raise SecretSourceError(f"secret {spec.secret} has no version {version}")
+        elif source.source == "store":
+            latest = await self.store.latest_secret_version(spec.secret)
+            if latest is None:
+                raise SecretSourceError(
+                    f"secret {spec.secret} has no stored version; push one with "
+                    f"'rotator secrets put {spec.secret}'"
+                )
+            version = latest
+            fingerprint = await self.store.fingerprint_of(spec.secret, version) or ""
+        else:
+            fields = load_fields(
+                spec.secret, source, base_dir=config.path.parent, env=self.options.environ
+            )
+            version, fingerprint = await self.store.put_secret_version(spec.secret, fields)
+        await journal.record(
+            "secret",
+            {"version": version, "fingerprint": fingerprint},
+            job_fields={"secret_version": version},
+        )
+        ctx.version, ctx.fingerprint = version, fingerprint
+        await self.audit.emit(ctx.event("secret.loaded"))
+        return version, fingerprint
+
+    def _target_spec(self, name: str, spec: TargetSpecModel, config: TargetsConfig) -> TargetSpec:
+        credentials: dict[str, str] = {}
+        for key, ref in spec.credentials.items():
+            try:
+                credentials[key] = resolve_reference(
+                    ref, base_dir=config.path.parent, env=self.options.environ
+                )
+            except KeyError as exc:
+                raise SecretSourceError(
+                    f"target {name}: credential {key!r}: {exc.args[0]}"
+                ) from None
+        ca_bundle = spec.ca_bundle
+        if ca_bundle and not os.path.isabs(ca_bundle):
+            ca_bundle = str(Path(config.path.parent, ca_bundle))
+        return TargetSpec(
+            name=name,
+            provider=spec.provider,
+            base_url=spec.base_url,
+            resource_id=spec.resource_id,
+            options=spec.options,
+            credentials=credentials,
+            ca_bundle=ca_bundle,
+        )
+
+    # -- endings ---------------------------------------------------------------------------
+
+    async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
+        if refused.reason == "busy":
+            holder = refused.detail.partition(":")[2]
+            if holder != job.id:
+                await self.store.defer(job.id, time.time() + self.options.busy_retry_delay)
+                return Outcome.DEFERRED
+        return Outcome.SKIPPED
+
+    async def _failed(self, ctx: _Ctx, exc: Exception) -> Outcome:
+        job = ctx.job
+        error_class = type(exc).__name__
+        message = _describe(exc, job.target)
+        fields = {"last_error": message, "last_error_class": error_class}
+        delay = self._retry_delay(exc, job.attempts)
+        if delay is not None:
+            run_at = time.time() + delay
+            await self.store.reschedule(ctx.lease, run_at, JobState.RETRYING, fields)
+            await self._emit_quiet(
+                ctx.event(
+                    "job.retry_scheduled",
+                    outcome="retry",
+                    error_class=error_class,
+                    detail=f"{message}; retry in {delay:.1f}s",
+                )
+            )
+            log.info("rotation retry scheduled", job_id=job.id, error=error_class, delay=delay)
+            return Outcome.RETRY
+        transient = isinstance(exc, TransientError | AuditUnavailable) or not isinstance(
+            exc, PermanentError | SecretSourceError | StaleVersion | ConfigError
+        )
+        state = JobState.DEAD if transient else JobState.FAILED
+        # Keep `pending` when an update may have reached the provider: the next job checks
+        # whether it is live before moving on.
+        await self.store.finish(
+            ctx.lease, state, clear_pending=ctx.journal.get("intent") is None, job_fields=fields
+        )
+        event = "job.dead" if state is JobState.DEAD else "job.failed"
+        await self._emit_quiet(
+            ctx.event(event, outcome=str(state), error_class=error_class, detail=message)
+        )
+        log.warning("rotation ended without success", job_id=job.id, state=str(state))
+        return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
+        if isinstance(exc, AuditUnavailable):
+            # No update was attempted; retrying is safe and expected once the sink is back.
+            exc = TransportError(str(exc))
+        elif not isinstance(exc, TransientError | PermanentError | SecretSourceError) and not (
+            isinstance(exc, StaleVersion | ConfigError)
+        ):
+            # An unexpected error (a bug, a Redis blip) is retried within the same budget.
+            exc = TransportError(type(exc).__name__)
+        return self.options.retry.delay_for(exc, attempt)
+
+    async def _replay_spool(self) -> None:
+        replay = getattr(self.audit, "replay_spool", None)
+        if replay is not None:
+            await replay()
+
+    async def _emit_quiet(self, event: AuditEvent) -> None:
+        """For terminal bookkeeping events: the job state is already durable in Redis."""
+        try:
+            await self.audit.emit(event)
+        except AuditUnavailable:
+            log.error("audit event could not be written", audit_event=event.event)
+
+
+@dataclass
+class _Ctx:
+    job: Job
+    lease: Lease
+    journal: JobJournal
+    started: float
+    provider_name: str | None = None
+    version: str | None = None
+    fingerprint: str | None = None
+
+    def event(self, name: str, **fields: Any) -> AuditEvent:
+        base: dict[str, Any] = {
+            "job_id": self.job.id,
+            "target": self.job.target,
+            "provider": self.provider_name,
+            "attempt": self.job.attempts,
+            "actor": self.job.actor,
+            "reason": str(self.job.reason),
+            "secret_version": self.version,
+            "fingerprint": self.fingerprint,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
+        }
+        base.update(fields)
+        return AuditEvent(name, **base)
+
+
+def _describe(exc: Exception, target: str) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:500]
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def first_due(schedule_jitter: float, now: float, rng: random.Random) -> float:
+    """When a target new to the schedule first comes due: now, spread by its jitter."""
+    return now + schedule_jitter * rng.random()
+
+
+__all__ = ["ConflictDetected", "Engine", "EngineOptions", "JobJournal", "Outcome", "Reason"]

@@ -1,0 +1,197 @@
+"""The whole rotator error tree, and the one place that decides what is retryable.
+
+::
+
+    RotatorError
+    ├── ConfigError                 invalid settings or targets file (names file, target, field)
+    ├── MalformedJob                a job record in Redis that cannot be parsed -> quarantined
+    ├── SecretSourceError           a secret source could not produce a value (missing file, env...)
+    ├── StaleVersion                the job's secret version is older than the target's current
+    ├── LeaseLost                   our fencing token is no longer the lease holder's
+    ├── AuditUnavailable            the audit sink cannot be written: no provider call is made
+    └── ProviderError               anything a provider adapter raises (never carries secret values)
+        ├── TransientError          worth retrying with backoff
+        │   ├── ProviderUnavailable     5xx
+        │   ├── RateLimited             429 (retry_after honoured)
+        │   └── TransportError          timeout, connection refused/reset, protocol error
+        └── PermanentError          retrying cannot help
+            ├── BadRequest              400, 406, 415, 422
+            ├── AuthError               401, 403 (after one token refresh)
+            ├── NotFound                404
+            └── VersionConflict         412 / compare-before-write mismatch: the engine re-reads
+                                        and decides between "already ours" and "conflict"
+
+Messages are built from status codes, provider error codes and titles only: adapters never put
+request or response bodies that could echo a secret into an exception.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+class RotatorError(Exception):
+    """Base of every error rotator raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    location: str  # e.g. "targets.adobe-sfdc.schedule" or "ROTATOR_MASTER_KEY"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.location}: {self.message}"
+
+
+class ConfigError(RotatorError):
+    """Invalid configuration; carries every issue found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class MalformedJob(RotatorError):
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"job {job_id} is malformed: {reason}")
+
+
+class SecretSourceError(RotatorError):
+    pass
+
+
+class StaleVersion(RotatorError):
+    pass
+
+
+class LeaseLost(RotatorError):
+    pass
+
+
+class AuditUnavailable(RotatorError):
+    pass
+
+
+class ProviderError(RotatorError):
+    """An error from (or on the way to) a provider API.
+
+    ``status`` is the HTTP status (0 for transport failures), ``code`` the provider's own error
+    code when it has one (``FLOW-1404-412``, ``ValidationException``, ``NCERRUnauthorizedAccess``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int = 0,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [
+            p for p in (self.provider, str(self.status) if self.status else "", self.code) if p
+        ]
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        return f"{prefix}{super().__str__()}"
+
+
+class TransientError(ProviderError):
+    pass
+
+
+class ProviderUnavailable(TransientError):
+    pass
+
+
+class RateLimited(TransientError):
+    pass
+
+
+class TransportError(TransientError):
+    """No usable response. ``maybe_applied`` is True when the request may have reached the
+    provider (read timeout, reset after send): the engine must re-read before re-applying."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False, **kw: object) -> None:
+        self.maybe_applied = maybe_applied
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class PermanentError(ProviderError):
+    pass
+
+
+class BadRequest(PermanentError):
+    pass
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class NotFound(PermanentError):
+    pass
+
+
+class VersionConflict(PermanentError):
+    pass
+
+
+_STATUS_CLASSES: dict[int, type[ProviderError]] = {
+    400: BadRequest,
+    401: AuthError,
+    403: AuthError,
+    404: NotFound,
+    406: BadRequest,
+    409: VersionConflict,
+    412: VersionConflict,
+    415: BadRequest,
+    422: BadRequest,
+    423: ProviderUnavailable,  # Commerce Layer "locked": a later attempt succeeds
+    429: RateLimited,
+}
+
+
+def error_class_for_status(status: int) -> type[ProviderError]:
+    """Status -> error class, the single table every adapter uses (adapters may refine 409)."""
+    if status in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status]
+    if status >= 500:
+        return ProviderUnavailable
+    if status >= 400:
+        return BadRequest
+    return ProviderError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded in attempts and delay."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay_for(self, error: BaseException, attempt: int) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None when the job must not retry.
+
+        This is the one place that decides retryability: only TransientError retries, and a
+        provider's Retry-After is a floor under the backoff, never ignored.
+        """
+        if not isinstance(error, TransientError) or attempt >= self.max_attempts:
+            return None
+        backoff = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
+        delay = self.rng.uniform(backoff / 2, backoff)
+        if error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, self.max_delay))
+        return delay

@@ -1,0 +1,148 @@
+"""Jobs, their states, and secret-version identities.
+
+Job states and the only transitions allowed between them::
+
+    queued ──► running ──► completed        (remote carries the new version; promoted)
+                 │  ▲  ├──► conflict        (the resource changed out of band: never overwritten)
+                 │  │  ├──► failed          (permanent error, stale version, bad config)
+                 ▼  │  └──► dead            (transient errors exhausted the retry budget)
+              retrying
+    (any record that cannot be parsed is moved to the quarantine hash instead)
+
+``queued`` and ``retrying`` jobs sit in the due set with the time they may run; a ``running``
+job sits there with its lease expiry, so a job whose worker died runs again after the lease.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from rotator.errors import MalformedJob
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    DEAD = "dead"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.CONFLICT, JobState.FAILED, JobState.DEAD})
+
+ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED}),
+    JobState.RETRYING: frozenset({JobState.RUNNING, JobState.FAILED}),
+    # running -> running: a new attempt after the previous worker died mid-run
+    JobState.RUNNING: frozenset(
+        {JobState.RUNNING, JobState.RETRYING, *TERMINAL_STATES},
+    ),
+}
+
+
+class Reason(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    ON_DEMAND = "on-demand"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    target: str
+    reason: Reason
+    actor: str
+    state: JobState = JobState.QUEUED
+    requested_version: str | None = None  # None: whatever the source yields when the job runs
+    secret_version: str | None = None  # pinned at the first attempt, reused by every retry
+    attempts: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    next_run_at: float | None = None
+    note: str = ""  # operator-supplied reason text
+    last_error: str = ""
+    last_error_class: str = ""
+    first_remote_version: str | None = None  # what the job saw before its first update
+
+    def to_redis(self) -> dict[str, str]:
+        raw = asdict(self)
+        return {k: "" if v is None else str(v) for k, v in raw.items()}
+
+    @classmethod
+    def from_redis(cls, job_id: str, raw: Mapping[str, str]) -> Job:
+        """Parse a job hash; anything unexpected raises MalformedJob (the job is quarantined)."""
+        try:
+            if not raw:
+                raise ValueError("record is empty")
+
+            def opt(key: str) -> str | None:
+                value = raw.get(key, "")
+                return value or None
+
+            return cls(
+                id=raw["id"],
+                target=_nonempty(raw, "target"),
+                reason=Reason(raw["reason"]),
+                actor=raw.get("actor", ""),
+                state=JobState(raw["state"]),
+                requested_version=opt("requested_version"),
+                secret_version=opt("secret_version"),
+                attempts=int(raw.get("attempts") or 0),
+                created_at=float(raw["created_at"]),
+                updated_at=float(raw.get("updated_at") or raw["created_at"]),
+                next_run_at=float(raw["next_run_at"]) if raw.get("next_run_at") else None,
+                note=raw.get("note", ""),
+                last_error=raw.get("last_error", ""),
+                last_error_class=raw.get("last_error_class", ""),
+                first_remote_version=opt("first_remote_version"),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MalformedJob(job_id, detail) from None
+
+    def evolve(self, **changes: Any) -> Job:
+        return replace(self, updated_at=time.time(), **changes)
+
+    def public(self) -> dict[str, Any]:
+        """What CLI --json and the API show (there is nothing secret in a job)."""
+        data = asdict(self)
+        data["reason"] = str(self.reason)
+        data["state"] = str(self.state)
+        return data
+
+
+def _nonempty(raw: Mapping[str, str], key: str) -> str:
+    value = raw[key]
+    if not value:
+        raise ValueError(f"field {key!r} is empty")
+    return value
+
+
+def version_id(seq: int) -> str:
+    """Version ids sort as strings and as numbers: v000000000042."""
+    return f"v{seq:012d}"
+
+
+def version_seq(version: str) -> int:
+    if not version.startswith("v") or not version[1:].isdigit():
+        raise ValueError(f"not a version id: {version!r}")
+    return int(version[1:])
+
+
+def journal_dump(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

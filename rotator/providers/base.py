@@ -1,0 +1,334 @@
+"""The one small interface every provider adapter implements, and the plumbing they share.
+
+An adapter turns "make this secret live on that resource" into provider API calls. It never
+decides retries (``rotator.errors.RetryPolicy`` does), never touches Redis, and never puts a
+secret value into an exception, a log line or a returned summary.
+
+The engine drives an adapter like this (see ``rotator.engine``)::
+
+    live = await adapter.read(target, journal)
+    if adapter.carries(live, want) is True: ...            # already ours: verify and promote
+    result = await adapter.apply(target, secret, live, want, journal)
+    after = await adapter.read(target, journal)
+    assert adapter.carries(after, want, result.version)  # verify
+
+``RemoteState.version`` is what the compare-before-write uses (an etag, ``lastUpdatedAt``,
+``updatedAt``...). ``RemoteState.marker`` is evidence, readable from the live resource, of which
+rotator secret version was last applied (a description suffix, a metadata entry, the desired
+group set...), or None where the API shows nothing of the kind (AppFlow hides credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from rotator.errors import (
+    AuthError,
+    BadRequest,
+    ProviderError,
+    RateLimited,
+    TransportError,
+    error_class_for_status,
+)
+
+
+class SecretPayload:
+    """A secret value in flight. Its repr and str never show the value."""
+
+    __slots__ = ("fields", "version_id", "fingerprint")
+
+    def __init__(self, fields: Mapping[str, Any], version_id: str, fingerprint: str) -> None:
+        self.fields = dict(fields)
+        self.version_id = version_id
+        self.fingerprint = fingerprint
+
+    def __repr__(self) -> str:
+        return f"SecretPayload(version_id={self.version_id!r}, fingerprint={self.fingerprint!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Want:
+    """What this rotation wants live: identifies the secret version without revealing it."""
+
+    version_id: str
+    fingerprint: str
+    job_id: str
+
+    @property
+    def marker(self) -> str:
+        return f"rotator:{self.version_id}:{self.fingerprint[:12]}"
+
+    @property
+    def idempotency_key(self) -> str:
+        # Stable across every retry of one job, different for every other job and version.
+        return f"{self.job_id}.{self.version_id}"
+
+
+@dataclass(frozen=True)
+class RemoteState:
+    version: str
+    marker: str | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict)  # non-secret facts for the audit
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    version: str | None = None  # the remote version after the update, when the response says
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One provider resource, as the engine hands it to an adapter."""
+
+    name: str
+    provider: str
+    base_url: str
+    resource_id: str
+    options: Mapping[str, Any]
+    credentials: Mapping[str, str]  # management-API credentials, resolved from env:/file: refs
+    ca_bundle: str | None = None
+
+    def __repr__(self) -> str:
+        return f"TargetSpec(name={self.name!r}, provider={self.provider!r})"
+
+
+class Journal(Protocol):
+    """The job's step journal: adapters with multi-step updates record and resume through it."""
+
+    def get(self, step: str) -> Mapping[str, Any] | None: ...
+
+    async def record(self, step: str, data: Mapping[str, Any]) -> None: ...
+
+
+class Provider(Protocol):
+    name: ClassVar[str]
+    # True when re-sending the same update with the same idempotency key can neither apply it
+    # twice nor clobber a newer change (AppFlow clientToken; UiPath add/remove deltas).
+    replay_safe: ClassVar[bool]
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState: ...
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult: ...
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None: ...
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None: ...
+
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class CachedToken:
+    value: str
+    refresh_at: float  # monotonic time after which we mint a fresh one
+
+
+class TokenCache:
+    """Process-wide token cache: one mint per credential set until near expiry.
+
+    Concurrent callers for the same key share one in-flight mint instead of each minting (Adobe
+    throttles integrations that mint too many tokens; Commerce Layer allows 30 mints a minute).
+    """
+
+    def __init__(self, clock: Clock = time.monotonic, refresh_margin: float = 60.0) -> None:
+        self._clock = clock
+        self._margin = refresh_margin
+        self._tokens: dict[tuple[str, ...], CachedToken] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self.mints = 0
+
+    async def get(
+        self, key: tuple[str, ...], mint: Callable[[], Awaitable[tuple[str, float]]]
+    ) -> str:
+        token = self._tokens.get(key)
+        if token and token.refresh_at > self._clock():
+            return token.value
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            token = self._tokens.get(key)
+            if token and token.refresh_at > self._clock():
+                return token.value
+            value, lifetime = await mint()
+            self.mints += 1
+            # A margin larger than a short lifetime (CipherTrust's 300 s) would mean minting on
+            # every call: keep at least a fifth of the lifetime usable.
+            margin = min(self._margin, lifetime / 5)
+            self._tokens[key] = CachedToken(value, self._clock() + lifetime - margin)
+            return value
+
+    def invalidate(self, key: tuple[str, ...], value: str | None = None) -> None:
+        """Drop a token the provider rejected (only if it is still the one cached)."""
+        token = self._tokens.get(key)
+        if token and (value is None or token.value == value):
+            del self._tokens[key]
+
+
+@dataclass
+class ProviderContext:
+    """What adapters share inside one process: pooled HTTP clients and the token cache."""
+
+    timeout: float = 10.0
+    max_connections: int = 256
+    tokens: TokenCache = field(default_factory=TokenCache)
+    transport: httpx.AsyncBaseTransport | None = None  # tests inject httpx.MockTransport here
+    _clients: dict[str | None, httpx.AsyncClient] = field(default_factory=dict)
+
+    def client(self, target: TargetSpec) -> httpx.AsyncClient:
+        """One pooled client per TLS trust setting. Verification is always on: a target may
+        name a CA bundle but can never turn verification off."""
+        key = target.ca_bundle
+        client = self._clients.get(key)
+        if client is None:
+            verify: Any = key if key else True
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_connections,
+                ),
+                verify=verify,
+                transport=self.transport,
+                follow_redirects=False,
+            )
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def send(
+    client: httpx.AsyncClient,
+    provider: str,
+    method: str,
+    url: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request, turning transport failures into TransportError.
+
+    A failure after the request may have been written (read timeout, reset, protocol error on a
+    non-GET) is flagged ``maybe_applied``: the engine then re-reads instead of assuming nothing
+    happened.
+    """
+    try:
+        return await client.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise TransportError(
+            f"{type(exc).__name__} connecting to provider", provider=provider
+        ) from None
+    except httpx.TransportError as exc:
+        raise TransportError(
+            f"{type(exc).__name__} talking to provider",
+            provider=provider,
+            maybe_applied=method.upper() not in _SAFE_METHODS,
+        ) from None
+
+
+async def authorized(
+    tokens: TokenCache,
+    key: tuple[str, ...],
+    mint: Callable[[], Awaitable[tuple[str, float]]],
+    call: Callable[[str], Awaitable[httpx.Response]],
+) -> httpx.Response:
+    """Call with a cached token; on 401 drop that token, mint once more and call again.
+
+    A 401 means the provider did not act on the request, so the second call is safe even for
+    updates. A second 401 is returned to the caller to map (AuthError).
+    """
+    token = await tokens.get(key, mint)
+    response = await call(token)
+    if response.status_code == 401:
+        tokens.invalidate(key, token)
+        token = await tokens.get(key, mint)
+        response = await call(token)
+    return response
+
+
+def require(mapping: Mapping[str, Any], key: str, what: str) -> Any:
+    """A required credential/option, with an error that names it (and never a value)."""
+    value = mapping.get(key)
+    if value in (None, ""):
+        raise BadRequest(f"{what} {key!r} is not configured for this target")
+    return value
+
+
+def parse_retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def raise_for_status(
+    response: httpx.Response,
+    provider: str,
+    describe: Callable[[httpx.Response], tuple[str, str]],
+    overrides: Mapping[int, type[ProviderError]] | None = None,
+) -> None:
+    """Raise the mapped ProviderError for a non-2xx response.
+
+    ``describe`` extracts (code, message) from the provider's error body; it must pick fields
+    like code/title/message and never echo request data.
+    """
+    if response.status_code < 400:
+        return
+    try:
+        code, message = describe(response)
+    except Exception:  # a malformed error body must not hide the status
+        code, message = "", ""
+    cls = (overrides or {}).get(response.status_code) or error_class_for_status(
+        response.status_code
+    )
+    kwargs: dict[str, Any] = {
+        "provider": provider,
+        "status": response.status_code,
+        "code": code,
+    }
+    if issubclass(cls, RateLimited) or response.status_code >= 500:
+        kwargs["retry_after"] = parse_retry_after(response)
+    raise cls(message or response.reason_phrase or "provider error", **kwargs)
+
+
+__all__ = [
+    "ApplyResult",
+    "AuthError",
+    "Journal",
+    "Provider",
+    "ProviderContext",
+    "RemoteState",
+    "SecretPayload",
+    "TargetSpec",
+    "TokenCache",
+    "Want",
+    "authorized",
+    "parse_retry_after",
+    "require",
+    "raise_for_status",
+    "send",
+]

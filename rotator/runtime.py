@@ -1,0 +1,280 @@
+"""Per-process wiring: settings, Redis, store, audit, providers, engine; one event loop.
+
+A Celery worker process gets one ``Runtime``: one asyncio loop on a background thread, one
+Redis connection pool, one pooled HTTP client and token cache shared by every rotation in
+flight. Celery's worker threads hand coroutines to that loop, so nothing creates a client or an
+event loop per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import structlog
+
+from rotator.audit import AuditEvent, AuditLog
+from rotator.config import Settings, TargetsConfig, load_settings, load_targets
+from rotator.crypto import Vault
+from rotator.embedded import redis_url_for
+from rotator.engine import Engine, EngineOptions, Outcome
+from rotator.errors import ConfigError, RetryPolicy
+from rotator.models import Reason
+from rotator.providers import load_provider, provider_names
+from rotator.providers.base import Provider, ProviderContext
+from rotator.store import RotatorStore
+from rotator.store.keys import Keys
+
+T = TypeVar("T")
+log = structlog.get_logger("rotator.runtime")
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+class ConfigHolder:
+    """The targets file, reloaded when it changes; a bad reload keeps the last good config."""
+
+    def __init__(self, settings: Settings, check_interval: float = 1.0) -> None:
+        self._settings = settings
+        self._interval = check_interval
+        self._checked = 0.0
+        self._config = load_targets(settings.targets_file, provider_names())
+        self.generation = 0
+        self.last_error: ConfigError | None = None
+
+    def get(self) -> TargetsConfig:
+        now = time.monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            self._maybe_reload()
+        return self._config
+
+    def _maybe_reload(self) -> None:
+        try:
+            mtime = self._settings.targets_file.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        if mtime == self._config.mtime:
+            return
+        try:
+            self._config = load_targets(self._settings.targets_file, provider_names())
+            self.generation += 1
+            self.last_error = None
+            log.info("targets file reloaded", targets=len(self._config.targets))
+        except ConfigError as exc:
+            if self.last_error is None or str(self.last_error) != str(exc):
+                log.error(
+                    "targets file reload failed; keeping the last good configuration",
+                    errors=[str(i) for i in exc.issues],
+                )
+            self.last_error = exc
+
+
+class Runtime:
+    """Everything one process needs; build it inside the event loop that will use it."""
+
+    def __init__(self, settings: Settings, config: ConfigHolder) -> None:
+        settings.validate_runtime()
+        self.settings = settings
+        self.config = config
+        self.keys = Keys(settings.key_prefix)
+        self.redis = aioredis.Redis.from_url(
+            redis_url_for(settings), max_connections=max(64, settings.max_in_flight)
+        )
+        self.vault = Vault(settings.master_keys(), settings.audit_key_bytes())
+        self.store = RotatorStore(self.redis, self.keys, self.vault)
+        self.audit = AuditLog(
+            self.redis,
+            self.keys,
+            settings.audit_key_bytes(),
+            jsonl_path=settings.audit_jsonl,
+            stdout=settings.audit_stdout,
+        )
+        self.providers = ProviderContext(
+            timeout=settings.http_timeout, max_connections=settings.max_in_flight
+        )
+        self._adapters: dict[str, Provider] = {}
+        self.engine = Engine(
+            self.store,
+            self.audit,
+            self.provider,
+            config.get,
+            EngineOptions(
+                lease_ttl=settings.lease_ttl,
+                retry=RetryPolicy(
+                    max_attempts=settings.max_attempts,
+                    base_delay=settings.retry_base_delay,
+                    max_delay=settings.retry_max_delay,
+                ),
+            ),
+        )
+        self._limit = asyncio.Semaphore(settings.max_in_flight)
+        self._synced_generation = -1
+
+    def provider(self, name: str) -> Provider:
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            adapter = self._adapters[name] = load_provider(name, self.providers)
+        return adapter
+
+    async def process(self, job_id: str) -> Outcome:
+        async with self._limit:
+            return await self.engine.process(job_id)
+
+    async def ensure_schedule_synced(self) -> None:
+        from rotator.dispatch import sync_schedule
+
+        config = self.config.get()
+        if self._synced_generation != self.config.generation:
+            added = await sync_schedule(self.store, config)
+            self._synced_generation = self.config.generation
+            if added:
+                log.info("schedule synced", new_targets=added)
+
+    async def enqueue(
+        self,
+        target: str,
+        *,
+        reason: Reason = Reason.ON_DEMAND,
+        actor: str = "api",
+        note: str = "",
+        version: str | None = None,
+    ) -> tuple[str, bool]:
+        """Create an on-demand job (or return the target's queued/running one)."""
+        config = self.config.get()
+        spec = config.targets.get(target)
+        if spec is None:
+            raise KeyError(f"no target named {target!r} in {config.path}")
+        job_id, created = await self.store.create_job(
+            target, reason, actor, note=note, requested_version=version
+        )
+        if created:
+            await self.audit.emit(
+                AuditEvent(
+                    "job.enqueued",
+                    job_id=job_id,
+                    target=target,
+                    provider=spec.provider,
+                    actor=actor,
+                    reason=str(reason),
+                    secret_version=version,
+                    detail=note or None,
+                )
+            )
+        return job_id, created
+
+    async def aclose(self) -> None:
+        await self.providers.aclose()
+        await self.audit.aclose()
+        await self.redis.aclose()
+
+
+class LoopThread:
+    """A private event loop on a daemon thread; sync callers submit coroutines to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rotator-loop")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self.submit(coro).result(timeout)
+
+
+_process_lock = threading.Lock()
+_process: tuple[LoopThread, Runtime] | None = None
+_process_pid: int | None = None
+
+
+def process_runtime() -> tuple[LoopThread, Runtime]:
+    """The process-wide runtime (created on first use; re-created after a fork)."""
+    global _process, _process_pid
+    with _process_lock:
+        if _process is None or _process_pid != os.getpid():
+            settings = load_settings()
+            configure_logging(settings)
+            holder = ConfigHolder(settings)
+            loop = LoopThread()
+
+            async def build() -> Runtime:
+                return Runtime(settings, holder)
+
+            _process = (loop, loop.run(build()))
+            _process_pid = os.getpid()
+        return _process
+
+
+async def deliver_locally(runtime: Runtime, job_ids: Sequence[str]) -> list[Outcome]:
+    return list(await asyncio.gather(*(runtime.process(j) for j in job_ids)))
+
+
+async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[str, int]:
+    """``rotator run --once``: dispatch and process in-process until nothing is due.
+
+    Jobs rescheduled for a retry within ``max_wait`` seconds are waited for; later ones stay
+    queued for the next run.
+    """
+    from rotator.dispatch import dispatch
+
+    await runtime.ensure_schedule_synced()
+    counts: dict[str, int] = {}
+    deadline = time.time() + max_wait
+    batch: list[str] = []
+
+    async def collect(job_ids: Sequence[str]) -> None:
+        batch.extend(job_ids)
+
+    while True:
+        batch.clear()
+        await dispatch(
+            runtime.store,
+            runtime.config.get(),
+            runtime.audit,
+            collect,
+            batch=runtime.settings.dispatch_batch,
+            visibility=runtime.settings.lease_ttl,
+        )
+        if batch:
+            for outcome in await deliver_locally(runtime, list(batch)):
+                counts[str(outcome)] = counts.get(str(outcome), 0) + 1
+            continue
+        soonest = await runtime.redis.zrange(runtime.keys.due, 0, 0, withscores=True)
+        if not soonest or float(soonest[0][1]) > deadline:
+            break
+        await asyncio.sleep(max(0.05, min(1.0, float(soonest[0][1]) - time.time())))
+    # Retries and deferrals were intermediate; report where jobs ended up.
+    counts.pop(str(Outcome.RETRY), None)
+    counts.pop(str(Outcome.DEFERRED), None)
+    counts.pop(str(Outcome.SKIPPED), None)
+    return counts

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from rotator.config import SecretSpec
+
+
+def generate(spec: SecretSpec) -> dict[str, Any]:
+    """A fresh random value from the OS CSPRNG, plus the spec's static (non-secret) fields."""
+    value = "".join(secrets.choice(spec.alphabet) for _ in range(spec.length))
+    return {**dict(spec.static), spec.field: value}

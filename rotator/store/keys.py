@@ -1,0 +1,101 @@
+"""Redis key layout: every key rotator writes, in one place.
+
+All keys share one prefix (``ROTATOR_KEY_PREFIX``, default ``rotator:``) so several deployments
+or test runs can share one Redis database and each can remove exactly its own keys.
+
+==============================  =======  ===================================================
+key                             type     contents
+==============================  =======  ===================================================
+{p}job:{job_id}                 hash     job record (see rotator.models.Job); no secrets
+{p}job:{job_id}:journal         hash     step -> JSON of what the step recorded (intent first)
+{p}jobs:due                     zset     job_id -> unix time the job should next run
+                                         (new, retry backoff, or lease expiry while running)
+{p}jobs:index                   zset     job_id -> created time (listing, newest first)
+{p}jobs:dead                    zset     job_id -> time it was dead-lettered
+{p}jobs:quarantine              hash     job_id -> JSON {reason, raw} for unparseable jobs
+{p}target:{name}                hash     stage pointers: current, previous, pending,
+                                         pending_job, rotated_at, last_job, last_outcome,
+                                         remote_version
+{p}target:{name}:active         string   id of the target's queued/running job (dedupe)
+{p}target:{name}:lease          string   "{fence}:{job_id}" with a TTL: one rotation at a time
+{p}target:{name}:fence          string   monotonically increasing fencing-token counter
+{p}schedule                     zset     target -> unix time of its next scheduled rotation
+{p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
+{p}secret:{name}:fingerprints   hash     HMAC fingerprint -> version_id (dedupe of reloads)
+{p}secret:{name}:seq            string   last version sequence number
+{p}audit                        stream   audit events (hash-chained; see rotator.audit)
+{p}audit:head                   hash     seq, hash of the newest audit event
+{p}audit:target:{name}          zset     audit seq -> stream id ... per-target index
+{p}audit:job:{job_id}           list     stream ids of one job's events
+==============================  =======  ===================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "rotator:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def journal(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:journal"
+
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}jobs:due"
+
+    @property
+    def job_index(self) -> str:
+        return f"{self.prefix}jobs:index"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}jobs:dead"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.prefix}jobs:quarantine"
+
+    def target(self, name: str) -> str:
+        return f"{self.prefix}target:{name}"
+
+    def active(self, name: str) -> str:
+        return f"{self.prefix}target:{name}:active"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}target:{name}:lease"
+
+    def fence(self, name: str) -> str:
+        return f"{self.prefix}target:{name}:fence"
+
+    @property
+    def schedule(self) -> str:
+        return f"{self.prefix}schedule"
+
+    def secret_versions(self, name: str) -> str:
+        return f"{self.prefix}secret:{name}:versions"
+
+    def secret_fingerprints(self, name: str) -> str:
+        return f"{self.prefix}secret:{name}:fingerprints"
+
+    def secret_seq(self, name: str) -> str:
+        return f"{self.prefix}secret:{name}:seq"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.prefix}audit:head"
+
+    def audit_target(self, name: str) -> str:
+        return f"{self.prefix}audit:target:{name}"
+
+    def audit_job(self, job_id: str) -> str:
+        return f"{self.prefix}audit:job:{job_id}"

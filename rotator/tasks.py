@@ -1,0 +1,77 @@
+"""Celery tasks: thin shells around the engine. Messages carry job ids, never secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from rotator.app import celery_app
+from rotator.dispatch import dispatch as run_dispatch
+from rotator.runtime import process_runtime
+
+log = structlog.get_logger("rotator.tasks")
+_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Several jobs per message: Celery's per-task overhead is paid once per batch, and the batch
+# runs concurrently on the worker's event loop.
+DELIVERY_BATCH = 8
+
+
+def _valid_ids(job_ids: Any) -> list[str]:
+    """A malformed message is dropped with a log line; it must not take the worker down."""
+    if isinstance(job_ids, str):
+        job_ids = [job_ids]
+    if not isinstance(job_ids, list | tuple):
+        log.error("malformed rotate message dropped", payload_type=type(job_ids).__name__)
+        return []
+    valid = [j for j in job_ids if isinstance(j, str) and _JOB_ID.match(j)]
+    if len(valid) != len(job_ids):
+        log.error("malformed job ids dropped from message", dropped=len(job_ids) - len(valid))
+    return valid
+
+
+@celery_app.task(name="rotator.rotate")
+def rotate(job_ids: Any) -> list[str]:
+    ids = _valid_ids(job_ids)
+    if not ids:
+        return []
+    loop, runtime = process_runtime()
+
+    async def run_all() -> list[str]:
+        outcomes = await asyncio.gather(*(runtime.process(j) for j in ids))
+        return [str(o) for o in outcomes]
+
+    return loop.run(run_all())
+
+
+def send_jobs(job_ids: Sequence[str]) -> None:
+    for start in range(0, len(job_ids), DELIVERY_BATCH):
+        rotate.apply_async(args=[list(job_ids[start : start + DELIVERY_BATCH])])
+
+
+@celery_app.task(name="rotator.dispatch")
+def dispatch() -> dict[str, int]:
+    loop, runtime = process_runtime()
+    claimed: list[str] = []
+
+    async def collect(job_ids: Sequence[str]) -> None:
+        claimed.extend(job_ids)
+
+    async def run() -> dict[str, int]:
+        await runtime.ensure_schedule_synced()
+        result = await run_dispatch(
+            runtime.store,
+            runtime.config.get(),
+            runtime.audit,
+            collect,
+            batch=runtime.settings.dispatch_batch,
+        )
+        return {"scheduled": result.scheduled, "delivered": result.delivered}
+
+    summary = loop.run(run())
+    # Publishing is blocking I/O: do it on this Celery thread, not on the shared event loop.
+    send_jobs(claimed)
+    return summary
