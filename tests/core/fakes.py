@@ -1,0 +1,99 @@
+"""A scripted in-memory provider with Adobe-like semantics, for engine unit tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from rotator.errors import ProviderError, VersionConflict
+from rotator.providers.base import (
+    ApplyResult,
+    Journal,
+    RemoteState,
+    SecretPayload,
+    TargetSpec,
+    Want,
+)
+
+Fault = Callable[[], None]
+
+
+class FakeRemote:
+    """One remote resource: a secret, an etag-like version, a description marker."""
+
+    def __init__(self) -> None:
+        self._versions = itertools.count(1)
+        self.version = f"e{next(self._versions)}"
+        self.secret: dict[str, Any] = {"password": "initial"}
+        self.marker: str | None = None
+        self.history: list[dict[str, Any]] = []
+        self.applies = 0
+
+    def bump(self) -> None:
+        self.version = f"e{next(self._versions)}"
+
+    def oob_edit(self) -> None:
+        self.secret = {"password": "someone-else"}
+        self.marker = None
+        self.bump()
+        self.history.append({"by": "oob", "secret": dict(self.secret)})
+
+
+class FakeProvider:
+    name: ClassVar[str] = "fake"
+    replay_safe: ClassVar[bool] = False
+
+    def __init__(self, remote: FakeRemote) -> None:
+        self.remote = remote
+        # Each queue holds exceptions to raise on the next calls; "apply_then" raises after
+        # applying (a lost response).
+        self.read_faults: list[Exception] = []
+        self.apply_faults: list[Exception] = []
+        self.apply_then: list[Exception] = []
+        self.after_read: list[Callable[[], None]] = []
+        self.reads = 0
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        self.reads += 1
+        if self.read_faults:
+            raise self.read_faults.pop(0)
+        state = RemoteState(self.remote.version, self.remote.marker, {"v": self.remote.version})
+        if self.after_read:
+            self.after_read.pop(0)()
+        return state
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult:
+        if self.apply_faults:
+            raise self.apply_faults.pop(0)
+        if expected.version != self.remote.version:
+            raise VersionConflict("Version not matching", provider="fake", status=412)
+        self.remote.secret = dict(secret.fields)
+        self.remote.marker = want.marker
+        self.remote.bump()
+        self.remote.applies += 1
+        self.remote.history.append({"by": "api", "secret": dict(secret.fields)})
+        if self.apply_then:
+            raise self.apply_then.pop(0)
+        return ApplyResult(self.remote.version)
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None:
+        return live.marker == want.marker
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
+        return None
+
+
+def transient(msg: str = "boom") -> ProviderError:
+    from rotator.errors import ProviderUnavailable
+
+    return ProviderUnavailable(msg, provider="fake", status=503)
