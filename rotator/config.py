@@ -348,30 +348,45 @@ def load_targets(path: Path, known_providers: Sequence[str]) -> TargetsConfig:
         raise ConfigError([ConfigIssue(label, "(top level)", "must be a mapping")])
 
     issues: list[ConfigIssue] = []
+    model: TargetsFile | None = None
     try:
         model = TargetsFile.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             message = err["msg"].removeprefix("Value error, ")
             issues.append(ConfigIssue(label, _loc(err["loc"]), message))
-        raise ConfigError(issues) from None
+    # Cross-references are checked on the raw data too, so one run lists every problem.
+    issues.extend(_cross_check(label, raw, known_providers))
+    if issues or model is None:
+        raise ConfigError(issues)
+    return TargetsConfig(path, model, mtime)
 
-    for name, target in model.targets.items():
-        if target.provider not in known_providers:
+
+def _cross_check(
+    label: str, raw: Mapping[str, Any], known_providers: Sequence[str]
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    secrets = raw.get("secrets") if isinstance(raw.get("secrets"), dict) else {}
+    targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else {}
+    assert isinstance(secrets, dict) and isinstance(targets, dict)
+    for name, target in targets.items():
+        if not isinstance(target, dict):
+            continue
+        provider = target.get("provider")
+        if isinstance(provider, str) and provider not in known_providers:
             issues.append(
                 ConfigIssue(
                     label,
                     f"targets.{name}.provider",
-                    f"unknown provider {target.provider!r}; known: {', '.join(known_providers)}",
+                    f"unknown provider {provider!r}; known: {', '.join(known_providers)}",
                 )
             )
-        if target.secret not in model.secrets:
+        secret = target.get("secret")
+        if isinstance(secret, str) and secret not in secrets:
             issues.append(
-                ConfigIssue(label, f"targets.{name}.secret", f"no secret named {target.secret!r}")
+                ConfigIssue(label, f"targets.{name}.secret", f"no secret named {secret!r}")
             )
-    if issues:
-        raise ConfigError(issues)
-    return TargetsConfig(path, model, mtime)
+    return issues
 
 
 def resolve_reference(ref: str, *, base_dir: Path, env: Mapping[str, str] | None = None) -> str:

@@ -55,7 +55,9 @@ class Harness:
         (self.tmp / "secret.json").write_text(json.dumps({"username": "svc", "password": value}))
 
     def enqueue(self, **kw: Any) -> str:
-        job_id, _ = self.run(self.store.create_job("crm", kw.pop("reason", "on-demand"), "test", **kw))
+        job_id, _ = self.run(
+            self.store.create_job("crm", kw.pop("reason", "on-demand"), "test", **kw)
+        )
         return str(job_id)
 
     def expire_lease(self) -> None:

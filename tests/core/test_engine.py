@@ -145,7 +145,9 @@ def test_transient_errors_exhaust_into_dead_letter(harness: Harness) -> None:
 
 
 def test_permanent_error_fails_at_once(harness: Harness) -> None:
-    harness.provider.apply_faults.append(BadRequest("invalid patch", status=400, code="FLOW-1455-400"))
+    harness.provider.apply_faults.append(
+        BadRequest("invalid patch", status=400, code="FLOW-1455-400")
+    )
     job_id = harness.enqueue()
 
     assert harness.run(harness.engine.process(job_id)) is Outcome.FAILED
