@@ -225,6 +225,10 @@ def test_secret_never_stored_or_audited_in_clear(harness: Harness) -> None:
             value = harness.run(harness.redis.xrange(key))
         elif kind == b"zset":
             value = harness.run(harness.redis.zrange(key, 0, -1))
+        elif kind == b"list":
+            value = harness.run(harness.redis.lrange(key, 0, -1))
+        elif kind == b"set":
+            value = harness.run(harness.redis.smembers(key))
         else:
             value = harness.run(harness.redis.get(key))
         dump.append(repr(value).encode())
