@@ -32,8 +32,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate and describe the targets file.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Push secret versions for 'store' sources.", no_args_is_help=True)
+keys_app = typer.Typer(help="Master-key maintenance.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(keys_app, name="keys")
 
 out = Console()
 err = Console(stderr=True)
@@ -148,6 +150,22 @@ def secrets_put(
         )
     else:
         out.print(f"{name} {version} fingerprint {fingerprint[:16]}", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret version under the first ROTATOR_MASTER_KEY.
+
+    Put the new key first and keep the old ones listed until this has run on the store."""
+
+    async def body(runtime: Any) -> int:
+        total = 0
+        for name in runtime.config.get().secrets:
+            total += await runtime.store.reseal_versions(name)
+        return total
+
+    count = _with_runtime(body)
+    out.print(f"re-encrypted {count} secret versions under the newest master key")
 
 
 # -- jobs -----------------------------------------------------------------------------------

@@ -510,6 +510,19 @@ class RotatorStore:
         fields = await self.load_secret_version(secret, version)
         return self.vault.fingerprint(fields)
 
+    async def reseal_versions(self, secret: str) -> int:
+        """Re-encrypt every stored version of a secret under the newest master key."""
+        key = self.keys.secret_versions(secret)
+        tokens = await self.redis.hgetall(key)
+        if not tokens:
+            return 0
+        resealed = {
+            _s(v): self.vault.reseal(t if isinstance(t, bytes) else str(t).encode())
+            for v, t in tokens.items()
+        }
+        await self.redis.hset(key, mapping=resealed)  # type: ignore[arg-type]
+        return len(resealed)
+
     # -- read models for the CLI -----------------------------------------------------------
 
     async def target_state(self, target: str) -> dict[str, str]:
