@@ -427,12 +427,15 @@ class Engine:
     # -- endings ---------------------------------------------------------------------------
 
     async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
-        if refused.reason == "busy":
-            holder = refused.detail.partition(":")[2]
-            if holder != job.id:
-                await self.store.defer(job.id, time.time() + self.options.busy_retry_delay)
-                return Outcome.DEFERRED
-        return Outcome.SKIPPED
+        if refused.reason != "busy":
+            return Outcome.SKIPPED
+        # Be due when the job can start, not at a claim's visibility deadline: our own attempt
+        # on a worker that may have died ends with its lease; another job's is polled for.
+        lease_left = refused.lease_ms / 1000
+        own = refused.detail.partition(":")[2] == job.id
+        wait = lease_left if own else min(lease_left, self.options.busy_retry_delay)
+        await self.store.defer(job.id, time.time() + wait + 0.25)
+        return Outcome.SKIPPED if own else Outcome.DEFERRED
 
     async def _failed(self, ctx: _Ctx, exc: Exception) -> Outcome:
         job = ctx.job

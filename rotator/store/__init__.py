@@ -79,7 +79,7 @@ if state == 'completed' or state == 'conflict' or state == 'failed' or state == 
   return {'terminal', state}
 end
 local lease = redis.call('GET', KEYS[1])
-if lease then return {'busy', lease} end
+if lease then return {'busy', lease, tostring(redis.call('PTTL', KEYS[1]))} end
 local fence = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], fence .. ':' .. ARGV[1], 'PX', ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
@@ -213,6 +213,7 @@ class Begun:
 class BeginRefused:
     reason: str  # "missing" | "terminal" | "busy"
     detail: str = ""
+    lease_ms: int = 0  # busy: how long the current holder's lease still runs
 
 
 class RotatorStore:
@@ -309,7 +310,9 @@ class RotatorStore:
         )
         status = _s(result[0])
         if status != "ok":
-            return BeginRefused(status, _s(result[1]) if len(result) > 1 else "")
+            detail = _s(result[1]) if len(result) > 1 else ""
+            lease_ms = int(_s(result[2])) if len(result) > 2 else 0
+            return BeginRefused(status, detail, max(0, lease_ms))
         lease = Lease(target, job_id, _s(result[1]))
         job_raw = _as_dict(result[2])
         journal = {k2: json.loads(v) for k2, v in _as_dict(result[3]).items()}
@@ -421,7 +424,8 @@ class RotatorStore:
         )
 
     async def defer(self, job_id: str, run_at: float) -> None:
-        """Unfenced: push a job we could not start (target busy) a little later."""
+        """Unfenced: push a job we could not start (target busy) to when it may start.
+        XX: a job that finished meanwhile is not brought back."""
         await self.redis.zadd(self.keys.due, {job_id: run_at}, xx=True)
 
     async def release(self, lease: Lease) -> None:

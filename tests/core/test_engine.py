@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rotator.engine import Outcome
@@ -208,6 +209,9 @@ def test_busy_target_defers_the_other_job(harness: Harness) -> None:
 
     assert harness.run(harness.engine.process(other)) is Outcome.DEFERRED
     assert harness.run(harness.engine.process(first)) is Outcome.SKIPPED  # its own lease: a dup
+    # The duplicate comes due again when the lease ends, not after a claim's visibility window.
+    due = harness.run(harness.redis.zscore(harness.store.keys.due, first))
+    assert due is not None and time.time() + 25 < due < time.time() + 31
 
 
 def test_secret_never_stored_or_audited_in_clear(harness: Harness) -> None:
