@@ -77,7 +77,11 @@ def test_celery_messages_carry_job_ids_only(system: System) -> None:
     # Given no worker, one dispatch (the beat task's body) publishes the job: read it raw.
     result = subprocess.run(
         [sys.executable, "-c", "from rotator.tasks import dispatch; print(dispatch())"],
-        env=system.env, capture_output=True, text=True, timeout=60, check=True,
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "'delivered': 1" in result.stdout
     queue = f"{system.prefix}kombu:{system.prefix}q"

@@ -1,0 +1,288 @@
+"""Amazon AppFlow: rotate a connector profile's ``connectorProfileCredentials``.
+
+Target fields: ``base_url`` = the AppFlow endpoint (``https://appflow.<region>.amazonaws.com``
+or a sandbox), ``resource_id`` = the connector profile name. Credentials (all optional):
+``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``; without them the default
+botocore credential chain is used. Options: ``region`` (required: part of the SigV4 scope),
+``connector_type`` (the ``connectorProfileCredentials`` key; defaults to the profile's
+``connectorType`` from Describe).
+
+Every request is signed with botocore's SigV4 (signing name ``appflow``) and sent through the
+pooled httpx client. Version check: none native; ``lastUpdatedAt`` from Describe is the version
+the engine compares. Idempotency: a ``clientToken`` derived from the job's idempotency key, so a
+retry of the same job replays the first result instead of applying twice (``replay_safe``).
+AppFlow never returns credentials, so ``carries`` can only say True when the version after our
+update is known; otherwise it answers None ("cannot show it").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, ClassVar
+
+import httpx
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.session import get_session
+
+from rotator.errors import (
+    AuthError,
+    BadRequest,
+    NotFound,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    VersionConflict,
+)
+from rotator.providers.base import (
+    ApplyResult,
+    Journal,
+    ProviderContext,
+    RemoteState,
+    SecretPayload,
+    TargetSpec,
+    Want,
+    raise_for_status,
+    require,
+    send,
+)
+
+NAME = "appflow"
+SIGNING_NAME = "appflow"
+
+# The error names AppFlow puts in x-amzn-ErrorType, refined beyond the status table. A
+# ConflictException means "same clientToken, different parameters": the profile changed under
+# us between attempts, which the engine must treat as a conflict (re-read, never overwrite).
+_CODE_CLASSES: dict[str, type[ProviderError]] = {
+    "ValidationException": BadRequest,
+    "ConnectorAuthenticationException": AuthError,
+    "ResourceNotFoundException": NotFound,
+    "ConflictException": VersionConflict,
+    "InternalServerException": ProviderUnavailable,
+    "ThrottlingException": RateLimited,
+    # Common AWS errors any service may return.
+    "AccessDeniedException": AuthError,
+    "UnrecognizedClientException": AuthError,
+    "InvalidSignatureException": AuthError,
+    "ExpiredTokenException": AuthError,
+    "ServiceUnavailableException": ProviderUnavailable,
+}
+
+# ConnectorType enum values differ in case from the ConnectorProfileCredentials member names
+# (Servicenow vs ServiceNow): map case-insensitively onto the credential member names.
+_CREDENTIAL_KEYS = {
+    key.lower(): key
+    for key in (
+        "Amplitude",
+        "Datadog",
+        "Dynatrace",
+        "GoogleAnalytics",
+        "Honeycode",
+        "InforNexus",
+        "Marketo",
+        "Redshift",
+        "Salesforce",
+        "ServiceNow",
+        "Singular",
+        "Slack",
+        "Snowflake",
+        "Trendmicro",
+        "Veeva",
+        "Zendesk",
+        "SAPOData",
+        "CustomConnector",
+        "Pardot",
+    )
+}
+
+
+def error_code(response: httpx.Response) -> str:
+    """``x-amzn-ErrorType: Name:http://...`` -> ``Name`` (botocore's RestJSONParser does the same;
+    the body's ``__type`` is the fallback)."""
+    raw = str(response.headers.get("x-amzn-errortype", ""))
+    if not raw:
+        try:
+            body = response.json()
+        except ValueError:
+            return ""
+        raw = str(body.get("__type", "")) if isinstance(body, dict) else ""
+        raw = raw.rsplit("#", 1)[-1]
+    return raw.split(":", 1)[0].strip()
+
+
+def describe_error(response: httpx.Response) -> tuple[str, str]:
+    code = error_code(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = ""
+    if isinstance(body, dict):
+        message = str(body.get("message") or body.get("Message") or "")
+    request_id = response.headers.get("x-amzn-requestid")
+    if request_id:
+        message = f"{message} (request id {request_id})".lstrip()
+    return code, message
+
+
+def check(response: httpx.Response) -> None:
+    """Raise the mapped error, choosing the class by AWS error name before the status."""
+    if response.status_code < 400:
+        return
+    cls = _CODE_CLASSES.get(error_code(response))
+    overrides = {response.status_code: cls} if cls else None
+    raise_for_status(response, NAME, describe_error, overrides=overrides)
+
+
+def redact(exc: ProviderError, secret: SecretPayload) -> None:
+    """Blank out any secret value a provider message may quote back."""
+    message = str(exc.args[0]) if exc.args else ""
+    for value in secret_strings(secret.fields):
+        message = message.replace(value, "[redacted]")
+    exc.args = (message,)
+
+
+def secret_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in secret_strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in secret_strings(v)]
+    return []
+
+
+def client_token(want: Want) -> str:
+    # Stable for every retry of one job, different across jobs; hex keeps it inside the
+    # 1-256 printable-ASCII limit whatever the idempotency key looks like.
+    digest = hashlib.sha256(want.idempotency_key.encode()).hexdigest()
+    return f"rotator-{digest}"
+
+
+def credential_key(connector_type: str) -> str:
+    return _CREDENTIAL_KEYS.get(connector_type.lower(), connector_type)
+
+
+class AppFlow:
+    name: ClassVar[str] = NAME
+    replay_safe: ClassVar[bool] = True  # same clientToken + same parameters replays
+
+    def __init__(self, context: ProviderContext) -> None:
+        self._ctx = context
+        self._default_credentials: Any = None  # botocore's chain, resolved once per process
+
+    async def _credentials(self, target: TargetSpec) -> Credentials:
+        creds = target.credentials
+        if creds.get("aws_access_key_id") or creds.get("aws_secret_access_key"):
+            return Credentials(
+                str(require(creds, "aws_access_key_id", "credential")),
+                str(require(creds, "aws_secret_access_key", "credential")),
+                creds.get("aws_session_token") or None,
+            )
+        # The chain may query the instance metadata service or refresh an assumed role:
+        # blocking I/O, so off the event loop.
+        if self._default_credentials is None:
+            self._default_credentials = await asyncio.to_thread(
+                lambda: get_session().get_credentials()
+            )
+        if self._default_credentials is None:
+            raise AuthError(
+                "no AWS credentials configured for this target and none in the default chain",
+                provider=NAME,
+            )
+        frozen = await asyncio.to_thread(self._default_credentials.get_frozen_credentials)
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    async def _post(self, target: TargetSpec, path: str, payload: dict[str, Any]) -> httpx.Response:
+        url = f"{target.base_url}{path}"
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        request = AWSRequest(
+            method="POST", url=url, data=body, headers={"Content-Type": "application/json"}
+        )
+        region = str(require(target.options, "region", "option"))
+        SigV4Auth(await self._credentials(target), SIGNING_NAME, region).add_auth(request)
+        return await send(
+            self._ctx.client(target),
+            NAME,
+            "POST",
+            url,
+            headers=dict(request.headers.items()),
+            content=body,
+        )
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        response = await self._post(
+            target,
+            "/describe-connector-profiles",
+            {"connectorProfileNames": [target.resource_id]},
+        )
+        check(response)
+        details = response.json().get("connectorProfileDetails") or []
+        # Unknown names come back as an empty list, not a 404.
+        profile = next(
+            (p for p in details if p.get("connectorProfileName") == target.resource_id), None
+        )
+        if profile is None:
+            raise NotFound("connector profile not found", provider=NAME, status=200)
+        version = str(profile.get("lastUpdatedAt", ""))
+        return RemoteState(
+            version=version,
+            marker=None,  # credentials are never returned: nothing to show
+            summary={
+                "connectorProfileArn": profile.get("connectorProfileArn"),
+                "connectorType": profile.get("connectorType"),
+                "connectorLabel": profile.get("connectorLabel"),
+                "connectionMode": profile.get("connectionMode"),
+                "credentialsArn": profile.get("credentialsArn"),
+                "lastUpdatedAt": profile.get("lastUpdatedAt"),
+                # Non-secret settings that UpdateConnectorProfile requires again.
+                "connectorProfileProperties": profile.get("connectorProfileProperties") or {},
+            },
+        )
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult:
+        connector_type = str(
+            target.options.get("connector_type") or expected.summary.get("connectorType") or ""
+        )
+        if not connector_type:
+            raise BadRequest("connector type unknown: set option 'connector_type'", provider=NAME)
+        payload = {
+            "connectorProfileName": target.resource_id,
+            "connectionMode": expected.summary.get("connectionMode") or "Public",
+            "connectorProfileConfig": {
+                "connectorProfileProperties": expected.summary.get("connectorProfileProperties")
+                or {},
+                "connectorProfileCredentials": {credential_key(connector_type): secret.fields},
+            },
+            "clientToken": client_token(want),
+        }
+        response = await self._post(target, "/update-connector-profile", payload)
+        try:
+            check(response)
+        except ProviderError as exc:
+            redact(exc, secret)  # AWS validation messages quote offending values
+            raise
+        body = response.json()
+        # The documented response is only {connectorProfileArn}; use lastUpdatedAt if present.
+        updated = body.get("lastUpdatedAt") if isinstance(body, dict) else None
+        return ApplyResult(version=str(updated) if updated is not None else None)
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None:
+        if applied_version is not None and applied_version == live.version:
+            return True
+        return None
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
+        return None

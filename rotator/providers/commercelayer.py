@@ -1,0 +1,348 @@
+"""Commerce Layer provisioning API: update an API credential's role, reference and metadata.
+
+Target fields: ``base_url`` = the provisioning API root (``https://provisioning.commercelayer.io/
+api``), ``resource_id`` = the api_credential id. Credentials: ``client_id``, ``client_secret``
+(a provisioning application). Options: ``auth_url`` (default
+``https://auth.commercelayer.io/oauth/token``). Secret fields: any of the updatable attributes
+``name``, ``redirect_uri``, ``expires_in``, ``reference``, ``reference_origin``, ``metadata``, and
+``role_id`` (sent as the ``role`` relationship). ``client_secret`` cannot be changed by an update,
+so any read-only field in the secret is rejected rather than silently dropped.
+
+Every API call is JSON:API (``application/vnd.api+json`` for Accept and, on PATCH, Content-Type).
+Version check: none native. ``apply`` re-reads the credential right before the PATCH and raises
+VersionConflict when ``updated_at`` moved since the engine's read; the same read supplies the
+live metadata to merge with (so metadata never has to travel in the audit summary). Not
+replay-safe: a replayed PATCH would overwrite whatever changed in between.
+
+Marker: the PATCH writes ``metadata.rotator = <want.marker>`` and ``metadata.rotator_digest``, a
+digest of the updatable attributes and role as the PATCH leaves them. ``read`` reports the
+marker only while the live attributes still match that digest, so an out-of-band edit after
+ours (which keeps unknown metadata keys) is not mistaken for our update; and ``carries`` is
+False when the version after our update is known and the live one differs.
+
+Rate limits: IPs that exceed them get blocked, so the adapter budgets itself (``RateBudget``)
+and waits instead of sending a request that would break the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from rotator.errors import AuthError, BadRequest, ProviderError, VersionConflict
+from rotator.providers.base import (
+    ApplyResult,
+    Journal,
+    ProviderContext,
+    RemoteState,
+    SecretPayload,
+    TargetSpec,
+    Want,
+    authorized,
+    raise_for_status,
+    require,
+    send,
+)
+
+NAME = "commercelayer"
+DEFAULT_AUTH_URL = "https://auth.commercelayer.io/oauth/token"
+SCOPE = "provisioning-api"
+JSONAPI = "application/vnd.api+json"
+MARKER_KEY = "rotator"
+DIGEST_KEY = "rotator_digest"
+# What an update can change, and so what an out-of-band edit after ours would show up in.
+DIGESTED = ("name", "redirect_uri", "expires_in", "reference", "reference_origin")
+UPDATABLE = frozenset(
+    {"name", "redirect_uri", "expires_in", "reference", "reference_origin", "metadata"}
+)
+ROLE_FIELD = "role_id"
+
+# (window seconds, max requests) per method class, from the documented limits. The auth
+# endpoint allows 30 mints a minute; the token cache keeps us far below, the budget makes sure.
+LIMITS: Mapping[str, Sequence[tuple[float, int]]] = {
+    "read": ((60.0, 1000), (10.0, 250)),
+    "write": ((60.0, 200), (10.0, 50)),
+    "auth": ((60.0, 30),),
+}
+
+
+def method_class(method: str) -> str:
+    return "read" if method.upper() in ("GET", "HEAD") else "write"
+
+
+class RateBudget:
+    """Client-side request budget per (host, method class), waiting rather than failing.
+
+    A sliding log of send times, not a refilling token bucket: a bucket of 50 refilling at
+    200/min would admit 83 requests in one 10 s window, while the log guarantees that no window
+    of any length in ``LIMITS`` ever holds more than its limit. ``slack`` widens each window a
+    little so network jitter cannot squeeze two bursts into one of the provider's windows.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, Sequence[tuple[float, int]]] = LIMITS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        slack: float = 0.5,
+    ) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        self._slack = slack
+        self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.waited = 0.0  # total seconds spent waiting (for tests and metrics)
+
+    def delay(self, key: tuple[str, str]) -> float:
+        """Seconds until one more request under ``key`` fits every window."""
+        sent = self._sent.get(key)
+        if not sent:
+            return 0.0
+        now = self._clock()
+        wait = 0.0
+        for window, limit in self._limits[key[1]]:
+            span = window + self._slack
+            in_window = sum(1 for t in sent if t > now - span)
+            if in_window >= limit:
+                # The request ``limit`` places back must leave the window first.
+                wait = max(wait, sent[-limit] + span - now)
+        return wait
+
+    async def acquire(self, key: tuple[str, str]) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # FIFO: concurrent callers take turns instead of racing the log
+            while (wait := self.delay(key)) > 0:
+                self.waited += wait
+                await self._sleep(wait)
+            sent = self._sent.setdefault(key, deque())
+            now = self._clock()
+            sent.append(now)
+            longest = max(w for w, _ in self._limits[key[1]]) + self._slack
+            while sent and sent[0] <= now - longest:
+                sent.popleft()
+
+
+def describe_error(response: httpx.Response) -> tuple[str, str]:
+    """JSON:API ``errors[]`` -> (first code, "title: detail (pointer); ...")."""
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        if isinstance(body, dict):  # the OAuth endpoint answers {"error", "error_description"}
+            return str(body.get("error", "")), str(body.get("error_description", ""))
+        return "", ""
+    parts = []
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        text = str(error.get("title") or "")
+        detail = error.get("detail")
+        if detail and detail != text:
+            text = f"{text}: {detail}" if text else str(detail)
+        source = error.get("source")
+        pointer = source.get("pointer") if isinstance(source, dict) else None
+        if pointer:
+            text = f"{text} ({pointer})"
+        parts.append(text)
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    return str(first.get("code", "")), "; ".join(p for p in parts if p)
+
+
+def state_digest(attributes: Mapping[str, Any], role_id: str | None) -> str:
+    metadata = attributes.get("metadata")
+    canonical = {
+        **{key: attributes.get(key) for key in DIGESTED},
+        "metadata": {
+            k: v
+            for k, v in (metadata if isinstance(metadata, dict) else {}).items()
+            if k not in (MARKER_KEY, DIGEST_KEY)
+        },
+        "role": role_id,
+    }
+    data = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def role_of(resource: Mapping[str, Any]) -> str | None:
+    role = ((resource.get("relationships") or {}).get("role") or {}).get("data")
+    return str(role["id"]) if isinstance(role, dict) and role.get("id") else None
+
+
+class CommerceLayer:
+    name: ClassVar[str] = NAME
+    replay_safe: ClassVar[bool] = False  # a replayed PATCH would clobber a newer change
+
+    def __init__(self, context: ProviderContext, budget: RateBudget | None = None) -> None:
+        self._ctx = context
+        self.budget = budget or RateBudget()
+
+    def _token_key(self, target: TargetSpec) -> tuple[str, ...]:
+        return (
+            NAME,
+            str(target.options.get("auth_url", DEFAULT_AUTH_URL)),
+            str(require(target.credentials, "client_id", "credential")),
+            SCOPE,
+        )
+
+    async def _mint(self, target: TargetSpec) -> tuple[str, float]:
+        _, auth_url, client_id, scope = self._token_key(target)
+        await self.budget.acquire((urlsplit(auth_url).netloc, "auth"))
+        response = await send(
+            self._ctx.client(target),
+            NAME,
+            "POST",
+            auth_url,
+            json={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": require(target.credentials, "client_secret", "credential"),
+                "scope": scope,
+            },
+            headers={"Accept": "application/json"},
+        )
+        # OAuth reports a bad client as 400/401 invalid_client: the credentials are wrong.
+        raise_for_status(response, NAME, describe_error, overrides={400: AuthError})
+        body = response.json()
+        return str(body["access_token"]), float(body.get("expires_in", 7200))
+
+    async def _call(self, target: TargetSpec, method: str, **kw: Any) -> httpx.Response:
+        url = f"{target.base_url}/api_credentials/{target.resource_id}"
+        client = self._ctx.client(target)
+        key = (urlsplit(url).netloc, method_class(method))
+        extra = {"Content-Type": JSONAPI} if method != "GET" else {}
+
+        async def call(token: str) -> httpx.Response:
+            await self.budget.acquire(key)
+            headers = {"Authorization": f"Bearer {token}", "Accept": JSONAPI, **extra}
+            return await send(client, NAME, method, url, headers=headers, **kw)
+
+        return await authorized(
+            self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
+        )
+
+    async def _fetch(self, target: TargetSpec) -> dict[str, Any]:
+        # include=role: relationships carry only links otherwise, and the role is part of
+        # what an update sets.
+        response = await self._call(target, "GET", params={"include": "role"})
+        raise_for_status(response, NAME, describe_error)
+        data = response.json().get("data")
+        if not isinstance(data, dict):
+            raise ProviderError("api credential read returned no data", provider=NAME, status=200)
+        return data
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        data = await self._fetch(target)
+        attributes = data.get("attributes") or {}
+        metadata = attributes.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        marker = metadata.get(MARKER_KEY)
+        intact = metadata.get(DIGEST_KEY) == state_digest(attributes, role_of(data))
+        # Only facts an update cannot set from the secret: name/reference/metadata values may.
+        return RemoteState(
+            version=str(attributes.get("updated_at") or ""),
+            marker=str(marker) if marker and intact else None,
+            summary={
+                "id": data.get("id"),
+                "kind": attributes.get("kind"),
+                "mode": attributes.get("mode"),
+                "confidential": attributes.get("confidential"),
+                "custom": attributes.get("custom"),
+                "updated_at": attributes.get("updated_at"),
+                "metadata_keys": sorted(metadata),
+                "marker_intact": bool(marker) and intact,
+            },
+        )
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult:
+        fields = secret.fields
+        unknown = sorted(set(fields) - UPDATABLE - {ROLE_FIELD})
+        if unknown:
+            raise BadRequest(
+                f"secret fields {unknown} cannot be updated on api_credentials "
+                f"(updatable: {sorted(UPDATABLE | {ROLE_FIELD})})",
+                provider=NAME,
+            )
+        secret_metadata = fields.get("metadata") or {}
+        if not isinstance(secret_metadata, dict):
+            raise BadRequest("secret field 'metadata' must be an object", provider=NAME)
+
+        # Compare-before-write as close to the PATCH as the API allows.
+        live = await self._fetch(target)
+        live_attributes = live.get("attributes") or {}
+        if str(live_attributes.get("updated_at") or "") != expected.version:
+            raise VersionConflict(
+                "api credential changed since it was read", provider=NAME, code="updated_at"
+            )
+        live_metadata = live_attributes.get("metadata") or {}
+        attributes: dict[str, Any] = {k: v for k, v in fields.items() if k in UPDATABLE}
+        metadata = {
+            **(live_metadata if isinstance(live_metadata, dict) else {}),
+            **secret_metadata,
+            MARKER_KEY: want.marker,
+        }
+        role_id = str(fields[ROLE_FIELD]) if fields.get(ROLE_FIELD) else role_of(live)
+        after = {**live_attributes, **attributes, "metadata": metadata}
+        attributes["metadata"] = {**metadata, DIGEST_KEY: state_digest(after, role_id)}
+        data: dict[str, Any] = {
+            "type": "api_credentials",
+            "id": target.resource_id,
+            "attributes": attributes,
+        }
+        if fields.get(ROLE_FIELD):
+            data["relationships"] = {
+                "role": {"data": {"type": "roles", "id": str(fields[ROLE_FIELD])}}
+            }
+        # Encoded here so httpx cannot substitute its own application/json Content-Type.
+        content = json.dumps({"data": data}, separators=(",", ":")).encode()
+        response = await self._call(target, "PATCH", content=content)
+        try:
+            raise_for_status(response, NAME, describe_error)
+        except ProviderError as exc:
+            redact(exc, secret)  # validation details may quote a submitted value
+            raise
+        body = response.json()
+        updated = (body.get("data") or {}).get("attributes", {}).get("updated_at")
+        return ApplyResult(version=str(updated) if updated else None)
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None:
+        if applied_version is not None and applied_version != live.version:
+            return False  # changed again after our update
+        return live.marker == want.marker
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
+        return None
+
+
+def redact(exc: ProviderError, secret: SecretPayload) -> None:
+    """Blank out any secret value a provider message may quote back."""
+    message = str(exc.args[0]) if exc.args else ""
+    for value in _strings(secret.fields):
+        message = message.replace(value, "[redacted]")
+    exc.args = (message,)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -1,0 +1,212 @@
+"""UiPath Automation Suite Identity Server: rotate a robot account's access (groups, name).
+
+Target fields: ``base_url`` = the identity root, ``https://{domain}/{organization}[/{tenant}]/
+identity_``; ``resource_id`` = the robot account id. Credentials: ``client_id``,
+``client_secret`` (an external application, client-credentials grant). Options:
+``partition_global_id`` (required; the organization's partition), ``scope`` (default
+``PM.RobotAccount``). Secret fields: ``groupIds`` (list, required) and ``displayName``
+(optional; the live one is kept when absent).
+
+There is no secret in this API: the "secret" is the desired state, and it is readable. The PUT
+takes group deltas, so the adapter computes ``groupIDsToAdd``/``groupIDsToRemove`` from a fresh
+read; replaying converges (``replay_safe``). Version check: none native; ``lastModificationTime``
+is what the engine compares. Marker: ``read`` cannot know what the job wants, so ``apply``
+journals a digest of the desired state (step ``uipath_desired``) before the PUT, and ``read``
+reports that job's marker when the live state's digest matches it (a digest of the live state
+otherwise). A new process resuming the job reads the same journal, so ``carries`` stays exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from rotator.errors import AuthError, BadRequest, ProviderError
+from rotator.providers.base import (
+    ApplyResult,
+    Journal,
+    ProviderContext,
+    RemoteState,
+    SecretPayload,
+    TargetSpec,
+    Want,
+    authorized,
+    raise_for_status,
+    require,
+    send,
+)
+
+NAME = "uipath"
+DEFAULT_SCOPE = "PM.RobotAccount"
+STEP = "uipath_desired"
+
+
+def describe_error(response: httpx.Response) -> tuple[str, str]:
+    """Error bodies are undocumented: take the usual OAuth, ProblemDetails or message fields."""
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # {"error": {"code", "message"}}
+    if not isinstance(body, dict):
+        return "", ""
+    code = body.get("error") or body.get("code") or body.get("errorCode") or ""
+    title, detail = body.get("title"), body.get("detail")
+    problem = f"{title}: {detail}" if title and detail else title or detail
+    message = body.get("error_description") or body.get("message") or problem or ""
+    return str(code), str(message)
+
+
+def state_digest(group_ids: Sequence[str], display_name: str | None) -> str:
+    # Group ids are GUIDs: compare them case-insensitively and order-free.
+    canonical = {
+        "displayName": display_name or "",
+        "groupIds": sorted({g.lower() for g in group_ids}),
+    }
+    data = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def desired_groups(fields: Mapping[str, Any]) -> list[str]:
+    groups = fields.get("groupIds")
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise BadRequest("secret field 'groupIds' must be a list of group ids", provider=NAME)
+    return groups
+
+
+class UiPathRobotAccounts:
+    name: ClassVar[str] = NAME
+    replay_safe: ClassVar[bool] = True  # deltas from a fresh read converge when replayed
+
+    def __init__(self, context: ProviderContext) -> None:
+        self._ctx = context
+
+    def _token_key(self, target: TargetSpec) -> tuple[str, ...]:
+        return (
+            NAME,
+            f"{target.base_url}/connect/token",
+            str(require(target.credentials, "client_id", "credential")),
+            str(target.options.get("scope", DEFAULT_SCOPE)),
+        )
+
+    async def _mint(self, target: TargetSpec) -> tuple[str, float]:
+        _, token_url, client_id, scope = self._token_key(target)
+        response = await send(
+            self._ctx.client(target),
+            NAME,
+            "POST",
+            token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": require(target.credentials, "client_secret", "credential"),
+                "scope": scope,
+            },
+        )
+        # OAuth reports a bad client or scope as 400 invalid_client / invalid_scope.
+        raise_for_status(response, NAME, describe_error, overrides={400: AuthError})
+        body = response.json()
+        return str(body["access_token"]), float(body.get("expires_in", 3600))
+
+    def _partition(self, target: TargetSpec) -> str:
+        options = target.options
+        value = options.get("partition_global_id") or options.get("partitionGlobalId")
+        if not value:
+            raise BadRequest("option 'partition_global_id' is not configured", provider=NAME)
+        return str(value)
+
+    async def _call(self, target: TargetSpec, method: str, url: str, **kw: Any) -> httpx.Response:
+        client = self._ctx.client(target)
+
+        async def call(token: str) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            return await send(client, NAME, method, url, headers=headers, **kw)
+
+        return await authorized(
+            self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
+        )
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        url = f"{target.base_url}/api/RobotAccount/{self._partition(target)}/{target.resource_id}"
+        response = await self._call(target, "GET", url)
+        raise_for_status(response, NAME, describe_error)
+        account = response.json()
+        groups = [str(g) for g in account.get("groupIds") or []]
+        display_name = account.get("displayName")
+        digest = state_digest(groups, display_name)
+        recorded = journal.get(STEP)
+        if recorded and recorded.get("digest") == digest and recorded.get("marker"):
+            marker = str(recorded["marker"])
+        else:
+            marker = f"state:{digest}"
+        return RemoteState(
+            version=str(account.get("lastModificationTime") or ""),
+            marker=marker,
+            summary={
+                "name": account.get("name"),
+                "displayName": display_name,
+                "groupIds": sorted(groups),
+                "lastModificationTime": account.get("lastModificationTime"),
+            },
+        )
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult:
+        wanted = desired_groups(secret.fields)
+        display_name = secret.fields.get("displayName") or expected.summary.get("displayName")
+        live = [str(g) for g in expected.summary.get("groupIds") or []]
+        live_by_key = {g.lower(): g for g in live}
+        wanted_by_key = {g.lower(): g for g in wanted}
+        await journal.record(
+            STEP, {"marker": want.marker, "digest": state_digest(wanted, display_name)}
+        )
+        body = {
+            "partitionGlobalId": self._partition(target),
+            "displayName": display_name,
+            "groupIDsToAdd": sorted(wanted_by_key[k] for k in wanted_by_key.keys() - live_by_key),
+            "groupIDsToRemove": sorted(live_by_key[k] for k in live_by_key.keys() - wanted_by_key),
+        }
+        url = f"{target.base_url}/api/RobotAccount/{target.resource_id}"
+        response = await self._call(target, "PUT", url, json=body)
+        try:
+            raise_for_status(response, NAME, describe_error)
+        except ProviderError as exc:
+            redact(exc, secret)
+            raise
+        result = response.json()
+        modified = result.get("lastModificationTime") if isinstance(result, dict) else None
+        return ApplyResult(version=str(modified) if modified else None)
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None:
+        return live.marker == want.marker
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
+        return None
+
+
+def redact(exc: ProviderError, secret: SecretPayload) -> None:
+    """Blank out any secret value a provider message may quote back."""
+    message = str(exc.args[0]) if exc.args else ""
+    for value in _strings(secret.fields):
+        message = message.replace(value, "[redacted]")
+    exc.args = (message,)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -1,0 +1,204 @@
+"""UiPath robot-account adapter against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from rotator.errors import (
+    AuthError,
+    NotFound,
+    ProviderUnavailable,
+    RateLimited,
+    TransportError,
+)
+from rotator.providers.base import ProviderContext, TokenCache
+from rotator.providers.uipath import UiPathRobotAccounts
+
+from .conftest import Admin
+from .helpers import MemoryJournal, run_live, secret, target, want
+
+pytestmark = pytest.mark.integration
+
+ROBOT = "robot-7"
+DESIRED = {"groupIds": ["grp-b", "grp-c"], "displayName": "Invoice Robot"}
+
+
+@pytest.fixture
+def robot(admin: Admin) -> Admin:
+    admin.put("uipath", ROBOT, {"displayName": "Robot Seven", "groupIds": ["grp-a", "grp-b"]})
+    return admin
+
+
+def spec(url: str, rid: str = ROBOT, **overrides: Any) -> Any:
+    from rotator.sandbox import defaults as D
+
+    options = {"partition_global_id": D.UIPATH_PARTITION_GLOBAL_ID, **overrides.pop("options", {})}
+    credentials = {
+        "client_id": D.UIPATH_CLIENT_ID,
+        "client_secret": D.UIPATH_CLIENT_SECRET,
+        **overrides.pop("credentials", {}),
+    }
+    return target(
+        "uipath", D.base_urls(url)["uipath"], rid, options=options, credentials=credentials
+    )
+
+
+def live_state(admin: Admin) -> tuple[list[str], str]:
+    view = admin.get("uipath", ROBOT)
+    return sorted(view["groupIds"]), view["displayName"]
+
+
+def test_happy_path_and_resume_from_journal(robot: Admin, sandbox_url: str) -> None:
+    journal = MemoryJournal()
+
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        live = await adapter.read(spec(sandbox_url), journal)
+        assert adapter.carries(live, want()) is False
+        result = await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), journal)
+        after = await adapter.read(spec(sandbox_url), journal)
+        fresh = UiPathRobotAccounts(ctx)  # another process, same journal
+        resumed = await fresh.read(spec(sandbox_url), journal)
+        return live, result, after, fresh.carries(resumed, want(), result.version)
+
+    live, result, after, resumed = run_live(go)
+    assert live_state(robot) == (["grp-b", "grp-c"], "Invoice Robot")
+    assert after.version != live.version
+    assert after.marker == want().marker and resumed is True
+
+
+def test_tenant_in_base_url(robot: Admin, sandbox_url: str) -> None:
+    from rotator.sandbox import defaults as D
+
+    async def go(ctx: ProviderContext):
+        t = spec(sandbox_url)
+        t = target(
+            "uipath",
+            f"{sandbox_url}/{D.UIPATH_ORGANIZATION}/{D.UIPATH_TENANT}/identity_",
+            ROBOT,
+            options=t.options,
+            credentials=t.credentials,
+        )
+        return await UiPathRobotAccounts(ctx).read(t, MemoryJournal())
+
+    assert run_live(go).summary["displayName"] == "Robot Seven"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cls", "status"),
+    [
+        ({"credentials": {"client_secret": "wrong"}}, AuthError, 400),
+        (
+            {"options": {"partition_global_id": "00000000-0000-0000-0000-000000000000"}},
+            NotFound,
+            404,
+        ),
+        ({"options": {"scope": "PM.Unknown"}}, AuthError, 400),
+    ],
+)
+def test_errors(
+    robot: Admin, sandbox_url: str, overrides: dict[str, Any], cls: type[Exception], status: int
+) -> None:
+    async def go(ctx: ProviderContext):
+        await UiPathRobotAccounts(ctx).read(spec(sandbox_url, **overrides), MemoryJournal())
+
+    with pytest.raises(cls) as info:
+        run_live(go)
+    assert info.value.status == status
+
+
+def test_unknown_robot_is_not_found(robot: Admin, sandbox_url: str) -> None:
+    async def go(ctx: ProviderContext):
+        await UiPathRobotAccounts(ctx).read(spec(sandbox_url, "nobody"), MemoryJournal())
+
+    with pytest.raises(NotFound, match="nobody"):
+        run_live(go)
+
+
+def test_read_only_scope_cannot_update(robot: Admin, sandbox_url: str) -> None:
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        t = spec(sandbox_url, options={"scope": "PM.RobotAccount.Read"})
+        live = await adapter.read(t, MemoryJournal())
+        await adapter.apply(t, secret(DESIRED), live, want(), MemoryJournal())
+
+    with pytest.raises(AuthError) as info:
+        run_live(go)
+    assert info.value.status == 403
+    assert live_state(robot) == (["grp-a", "grp-b"], "Robot Seven")
+
+
+def test_token_expired_server_side_is_reminted_once(robot: Admin, sandbox_url: str) -> None:
+    robot.config({"token_ttl": {"uipath": 1}})
+    frozen = TokenCache(clock=lambda: 0.0)  # our cache believes the token is still fresh
+
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        await adapter.read(spec(sandbox_url), MemoryJournal())
+        await asyncio.sleep(1.2)
+        await adapter.read(spec(sandbox_url), MemoryJournal())  # 401 -> one re-mint -> ok
+
+    run_live(go, frozen)
+    assert robot.stats()["tokens_minted"]["uipath"] == 2
+    assert frozen.mints == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "cls"),
+    [
+        ({"kind": "error", "status": 503}, ProviderUnavailable),
+        ({"kind": "rate_limit", "retry_after": 3}, RateLimited),
+    ],
+)
+def test_injected_faults(
+    robot: Admin, sandbox_url: str, rule: dict[str, Any], cls: type[Exception]
+) -> None:
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        live = await adapter.read(spec(sandbox_url), MemoryJournal())
+        robot.faults({"provider": "uipath", "methods": ["PUT"], "count": 1, **rule})
+        await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), MemoryJournal())
+
+    with pytest.raises(cls):
+        run_live(go)
+    assert live_state(robot) == (["grp-a", "grp-b"], "Robot Seven")
+
+
+def test_drop_response_is_recognised_as_ours(robot: Admin, sandbox_url: str) -> None:
+    journal = MemoryJournal()
+
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        live = await adapter.read(spec(sandbox_url), journal)
+        robot.faults(
+            {"provider": "uipath", "kind": "drop_response", "methods": ["PUT"], "count": 1}
+        )
+        with pytest.raises(TransportError) as info:
+            await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), journal)
+        assert info.value.maybe_applied
+        after = await adapter.read(spec(sandbox_url), journal)
+        return live, after, adapter.carries(after, want())
+
+    live, after, verdict = run_live(go)
+    assert verdict is True and after.version != live.version
+    assert live_state(robot) == (["grp-b", "grp-c"], "Invoice Robot")
+
+
+def test_out_of_band_edit_is_not_ours(robot: Admin, sandbox_url: str) -> None:
+    journal = MemoryJournal()
+
+    async def go(ctx: ProviderContext):
+        adapter = UiPathRobotAccounts(ctx)
+        live = await adapter.read(spec(sandbox_url), journal)
+        await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), journal)
+        ours = await adapter.read(spec(sandbox_url), journal)
+        robot.oob("uipath", ROBOT)
+        after = await adapter.read(spec(sandbox_url), journal)
+        return ours, after, adapter.carries(after, want())
+
+    ours, after, verdict = run_live(go)
+    assert after.version != ours.version
+    assert verdict is False
