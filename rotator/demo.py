@@ -39,7 +39,7 @@ class DemoTarget:
     seed_path: str  # admin path to seed the resource
     seed_body: dict[str, Any]
     yaml: str  # the target's block in the targets file (without the name line)
-    secret_value: dict[str, Any]
+    secret_source: str  # the secret's definition, YAML flow style
 
 
 def _targets(url: str) -> list[DemoTarget]:
@@ -50,7 +50,7 @@ def _targets(url: str) -> list[DemoTarget]:
         DemoTarget(
             name="adobe-salesforce",
             provider="adobe",
-            secret_name="sfdc-login",  # noqa: S106 - a name, not a value
+            secret_name="sfdc-login",
             resource_id="conn-demo-1",
             seed_path="/_sandbox/adobe/resources/conn-demo-1",
             seed_body={
@@ -73,7 +73,95 @@ def _targets(url: str) -> list[DemoTarget]:
       org_id: "{d.ADOBE_ORG_ID}"
       sandbox_name: {d.ADOBE_SANDBOX_NAME}
 """,
-            secret_value={"username": "etl@example.com"},
+            secret_source="{source: generate, field: password, length: 24, "
+            'static: {username: "etl@example.com"}}',
+        ),
+        DemoTarget(
+            name="appflow-salesforce",
+            provider="appflow",
+            secret_name="appflow-oauth",
+            resource_id="sfdc-profile",
+            seed_path="/_sandbox/appflow/resources/sfdc-profile",
+            seed_body={
+                "connectorType": "Salesforce",
+                "connectorProfileProperties": {
+                    "Salesforce": {"instanceUrl": "https://example.my.salesforce.com"}
+                },
+            },
+            yaml=f"""    provider: appflow
+    base_url: {urls["appflow"]}
+    resource_id: sfdc-profile
+    secret: appflow-oauth
+    schedule: 1h
+    credentials:
+      aws_access_key_id: env:DEMO_AWS_ACCESS_KEY_ID
+      aws_secret_access_key: env:DEMO_AWS_SECRET_ACCESS_KEY
+    options:
+      region: {d.AWS_REGION}
+""",
+            secret_source="{source: generate, field: accessToken, length: 40}",
+        ),
+        DemoTarget(
+            name="uipath-robot",
+            provider="uipath",
+            secret_name="robot-access",
+            resource_id="robot-demo-1",
+            seed_path="/_sandbox/uipath/resources/robot-demo-1",
+            seed_body={"displayName": "ETL robot", "groupIds": ["g-old-1", "g-shared"]},
+            yaml=f"""    provider: uipath
+    base_url: {urls["uipath"]}
+    resource_id: robot-demo-1
+    secret: robot-access
+    schedule: 1h
+    credentials:
+      client_id: env:DEMO_UIPATH_CLIENT_ID
+      client_secret: env:DEMO_UIPATH_CLIENT_SECRET
+    options:
+      partition_global_id: {d.UIPATH_PARTITION_GLOBAL_ID}
+""",
+            secret_source="{source: store}",
+        ),
+        DemoTarget(
+            name="commercelayer-integration",
+            provider="commercelayer",
+            secret_name="cl-integration",
+            resource_id="apiCredDemo1",
+            seed_path="/_sandbox/commercelayer/resources/apiCredDemo1",
+            seed_body={"name": "storefront integration"},
+            yaml=f"""    provider: commercelayer
+    base_url: {urls["commercelayer"]}
+    resource_id: apiCredDemo1
+    secret: cl-integration
+    schedule: 1h
+    credentials:
+      client_id: env:DEMO_CL_CLIENT_ID
+      client_secret: env:DEMO_CL_CLIENT_SECRET
+    options:
+      auth_url: {urls["commercelayer_auth"]}
+""",
+            secret_source="{source: generate, field: reference, length: 16, "
+            "static: {role_id: rolReadOnly1}}",
+        ),
+        DemoTarget(
+            name="ciphertrust-sfdc-org",
+            provider="ciphertrust",
+            secret_name="ctm-sfdc-app",
+            resource_id="org-demo-1",
+            seed_path="/_sandbox/ciphertrust/resources/org-demo-1",
+            seed_body={"name": "Acme Salesforce org", "connection": "sfdc-conn"},
+            yaml=f"""    provider: ciphertrust
+    base_url: {urls["ciphertrust"]}
+    resource_id: org-demo-1
+    secret: ctm-sfdc-app
+    schedule: 1h
+    credentials:
+      username: env:DEMO_CTM_USERNAME
+      password: env:DEMO_CTM_PASSWORD
+    options:
+      strategy: blue-green
+      grace_period_seconds: 0
+""",
+            secret_source="{source: generate, field: client_secret, length: 32}",
         ),
     ]
 
@@ -97,17 +185,21 @@ def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
             "ROTATOR_LOG_LEVEL": "WARNING",
             "DEMO_ADOBE_CLIENT_ID": d.ADOBE_CLIENT_ID,
             "DEMO_ADOBE_CLIENT_SECRET": d.ADOBE_CLIENT_SECRET,
+            "DEMO_AWS_ACCESS_KEY_ID": d.AWS_ACCESS_KEY_ID,
+            "DEMO_AWS_SECRET_ACCESS_KEY": d.AWS_SECRET_ACCESS_KEY,
+            "DEMO_UIPATH_CLIENT_ID": d.UIPATH_CLIENT_ID,
+            "DEMO_UIPATH_CLIENT_SECRET": d.UIPATH_CLIENT_SECRET,
+            "DEMO_CL_CLIENT_ID": d.COMMERCELAYER_CLIENT_ID,
+            "DEMO_CL_CLIENT_SECRET": d.COMMERCELAYER_CLIENT_SECRET,
+            "DEMO_CTM_USERNAME": d.CIPHERTRUST_USERNAME,
+            "DEMO_CTM_PASSWORD": d.CIPHERTRUST_PASSWORD,
         }
     )
     return env
 
 
 def _write_targets(path: Path, targets: list[DemoTarget]) -> None:
-    secrets = "\n".join(
-        f"  {t.secret_name}:\n    source: generate\n    field: password\n    length: 24\n"
-        f"    static: {json.dumps(t.secret_value)}"
-        for t in targets
-    )
+    secrets = "\n".join(f"  {t.secret_name}: {t.secret_source}" for t in targets)
     blocks = "\n".join(f"  {t.name}:\n{t.yaml}" for t in targets)
     path.write_text(f"# Written by 'rotator demo'\nsecrets:\n{secrets}\ntargets:\n{blocks}")
 
@@ -166,12 +258,23 @@ def run_demo() -> int:
         console.print(f"• embedded Redis at {embedded.socket_path(root)}")
         targets = _targets(sandbox.url)
         admin = httpx.Client(base_url=sandbox.url, timeout=10)
+        admin.put(
+            "/_sandbox/ciphertrust/connections/sfdc-conn",
+            json={"name": "sfdc-conn", "client_id": "3MVG9-demo", "username": "cckm@example.com"},
+        ).raise_for_status()
         for target in targets:
             admin.put(target.seed_path, json=target.seed_body).raise_for_status()
         _write_targets(targets_file, targets)
         env = _env(root, targets_file, prefix)
         check = _cli(env, "config", "check")
         console.print(f"• {check.stdout.strip() or check.stderr.strip()}")
+        # The robot's desired access is pushed like any 'store' secret: from a file or stdin.
+        access = root / "robot-access.json"
+        access.write_text(
+            json.dumps({"displayName": "ETL robot", "groupIds": ["g-etl", "g-shared"]})
+        )
+        pushed = _cli(env, "secrets", "put", "robot-access", "--from-file", str(access))
+        console.print(f"• rotator secrets put robot-access → {pushed.stdout.strip()}")
 
         log = (root / "worker.log").open("wb")
         for args in (["worker", "--concurrency", "8", "--loglevel", "WARNING"], ["beat"]):
