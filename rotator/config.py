@@ -219,6 +219,9 @@ class SecretSpec(BaseModel):
         default=None, description="env: variable holding a JSON object (or a raw value)"
     )
     field: str = Field(default="password", description="env raw value / generate: field name")
+    fields: list[str] = Field(
+        default_factory=list, description="generate: several fields, each its own random value"
+    )
     length: int = Field(default=32, ge=8, le=4096)
     alphabet: str = Field(
         default="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~",

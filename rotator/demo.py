@@ -27,7 +27,9 @@ from rich.table import Table
 
 from rotator import embedded
 
-console = Console()
+# Piped output (make, CI logs) gets a readable width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
+_ROUTINE = {"job.started", "secret.loaded", "remote.read", "update.verified"}
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def _targets(url: str) -> list[DemoTarget]:
       strategy: blue-green
       grace_period_seconds: 0
 """,
-            secret_source="{source: generate, field: client_secret, length: 32}",
+            secret_source="{source: generate, fields: [client_secret, password], length: 32}",
         ),
     ]
 
@@ -351,7 +353,13 @@ def run_demo() -> int:
         ).raise_for_status()
         console.print("someone edited the connection by hand while the retry was pending")
         ok &= _wait("retry detects the edit", lambda: _job_state(env, job["job_id"]) == "conflict")
-        console.print(f"job {job['job_id']}: [yellow]conflict[/yellow] (remote left untouched)")
+        live = admin.get(f"/_sandbox/{first.provider}/resources/{first.resource_id}").json()
+        untouched = live["history"][-1]["by"] == "oob"
+        ok &= untouched
+        console.print(
+            f"job {job['job_id']}: [yellow]conflict[/yellow]; the hand edit is "
+            + ("still live (not overwritten)" if untouched else "[red]gone: overwritten![/red]")
+        )
         admin.delete("/_sandbox/faults")
 
         console.rule("audit trail (rotator audit list)")
@@ -386,8 +394,30 @@ def _show_status(env: dict[str, str]) -> None:
 
 
 def _show_audit(env: dict[str, str]) -> None:
-    result = _cli(env, "audit", "list", "--limit", "60")
-    if result.returncode == 0:
-        console.print(result.stdout)
+    """A compact view of ``rotator audit list --json`` that fits a terminal."""
+    result = _cli(env, "audit", "list", "--oldest-first", "--limit", "200", "--json")
+    if result.returncode != 0:
+        console.print(f"[red]audit list failed:[/red] {result.stderr.strip()}")
         return
-    console.print(f"[red]audit list failed:[/red] {result.stderr.strip()}")
+    payload = json.loads(result.stdout)
+    events = payload["events"] if isinstance(payload, dict) else payload
+    table = Table("seq", "time", "target", "event", "version", "outcome", "detail")
+    hidden = 0
+    for event in events:
+        if event["event"] in _ROUTINE:
+            hidden += 1
+            continue
+        table.add_row(
+            str(event.get("seq", "")),
+            time.strftime("%H:%M:%S", time.gmtime(float(event["time"]))),
+            str(event.get("target") or "-"),
+            str(event["event"]),
+            str(event.get("secret_version") or "-"),
+            str(event.get("outcome") or ""),
+            str(event.get("detail") or "")[:60],
+        )
+    console.print(table)
+    console.print(
+        f"({hidden} routine steps hidden: job.started, secret.loaded, remote.read, "
+        "update.verified; 'rotator audit list' and 'rotator audit show JOB_ID' show every step)"
+    )

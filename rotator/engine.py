@@ -469,7 +469,14 @@ class Engine:
         await self._emit_quiet(
             ctx.event(event, outcome=str(state), error_class=error_class, detail=message)
         )
-        log.warning("rotation ended without success", job_id=job.id, state=str(state))
+        log.warning(
+            "rotation ended without success",
+            job_id=job.id,
+            target=job.target,
+            state=str(state),
+            error_class=error_class,
+            error=message,
+        )
         return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:

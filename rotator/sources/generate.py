@@ -8,5 +8,8 @@ from rotator.config import SecretSpec
 
 def generate(spec: SecretSpec) -> dict[str, Any]:
     """A fresh random value from the OS CSPRNG, plus the spec's static (non-secret) fields."""
-    value = "".join(secrets.choice(spec.alphabet) for _ in range(spec.length))
-    return {**dict(spec.static), spec.field: value}
+    names = spec.fields or [spec.field]
+    values = {
+        name: "".join(secrets.choice(spec.alphabet) for _ in range(spec.length)) for name in names
+    }
+    return {**dict(spec.static), **values}

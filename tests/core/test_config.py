@@ -120,3 +120,20 @@ def test_references_resolve_and_errors_name_them(tmp_path: Path) -> None:
     assert resolve_reference("env:X", base_dir=tmp_path, env={"X": "y"}) == "y"
     with pytest.raises(KeyError, match="MISSING_VAR"):
         resolve_reference("env:MISSING_VAR", base_dir=tmp_path, env={})
+
+
+def test_generate_source_gives_each_field_its_own_value() -> None:
+    from rotator.config import SecretSpec
+    from rotator.sources.generate import generate
+
+    spec = SecretSpec(
+        source="generate",
+        fields=["client_secret", "password"],
+        length=20,
+        static={"username": "svc"},
+    )
+    value = generate(spec)
+    assert value["username"] == "svc"
+    assert len(value["client_secret"]) == 20 and len(value["password"]) == 20
+    assert value["client_secret"] != value["password"]
+    assert generate(spec) != value
