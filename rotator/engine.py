@@ -38,6 +38,7 @@ from rotator.errors import (
     LeaseLost,
     MalformedJob,
     PermanentError,
+    ProviderError,
     RetryPolicy,
     SecretSourceError,
     StaleVersion,
@@ -273,18 +274,26 @@ class Engine:
         """Compare-before-write, journal the intent, apply. Returns the remote version after."""
         job, journal = ctx.job, ctx.journal
         intent = journal.get("intent")
+        failed = journal.get("apply_failed") or {}
         first = job.first_remote_version
-        if intent is not None:
-            # We may have updated before and lost the response; the marker says it is not ours,
-            # so a changed version is someone else's edit (unless a replay cannot clobber it).
-            if live.version != intent.get("expected") and not provider.replay_safe:
+        # Did an earlier attempt's update possibly reach the provider? (A crash mid-update
+        # leaves an intent with no outcome: that counts as "maybe".)
+        maybe_applied = intent is not None and bool(failed.get("maybe_applied", True))
+        replaying = False
+        if intent is not None and live.version != intent.get("expected"):
+            blind = provider.carries(live, want, None) is None
+            if blind and provider.replay_safe and maybe_applied:
+                # The API cannot show whose change this is; re-sending with the same
+                # idempotency key replays our earlier update if it was ours (AppFlow).
+                replaying = True
+            else:
                 raise ConflictDetected(
                     f"remote changed out of band after our intent: {intent.get('expected')} -> "
                     f"{live.version}",
                     _str_or_none(intent.get("expected")),
                     live.version,
                 )
-        elif first is not None and live.version != first:
+        elif intent is None and first is not None and live.version != first:
             raise ConflictDetected(
                 f"remote changed out of band since the job first read it: {first} -> "
                 f"{live.version}",
@@ -315,6 +324,29 @@ class Engine:
                     live.version,
                     again.version,
                 ) from None
+        except ProviderError as exc:
+            # Sticky: once an update may have landed, a later definite failure cannot undo it.
+            await journal.record(
+                "apply_failed",
+                {
+                    "maybe_applied": maybe_applied or _maybe_applied(exc),
+                    "error": type(exc).__name__,
+                },
+            )
+            raise
+        if replaying:
+            after = await provider.read(target, journal)
+            if after.version != live.version:
+                # Not a replay: the change we saw was someone else's, and ours replaced it.
+                await self.audit.emit(
+                    ctx.event(
+                        "update.replaced_foreign_change",
+                        remote_version_before=live.version,
+                        remote_version_after=after.version,
+                        detail="an out-of-band change was overwritten: the provider cannot "
+                        "show whose change it was and our earlier update may have been lost",
+                    )
+                )
         await journal.record("applied", {"remote_version": result.version, "at": time.time()})
         await self.audit.emit(
             ctx.event(
@@ -532,6 +564,15 @@ class _Ctx:
 def _describe(exc: Exception, target: str) -> str:
     text = str(exc) or type(exc).__name__
     return text[:500]
+
+
+def _maybe_applied(exc: ProviderError) -> bool:
+    """Could the failed update have reached the provider and taken effect?"""
+    if isinstance(exc, TransportError):
+        return exc.maybe_applied
+    # A 5xx (a gateway timing out, a backend failing after the write) may have applied;
+    # 4xx answers, 429 included, are refusals.
+    return exc.status >= 500 or exc.status == 0
 
 
 def _str_or_none(value: Any) -> str | None:

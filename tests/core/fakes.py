@@ -97,3 +97,46 @@ def transient(msg: str = "boom") -> ProviderError:
     from rotator.errors import ProviderUnavailable
 
     return ProviderUnavailable(msg, provider="fake", status=503)
+
+
+class BlindReplayProvider(FakeProvider):
+    """AppFlow-like: credentials unreadable (no marker), no CAS, idempotency-key replays."""
+
+    replay_safe: ClassVar[bool] = True
+
+    def __init__(self, remote: FakeRemote) -> None:
+        super().__init__(remote)
+        self.results: dict[str, str] = {}
+        self.lose_before_apply: list[Exception] = []
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        state = await super().read(target, journal)
+        return RemoteState(state.version, None, state.summary)
+
+    async def apply(
+        self,
+        target: TargetSpec,
+        secret: SecretPayload,
+        expected: RemoteState,
+        want: Want,
+        journal: Journal,
+    ) -> ApplyResult:
+        if self.lose_before_apply:
+            raise self.lose_before_apply.pop(0)
+        key = want.idempotency_key
+        if key not in self.results:
+            self.remote.secret = dict(secret.fields)
+            self.remote.bump()
+            self.remote.applies += 1
+            self.remote.history.append({"by": "api", "secret": dict(secret.fields)})
+            self.results[key] = self.remote.version
+        if self.apply_then:
+            raise self.apply_then.pop(0)
+        return ApplyResult(None)  # like UpdateConnectorProfile: no version in the response
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> bool | None:
+        if applied_version is not None:
+            return live.version == applied_version
+        return None
