@@ -44,7 +44,8 @@ class DemoTarget:
     secret_source: str  # the secret's definition, YAML flow style
 
 
-def _targets(url: str) -> list[DemoTarget]:
+def demo_targets(url: str) -> list[DemoTarget]:
+    """One target per provider, seeded in the sandbox (also used by the tests)."""
     from rotator.sandbox import defaults as d
 
     urls = d.base_urls(url)
@@ -168,9 +169,40 @@ def _targets(url: str) -> list[DemoTarget]:
     ]
 
 
-def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
+def sandbox_credentials_env() -> dict[str, str]:
+    """The environment variables the demo targets' credential references name."""
     from rotator.sandbox import defaults as d
 
+    return {
+        "DEMO_ADOBE_CLIENT_ID": d.ADOBE_CLIENT_ID,
+        "DEMO_ADOBE_CLIENT_SECRET": d.ADOBE_CLIENT_SECRET,
+        "DEMO_AWS_ACCESS_KEY_ID": d.AWS_ACCESS_KEY_ID,
+        "DEMO_AWS_SECRET_ACCESS_KEY": d.AWS_SECRET_ACCESS_KEY,
+        "DEMO_UIPATH_CLIENT_ID": d.UIPATH_CLIENT_ID,
+        "DEMO_UIPATH_CLIENT_SECRET": d.UIPATH_CLIENT_SECRET,
+        "DEMO_CL_CLIENT_ID": d.COMMERCELAYER_CLIENT_ID,
+        "DEMO_CL_CLIENT_SECRET": d.COMMERCELAYER_CLIENT_SECRET,
+        "DEMO_CTM_USERNAME": d.CIPHERTRUST_USERNAME,
+        "DEMO_CTM_PASSWORD": d.CIPHERTRUST_PASSWORD,
+    }
+
+
+def seed_sandbox(admin: httpx.Client, targets: list[DemoTarget]) -> None:
+    admin.put(
+        "/_sandbox/ciphertrust/connections/sfdc-conn",
+        json={"name": "sfdc-conn", "client_id": "3MVG9-demo", "username": "cckm@example.com"},
+    ).raise_for_status()
+    for target in targets:
+        admin.put(target.seed_path, json=target.seed_body).raise_for_status()
+
+
+def write_targets(path: Path, targets: list[DemoTarget]) -> None:
+    secrets = "\n".join(f"  {t.secret_name}: {t.secret_source}" for t in targets)
+    blocks = "\n".join(f"  {t.name}:\n{t.yaml}" for t in targets)
+    path.write_text(f"# Written by 'rotator demo'\nsecrets:\n{secrets}\ntargets:\n{blocks}")
+
+
+def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("ROTATOR_")]:
         del env[key]
@@ -185,25 +217,10 @@ def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
             "ROTATOR_HTTP_TIMEOUT": "3",
             "ROTATOR_LEASE_TTL": "20",
             "ROTATOR_LOG_LEVEL": "WARNING",
-            "DEMO_ADOBE_CLIENT_ID": d.ADOBE_CLIENT_ID,
-            "DEMO_ADOBE_CLIENT_SECRET": d.ADOBE_CLIENT_SECRET,
-            "DEMO_AWS_ACCESS_KEY_ID": d.AWS_ACCESS_KEY_ID,
-            "DEMO_AWS_SECRET_ACCESS_KEY": d.AWS_SECRET_ACCESS_KEY,
-            "DEMO_UIPATH_CLIENT_ID": d.UIPATH_CLIENT_ID,
-            "DEMO_UIPATH_CLIENT_SECRET": d.UIPATH_CLIENT_SECRET,
-            "DEMO_CL_CLIENT_ID": d.COMMERCELAYER_CLIENT_ID,
-            "DEMO_CL_CLIENT_SECRET": d.COMMERCELAYER_CLIENT_SECRET,
-            "DEMO_CTM_USERNAME": d.CIPHERTRUST_USERNAME,
-            "DEMO_CTM_PASSWORD": d.CIPHERTRUST_PASSWORD,
+            **sandbox_credentials_env(),
         }
     )
     return env
-
-
-def _write_targets(path: Path, targets: list[DemoTarget]) -> None:
-    secrets = "\n".join(f"  {t.secret_name}: {t.secret_source}" for t in targets)
-    blocks = "\n".join(f"  {t.name}:\n{t.yaml}" for t in targets)
-    path.write_text(f"# Written by 'rotator demo'\nsecrets:\n{secrets}\ntargets:\n{blocks}")
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -258,15 +275,10 @@ def run_demo() -> int:
         console.print(f"• provider sandbox on {sandbox.url}")
         embedded.ensure_running(root)
         console.print(f"• embedded Redis at {embedded.socket_path(root)}")
-        targets = _targets(sandbox.url)
+        targets = demo_targets(sandbox.url)
         admin = httpx.Client(base_url=sandbox.url, timeout=10)
-        admin.put(
-            "/_sandbox/ciphertrust/connections/sfdc-conn",
-            json={"name": "sfdc-conn", "client_id": "3MVG9-demo", "username": "cckm@example.com"},
-        ).raise_for_status()
-        for target in targets:
-            admin.put(target.seed_path, json=target.seed_body).raise_for_status()
-        _write_targets(targets_file, targets)
+        seed_sandbox(admin, targets)
+        write_targets(targets_file, targets)
         env = _env(root, targets_file, prefix)
         check = _cli(env, "config", "check")
         console.print(f"• {check.stdout.strip() or check.stderr.strip()}")

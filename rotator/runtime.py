@@ -110,13 +110,8 @@ class Runtime:
         )
         self.vault = Vault(settings.master_keys(), settings.audit_key_bytes())
         self.store = RotatorStore(self.redis, self.keys, self.vault)
-        self.audit = AuditLog(
-            self.redis,
-            self.keys,
-            settings.audit_key_bytes(),
-            jsonl_path=settings.audit_jsonl,
-            stdout=settings.audit_stdout,
-        )
+        # Spooling to state_dir keeps events written while Redis is unreachable (fail closed).
+        self.audit = AuditLog.from_settings(self.redis, settings)
         self.providers = ProviderContext(
             timeout=settings.http_timeout, max_connections=settings.max_in_flight
         )

@@ -23,10 +23,14 @@ key                             type     contents
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
 {p}secret:{name}:fingerprints   hash     HMAC fingerprint -> version_id (dedupe of reloads)
 {p}secret:{name}:seq            string   last version sequence number
-{p}audit                        stream   audit events (hash-chained; see rotator.audit)
-{p}audit:head                   hash     seq, hash of the newest audit event
-{p}audit:target:{name}          zset     audit seq -> stream id ... per-target index
-{p}audit:job:{job_id}           list     stream ids of one job's events
+{p}audit                        stream   audit events, fields ``event`` (canonical JSON with
+                                         ``seq``) and ``hash`` (HMAC chain; see rotator.audit);
+                                         written only by the Lua script in rotator.store.audit
+{p}audit:head                   hash     seq, hash, id of the newest audit event; archived_seq,
+                                         archived_hash (chain anchor after archiving); max_lag,
+                                         max_lead (seconds, event time vs. storage time)
+{p}audit:target:{name}          zset     stream id -> audit seq: per-target index
+{p}audit:job:{job_id}           list     stream ids of one job's events, in chain order
 ==============================  =======  ===================================================
 """
 
