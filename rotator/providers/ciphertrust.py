@@ -4,7 +4,8 @@ Target fields: ``base_url`` = ``https://{host}/api/v1``; ``resource_id`` = a Sal
 id (``in-place``) or a CCKM Salesforce organization id (``blue-green``). Credentials:
 ``username``, ``password``. Options: ``domain`` (login domain), ``strategy`` (``in-place``, the
 default, or ``blue-green``), and for blue-green ``name_prefix`` (default: the current
-connection's name without its ``-v<n>`` suffix), ``grace_period_seconds`` (default 3600: how long
+connection's name without its ``-v<n>`` suffix, plus a short tag of the organization id so
+organizations sharing a connection never collide), ``grace_period_seconds`` (default 3600: how long
 a retired connection is kept), ``static_fields`` (non-secret connection settings for the new
 connection; by default copied from the current one: cloud_name, client_id, username,
 domain_name). Secret fields: the connection's secret settings (client_secret, password...).
@@ -35,6 +36,7 @@ may serve other organizations. The connection the organization points at is neve
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -387,7 +389,11 @@ class CipherTrust:
         if configured:
             return str(configured)
         if current_name:
-            return _VERSION_SUFFIX.sub("", current_name)
+            # Organizations may share one hand-made connection: a per-organization tag keeps
+            # the connections that rotator creates for each of them from colliding by name.
+            tag = hashlib.sha256(target.resource_id.encode()).hexdigest()[:8]
+            base = _VERSION_SUFFIX.sub("", current_name).removesuffix(f"-{tag}")
+            return f"{base}-{tag}"
         return f"rotator-{target.resource_id}"
 
     async def _ensure_connection(

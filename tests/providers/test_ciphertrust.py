@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import itertools
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ HOST = "https://cm.example.com"
 BASE = f"{HOST}/api/v1"
 CONNS = "/api/v1/connectionmgmt/services/salesforce/connections"
 ORG = "org-1"
+# rotator tags the connections it creates with the organization (see _prefix)
+TAG = hashlib.sha256(ORG.encode()).hexdigest()[:8]
 CREDS = {"username": "admin", "password": "cm-pass"}
 NEW_SECRET = {"client_secret": "cs-" + CANARY, "password": "pw-" + CANARY}
 SECRET_KEYS = ("client_secret", "password")
@@ -417,7 +420,7 @@ def test_blue_green_creates_tests_and_repoints() -> None:
 
     live, after = run_in(api, go, clock)
     created = body(api.calls("POST", CONNS)[0])
-    assert created["name"] == "sfdc-main-v000000000002"
+    assert created["name"] == f"sfdc-main-{TAG}-v000000000002"
     assert created["products"] == ["cckm"]
     assert created["meta"] == {"rotator": want().marker, "rotator_org": ORG}
     assert {k: created[k] for k in ("client_id", "username", "cloud_name")} == {
@@ -472,7 +475,7 @@ def test_blue_green_crash_after_step_one_resumes_without_duplicate() -> None:
     assert len(api.calls("POST", CONNS)) == 1
     assert [c["name"] for c in fake.connections.values()] == [
         "sfdc-main",
-        "sfdc-main-v000000000002",
+        f"sfdc-main-{TAG}-v000000000002",
     ]
 
 
@@ -504,7 +507,7 @@ def test_blue_green_duplicate_name_409_is_reused() -> None:
         live = await adapter.read(bg(), MemoryJournal())
         # The name lookup misses (e.g. the list is eventually consistent) but create says 409.
         fake.add(
-            "sfdc-main-v000000000002",
+            f"sfdc-main-{TAG}-v000000000002",
             meta={"rotator": want().marker, "rotator_org": ORG},
             **NEW_SECRET,
         )
@@ -528,7 +531,7 @@ def test_blue_green_duplicate_name_409_is_reused() -> None:
 
 def test_blue_green_foreign_connection_with_our_name_is_not_touched() -> None:
     clock, fake, api = setup()
-    fake.add("sfdc-main-v000000000002", meta={"owner": "someone"})
+    fake.add(f"sfdc-main-{TAG}-v000000000002", meta={"owner": "someone"})
 
     async def go(ctx: ProviderContext):
         adapter = CipherTrust(ctx, clock=clock)
@@ -611,7 +614,7 @@ def test_after_promote_never_deletes_the_current_connection() -> None:
 
 def test_later_rotation_sweeps_old_rotator_connections() -> None:
     clock, fake, api = setup()
-    foreign = fake.add("sfdc-main-v000000000001", meta={"rotator_org": "org-2"})
+    foreign = fake.add(f"sfdc-main-{TAG}-v000000000001", meta={"rotator_org": "org-2"})
 
     async def go(ctx: ProviderContext):
         adapter = CipherTrust(ctx, clock=clock)
@@ -619,7 +622,9 @@ def test_later_rotation_sweeps_old_rotator_connections() -> None:
         clock.advance(60)
         await rotate(adapter, bg(), MemoryJournal(), "v000000000003", "job3")
         v2 = next(
-            c["id"] for c in fake.connections.values() if c["name"] == "sfdc-main-v000000000002"
+            c["id"]
+            for c in fake.connections.values()
+            if c["name"] == f"sfdc-main-{TAG}-v000000000002"
         )
         clock.advance(3700)
         await rotate(adapter, bg(), MemoryJournal(), "v000000000004", "job4")
@@ -632,13 +637,13 @@ def test_later_rotation_sweeps_old_rotator_connections() -> None:
     # connection, the one retired just now and the current one
     assert names == [
         "sfdc-main",
-        "sfdc-main-v000000000001",
-        "sfdc-main-v000000000003",
-        "sfdc-main-v000000000004",
+        f"sfdc-main-{TAG}-v000000000001",
+        f"sfdc-main-{TAG}-v000000000003",
+        f"sfdc-main-{TAG}-v000000000004",
     ]
     assert foreign in fake.connections
     assert fake.org["connection"] == next(
-        c["id"] for c in fake.connections.values() if c["name"] == "sfdc-main-v000000000004"
+        c["id"] for c in fake.connections.values() if c["name"] == f"sfdc-main-{TAG}-v000000000004"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from .helpers import CANARY, MemoryJournal, run_live, secret, target, want
 pytestmark = pytest.mark.integration
 
 ORG = "org-acme"
+# rotator tags the connections it creates with the organization (see _prefix)
+TAG = hashlib.sha256(ORG.encode()).hexdigest()[:8]
 OLD = "c-old"
 NEW_SECRET = {"client_secret": "cs-" + CANARY, "password": "pw-" + CANARY}
 
@@ -198,12 +201,12 @@ def test_blue_green_happy_path_and_after_promote(cm: Admin, sandbox_url: str) ->
     live, after = run_live(go)
     new_id = journal.steps[STEP_NEW]["id"]
     new = cm.get("ciphertrust", new_id, kind="connections")
-    assert new["name"] == "sfdc-main-v000000000002"
+    assert new["name"] == f"sfdc-main-{TAG}-v000000000002"
     assert new["client_secret"] == NEW_SECRET["client_secret"]
     assert new["client_id"] == "sf-client"
-    assert cm.get("ciphertrust", ORG)["connection"] == "sfdc-main-v000000000002"
+    assert cm.get("ciphertrust", ORG)["connection"] == f"sfdc-main-{TAG}-v000000000002"
     assert cm.get("ciphertrust", OLD, kind="connections")["deleted"] is True
-    assert connection_names(sandbox_url) == ["sfdc-main-v000000000002"]
+    assert connection_names(sandbox_url) == [f"sfdc-main-{TAG}-v000000000002"]
     assert after.version != live.version
     assert CANARY not in repr(after)
 
@@ -226,7 +229,7 @@ def test_blue_green_crash_after_step_one_resumes_without_duplicate(
         return adapter.carries(await adapter.read(bg(sandbox_url), journal), want(), result.version)
 
     assert run_live(go) is True
-    assert connection_names(sandbox_url) == ["sfdc-main", "sfdc-main-v000000000002"]
+    assert connection_names(sandbox_url) == ["sfdc-main", f"sfdc-main-{TAG}-v000000000002"]
 
 
 @pytest.mark.parametrize("journal_survives", [True, False])
@@ -253,8 +256,8 @@ def test_blue_green_lost_create_response(
         await adapter.apply(bg(sandbox_url), secret(NEW_SECRET), live, want(), retry)
 
     run_live(go)
-    assert connection_names(sandbox_url) == ["sfdc-main", "sfdc-main-v000000000002"]
-    assert cm.get("ciphertrust", ORG)["connection"] == "sfdc-main-v000000000002"
+    assert connection_names(sandbox_url) == ["sfdc-main", f"sfdc-main-{TAG}-v000000000002"]
+    assert cm.get("ciphertrust", ORG)["connection"] == f"sfdc-main-{TAG}-v000000000002"
 
 
 def test_blue_green_drop_response_on_repoint_is_ours(cm: Admin, sandbox_url: str) -> None:
