@@ -46,16 +46,22 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``body(runtime)`` in a fresh loop with a Runtime built for this command."""
+def _with_runtime(body: Callable[[Any], Awaitable[T]], *, needs_targets: bool = True) -> T:
+    """Run ``body(runtime)`` in a fresh loop with a Runtime built for this command.
+
+    Commands that only read jobs (``needs_targets=False``) still work when the targets file
+    is broken, with a warning: that is when an operator needs them most.
+    """
     from rotator.runtime import ConfigHolder, Runtime
 
     try:
         settings = load_settings()
-        holder = ConfigHolder(settings)
+        holder = ConfigHolder(settings, lenient=not needs_targets)
     except ConfigError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
+    if holder.last_error is not None:
+        err.print(f"[yellow]warning:[/yellow] targets file not loaded:\n{holder.last_error}")
 
     async def main() -> T:
         runtime = Runtime(settings, holder)
@@ -226,7 +232,7 @@ def jobs(
                 found.append(item.public())
         return found, {}
 
-    rows, quarantine = _with_runtime(body)
+    rows, quarantine = _with_runtime(body, needs_targets=False)
     if quarantined:
         if as_json:
             sys.stdout.write(json.dumps(quarantine, indent=2) + "\n")
@@ -265,7 +271,7 @@ def job(job_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -
         return record
 
     try:
-        record = _with_runtime(body)
+        record = _with_runtime(body, needs_targets=False)
     except Exception as exc:  # noqa: BLE001 - unknown or malformed id
         _fail(str(exc))
         raise

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from rotator.audit import AuditEvent, AuditLog
-from rotator.config import Settings, TargetsConfig, load_settings, load_targets
+from rotator.config import Settings, TargetsConfig, TargetsFile, load_settings, load_targets
 from rotator.crypto import Vault
 from rotator.embedded import redis_url_for
 from rotator.engine import Engine, EngineOptions, Outcome
@@ -61,13 +61,24 @@ def configure_logging(settings: Settings) -> None:
 class ConfigHolder:
     """The targets file, reloaded when it changes; a bad reload keeps the last good config."""
 
-    def __init__(self, settings: Settings, check_interval: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, check_interval: float = 1.0, *, lenient: bool = False
+    ) -> None:
+        """``lenient``: start even if the file is invalid (with no targets), for read-only
+        commands such as ``rotator jobs`` that an operator needs most when things are broken.
+        """
         self._settings = settings
         self._interval = check_interval
         self._checked = 0.0
-        self._config = load_targets(settings.targets_file, provider_names())
         self.generation = 0
         self.last_error: ConfigError | None = None
+        try:
+            self._config = load_targets(settings.targets_file, provider_names())
+        except ConfigError as exc:
+            if not lenient:
+                raise
+            self.last_error = exc
+            self._config = TargetsConfig(settings.targets_file, TargetsFile(), mtime=-2.0)
 
     def get(self) -> TargetsConfig:
         now = time.monotonic()

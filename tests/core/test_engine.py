@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from rotator.engine import Outcome
 from rotator.errors import BadRequest, TransportError
 from rotator.models import JobState, Reason
@@ -241,3 +243,27 @@ def test_secret_never_stored_or_audited_in_clear(harness: Harness) -> None:
     assert harness.remote.secret["password"] == CANARY  # it did reach the provider
     events = json.dumps(harness.audit_events())
     assert CANARY not in events
+
+
+def test_no_update_is_attempted_when_the_audit_cannot_be_written(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rotator.errors import AuditUnavailable
+
+    real_emit = harness.engine.audit.emit
+
+    async def failing_emit(event: Any) -> Any:
+        if event.event == "update.intent":
+            raise AuditUnavailable("audit stream unavailable: ConnectionError")
+        return await real_emit(event)
+
+    monkeypatch.setattr(harness.engine.audit, "emit", failing_emit)
+    job_id = harness.enqueue()
+
+    assert harness.run(harness.engine.process(job_id)) is Outcome.RETRY
+    assert harness.remote.applies == 0  # fail closed: the provider was never called
+    assert harness.run(harness.store.load_job(job_id)).last_error_class == "AuditUnavailable"
+
+    monkeypatch.setattr(harness.engine.audit, "emit", real_emit)
+    assert harness.run(harness.engine.process(job_id)) is Outcome.COMPLETED
+    assert harness.remote.applies == 1

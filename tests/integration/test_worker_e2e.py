@@ -141,3 +141,41 @@ def test_worker_killed_mid_rotation_converges(system: System, kill_point: str) -
     assert system.current_secret("adobe-sfdc", "sfdc")["password"] == canary
     assert applied_passwords(system) == [canary]  # never applied twice
     assert int(system.job(job_id)["attempts"]) >= 2
+
+
+def test_worker_quarantines_a_malformed_job_and_survives_a_bad_reload(system: System) -> None:
+    canary = plant(system)
+    system.start("worker", "--concurrency", "4")
+    system.start("beat")
+    # Given a job record in Redis that no version of rotator could have written
+    bad = "deadbeef" * 4
+    system.redis.hset(f"{system.prefix}job:{bad}", mapping={"id": bad, "state": "exploded"})
+    system.redis.zadd(f"{system.prefix}jobs:due", {bad: 0})
+    system.wait(
+        "malformed job quarantined",
+        lambda: system.redis.hexists(f"{system.prefix}jobs:quarantine", bad),
+    )
+    reason = json.loads(system.redis.hget(f"{system.prefix}jobs:quarantine", bad))["reason"]
+    assert "target" in reason or "state" in reason
+
+    # When the targets file is broken while the worker runs
+    good = (system.tmp / "rotator.yaml").read_text()
+    job_id = system.cli("enqueue", "adobe-sfdc")["job_id"]
+    (system.tmp / "rotator.yaml").write_text(good.replace("provider: adobe", "provider: adobee"))
+
+    # Then the worker keeps its last good configuration and says why
+    system.wait(
+        "job completed with the last good config",
+        lambda: system.job(job_id).get("state") == "completed",
+    )
+    assert live_params(system)["password"] == canary
+    system.wait(
+        "reload failure logged",
+        lambda: any(
+            "keeping the last good configuration" in p.read_text()
+            and "targets.adobe-sfdc.provider" in p.read_text()
+            for p in system.logs
+        ),
+    )
+    quarantined = system.cli("jobs", "--quarantined")
+    assert bad in quarantined
