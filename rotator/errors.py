@@ -18,6 +18,7 @@
             ├── BadRequest              400, 406, 415, 422
             ├── AuthError               401, 403 (after one token refresh)
             ├── NotFound                404
+            ├── TLSVerificationFailed   the provider's certificate is not trusted (never skipped)
             └── VersionConflict         412 / compare-before-write mismatch: the engine re-reads
                                         and decides between "already ours" and "conflict"
 
@@ -145,6 +146,10 @@ class NotFound(PermanentError):
 
 class VersionConflict(PermanentError):
     pass
+
+
+class TLSVerificationFailed(PermanentError):
+    """Retrying cannot make an untrusted certificate trusted: configure ``ca_bundle``."""
 
 
 _STATUS_CLASSES: dict[int, type[ProviderError]] = {

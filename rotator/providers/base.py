@@ -21,11 +21,13 @@ group set...), or None where the API shows nothing of the kind (AppFlow hides cr
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import certifi
 import httpx
 
 from rotator.errors import (
@@ -33,6 +35,7 @@ from rotator.errors import (
     BadRequest,
     ProviderError,
     RateLimited,
+    TLSVerificationFailed,
     TransportError,
     error_class_for_status,
 )
@@ -197,7 +200,10 @@ class ProviderContext:
         key = target.ca_bundle
         client = self._clients.get(key)
         if client is None:
-            verify: Any = key if key else True
+            # The same public roots httpx trusts by default, plus the target's private CA.
+            verify = ssl.create_default_context(cafile=certifi.where())
+            if key:
+                verify.load_verify_locations(cafile=key)
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout),
                 limits=httpx.Limits(
@@ -235,7 +241,16 @@ async def send(
     """
     try:
         return await client.request(method, url, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+    except httpx.ConnectError as exc:
+        if _certificate_rejected(exc):
+            raise TLSVerificationFailed(
+                "the provider's TLS certificate is not trusted; set the target's ca_bundle",
+                provider=provider,
+            ) from None
+        raise TransportError(
+            f"{type(exc).__name__} connecting to provider", provider=provider
+        ) from None
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TransportError(
             f"{type(exc).__name__} connecting to provider", provider=provider
         ) from None
@@ -273,6 +288,15 @@ def require(mapping: Mapping[str, Any], key: str, what: str) -> Any:
     if value in (None, ""):
         raise BadRequest(f"{what} {key!r} is not configured for this target")
     return value
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def parse_retry_after(response: httpx.Response) -> float | None:
