@@ -250,10 +250,10 @@ class Engine:
         )
         await self.audit.emit(
             ctx.event(
-                "version.promoted",
+                "job.completed",
                 outcome="success",
                 remote_version_after=after.version,
-                detail=f"previous={current or '-'}",
+                detail=f"promoted {version} to current (previous: {current or '-'})",
             )
         )
         try:

@@ -46,7 +46,7 @@ def test_rotation_applies_verifies_and_promotes(harness: Harness) -> None:
         "update.intent",
         "update.applied",
         "update.verified",
-        "version.promoted",
+        "job.completed",
     ]
 
 
