@@ -52,10 +52,12 @@ def _with_runtime(body: Callable[[Any], Awaitable[T]], *, needs_targets: bool = 
     Commands that only read jobs (``needs_targets=False``) still work when the targets file
     is broken, with a warning: that is when an operator needs them most.
     """
-    from rotator.runtime import ConfigHolder, Runtime
+    from rotator.runtime import ConfigHolder, Runtime, configure_logging
 
     try:
         settings = load_settings()
+        # Logs go to stderr, so --json output on stdout stays machine-readable.
+        configure_logging(settings)
         holder = ConfigHolder(settings, lenient=not needs_targets)
     except ConfigError as exc:
         _fail(str(exc))

@@ -179,3 +179,38 @@ def test_worker_quarantines_a_malformed_job_and_survives_a_bad_reload(system: Sy
     )
     quarantined = system.cli("jobs", "--quarantined")
     assert bad in quarantined
+
+
+def test_run_once_processes_due_jobs_in_process_and_reports_failures(system: System) -> None:
+    canary = plant(system)
+    job_id = system.cli("enqueue", "adobe-sfdc")["job_id"]
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "rotator", "run", "--once", "--json"],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"completed": 1}
+    assert system.job(job_id)["state"] == "completed"
+    assert live_params(system)["password"] == canary
+
+    # A job that fails makes the run exit non-zero, for cron and scripts to notice.
+    system.env["IT_ADOBE_CLIENT_SECRET"] = "revoked"
+    (system.tmp / "sfdc.json").write_text(json.dumps({"username": "etl", "password": "next"}))
+    system.cli("enqueue", "adobe-sfdc")
+    bad = subprocess.run(
+        [sys.executable, "-m", "rotator", "run", "--once", "--json"],
+        env=system.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout) == {"failed": 1}
+    assert "revoked" not in bad.stdout + bad.stderr
