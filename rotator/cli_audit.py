@@ -467,8 +467,12 @@ def export_command(
 @audit_app.command("archive")
 def archive_command(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Archive events stored longer ago than this.")
-    ] = "90d",
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Archive events stored longer ago than this (default: ROTATOR_AUDIT_RETENTION).",
+        ),
+    ] = None,
     directory: Annotated[
         Path | None,
         typer.Option("--dir", help="Archive directory (default: <state_dir>/audit-archive)."),
@@ -477,8 +481,9 @@ def archive_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Move old events to gzip JSONL files, then remove them (and index entries) from Redis."""
-    age = _duration(older_than)
     with _session() as (settings, client, keys):
+        older_than = older_than or settings.audit_retention
+        age = _duration(older_than)
         target_dir = directory or settings.state_dir / ARCHIVE_DIRNAME
         try:
             result = AuditReader(client, keys).archive(

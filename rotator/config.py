@@ -71,8 +71,17 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=256, ge=1, description="Rotations in flight per process.")
     audit_jsonl: Path | None = None
     audit_stdout: bool = False
+    audit_retention: str = Field(
+        default="90d", description="Age after which `rotator audit archive` moves events out"
+    )
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("audit_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        parse_interval(value)
+        return value
 
     @field_validator("master_key")
     @classmethod
