@@ -54,6 +54,7 @@ from rotator.providers.base import (
     SecretPayload,
     TargetSpec,
     Want,
+    redact,
 )
 from rotator.sources import load_fields
 from rotator.store import BeginRefused, Lease, RotatorStore
@@ -325,6 +326,7 @@ class Engine:
                     again.version,
                 ) from None
         except ProviderError as exc:
+            redact(exc, secret)  # whatever the adapter: never let a quoted value travel on
             # Sticky: once an update may have landed, a later definite failure cannot undo it.
             await journal.record(
                 "apply_failed",

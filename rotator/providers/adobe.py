@@ -10,7 +10,8 @@ Version check: ``If-Match`` with the connection's etag. The same PATCH also appe
 ``[rotator:<version>:<fingerprint>]`` to the connection description. Flow Service masks secret
 params on read, so the marker is the only way to tell, after a lost response, whether the live
 connection carries our update: a 412 whose re-read shows our marker is success, anything else
-is an out-of-band change.
+is an out-of-band change. An edit of the params alone keeps the marker, so ``read`` reports it
+only while ``updatedClient`` (the API client of the last change) is our client id.
 """
 
 from __future__ import annotations
@@ -95,8 +96,12 @@ class AdobeFlowService:
         body = response.json()
         return str(body["access_token"]), float(body.get("expires_in", 3600))
 
+    @staticmethod
+    def _client_id(target: TargetSpec) -> str:
+        return str(require(target.credentials, "client_id", "credential"))
+
     def _headers(self, target: TargetSpec, token: str) -> dict[str, str]:
-        client_id = str(require(target.credentials, "client_id", "credential"))
+        client_id = self._client_id(target)
         return {
             "Authorization": f"Bearer {token}",
             "x-api-key": str(target.options.get("api_key", client_id)),
@@ -133,6 +138,11 @@ class AdobeFlowService:
             raise ProviderError("connection read returned no items", provider=NAME, status=200)
         item = items[0]
         description, marker = split_marker(str(item.get("description") or ""))
+        updated_client = item.get("updatedClient")
+        if marker is not None and updated_client and updated_client != self._client_id(target):
+            # Someone else changed the connection after our update: the description marker
+            # survives an edit of the (masked) params, so it no longer shows they are ours.
+            marker = None
         version = str(item.get("etag") or item.get("version") or "")
         return RemoteState(
             version=version,

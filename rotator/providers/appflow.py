@@ -46,6 +46,7 @@ from rotator.providers.base import (
     TargetSpec,
     Want,
     raise_for_status,
+    redact,
     require,
     send,
 )
@@ -135,24 +136,6 @@ def check(response: httpx.Response) -> None:
     cls = _CODE_CLASSES.get(error_code(response))
     overrides = {response.status_code: cls} if cls else None
     raise_for_status(response, NAME, describe_error, overrides=overrides)
-
-
-def redact(exc: ProviderError, secret: SecretPayload) -> None:
-    """Blank out any secret value a provider message may quote back."""
-    message = str(exc.args[0]) if exc.args else ""
-    for value in secret_strings(secret.fields):
-        message = message.replace(value, "[redacted]")
-    exc.args = (message,)
-
-
-def secret_strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in secret_strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in secret_strings(v)]
-    return []
 
 
 def client_token(want: Want) -> str:

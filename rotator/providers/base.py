@@ -290,6 +290,25 @@ def require(mapping: Mapping[str, Any], key: str, what: str) -> Any:
     return value
 
 
+def redact(exc: ProviderError, secret: SecretPayload) -> None:
+    """Blank out any secret value a provider's error message quotes back (AWS validation
+    messages quote offending values, for one). Applied by adapters and again by the engine."""
+    message = str(exc.args[0]) if exc.args else ""
+    for value in _secret_strings(secret.fields):
+        message = message.replace(value, "[redacted]")
+    exc.args = (message,)
+
+
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _secret_strings(v)]
+    return []
+
+
 def _certificate_rejected(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -354,5 +373,6 @@ __all__ = [
     "parse_retry_after",
     "require",
     "raise_for_status",
+    "redact",
     "send",
 ]

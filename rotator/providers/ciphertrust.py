@@ -64,6 +64,7 @@ from rotator.providers.base import (
     Want,
     authorized,
     raise_for_status,
+    redact,
     require,
     send,
 )
@@ -553,21 +554,3 @@ class CipherTrust:
         name = (current_connection or {}).get("name")
         await self._sweep(target, self._prefix(target, str(name) if name else None), keep=set())
         return None
-
-
-def redact(exc: ProviderError, secret: SecretPayload) -> None:
-    """Blank out any secret value a provider message may quote back."""
-    message = str(exc.args[0]) if exc.args else ""
-    for value in _strings(secret.fields):
-        message = message.replace(value, "[redacted]")
-    exc.args = (message,)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []

@@ -10,10 +10,12 @@ identity_``; ``resource_id`` = the robot account id. Credentials: ``client_id``,
 There is no secret in this API: the "secret" is the desired state, and it is readable. The PUT
 takes group deltas, so the adapter computes ``groupIDsToAdd``/``groupIDsToRemove`` from a fresh
 read; replaying converges (``replay_safe``). Version check: none native; ``lastModificationTime``
-is what the engine compares. Marker: ``read`` cannot know what the job wants, so ``apply``
-journals a digest of the desired state (step ``uipath_desired``) before the PUT, and ``read``
-reports that job's marker when the live state's digest matches it (a digest of the live state
-otherwise). A new process resuming the job reads the same journal, so ``carries`` stays exact.
+is what the engine compares, and ``apply`` re-reads right before the PUT and raises
+VersionConflict if it moved since the engine's read. Marker: ``read`` cannot know what the
+job wants, so ``apply`` journals a digest of the desired state (step ``uipath_desired``) before
+the PUT, and ``read`` reports that job's marker when the live state's digest matches it (a
+digest of the live state otherwise). A new process resuming the job reads the same journal, so
+``carries`` stays exact.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from rotator.errors import AuthError, BadRequest, ProviderError
+from rotator.errors import AuthError, BadRequest, ProviderError, VersionConflict
 from rotator.providers.base import (
     ApplyResult,
     Journal,
@@ -36,6 +38,7 @@ from rotator.providers.base import (
     Want,
     authorized,
     raise_for_status,
+    redact,
     require,
     send,
 )
@@ -128,11 +131,17 @@ class UiPathRobotAccounts:
             self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
         )
 
-    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+    async def _fetch(self, target: TargetSpec) -> dict[str, Any]:
         url = f"{target.base_url}/api/RobotAccount/{self._partition(target)}/{target.resource_id}"
         response = await self._call(target, "GET", url)
         raise_for_status(response, NAME, describe_error)
         account = response.json()
+        if not isinstance(account, dict):
+            raise ProviderError("robot account read returned no object", provider=NAME, status=200)
+        return account
+
+    async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
+        account = await self._fetch(target)
         groups = [str(g) for g in account.get("groupIds") or []]
         display_name = account.get("displayName")
         digest = state_digest(groups, display_name)
@@ -161,8 +170,22 @@ class UiPathRobotAccounts:
         journal: Journal,
     ) -> ApplyResult:
         wanted = desired_groups(secret.fields)
-        display_name = secret.fields.get("displayName") or expected.summary.get("displayName")
-        live = [str(g) for g in expected.summary.get("groupIds") or []]
+        # Compare-before-write as close to the PUT as the API allows (it has no version check),
+        # and deltas from that fresh read: deltas from an older read would merge our desired
+        # state into an out-of-band change made since.
+        try:
+            account = await self._fetch(target)
+        except ProviderError as exc:
+            redact(exc, secret)  # the live display name may be the one we are about to set
+            raise
+        if str(account.get("lastModificationTime") or "") != expected.version:
+            raise VersionConflict(
+                "robot account changed since it was read",
+                provider=NAME,
+                code="lastModificationTime",
+            )
+        display_name = secret.fields.get("displayName") or account.get("displayName")
+        live = [str(g) for g in account.get("groupIds") or []]
         live_by_key = {g.lower(): g for g in live}
         wanted_by_key = {g.lower(): g for g in wanted}
         await journal.record(
@@ -192,21 +215,3 @@ class UiPathRobotAccounts:
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
         return None
-
-
-def redact(exc: ProviderError, secret: SecretPayload) -> None:
-    """Blank out any secret value a provider message may quote back."""
-    message = str(exc.args[0]) if exc.args else ""
-    for value in _strings(secret.fields):
-        message = message.replace(value, "[redacted]")
-    exc.args = (message,)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []

@@ -267,3 +267,16 @@ def test_no_update_is_attempted_when_the_audit_cannot_be_written(
     monkeypatch.setattr(harness.engine.audit, "emit", real_emit)
     assert harness.run(harness.engine.process(job_id)) is Outcome.COMPLETED
     assert harness.remote.applies == 1
+
+
+def test_a_provider_message_quoting_the_secret_is_redacted(harness: Harness) -> None:
+    # Some APIs echo the offending value in validation errors; it must not reach job records.
+    harness.provider.apply_faults.append(
+        BadRequest(f"value '{CANARY}' at 'password' failed to satisfy constraint", status=400)
+    )
+    job_id = harness.enqueue()
+
+    assert harness.run(harness.engine.process(job_id)) is Outcome.FAILED
+    job = harness.run(harness.store.load_job(job_id))
+    assert CANARY not in job.last_error and "[redacted]" in job.last_error
+    assert CANARY not in json.dumps(harness.audit_events())
