@@ -19,6 +19,7 @@ instead of guessing. Retry delays go back into the due set (never Celery countdo
 from __future__ import annotations
 
 import enum
+import json
 import os
 import random
 import time
@@ -162,13 +163,9 @@ class Engine:
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
             return Outcome.SKIPPED
         except ConflictDetected as exc:
-            await self.store.finish(
-                lease,
+            await self._end(
+                ctx,
                 JobState.CONFLICT,
-                clear_pending=True,
-                job_fields={"last_error": exc.detail, "last_error_class": "Conflict"},
-            )
-            await self._emit_quiet(
                 ctx.event(
                     "job.conflict",
                     outcome="conflict",
@@ -176,7 +173,9 @@ class Engine:
                     remote_version_after=exc.after,
                     error_class="Conflict",
                     detail=exc.detail,
-                )
+                ),
+                clear_pending=True,
+                job_fields={"last_error": exc.detail, "last_error_class": "Conflict"},
             )
             return Outcome.CONFLICT
         except Exception as exc:  # noqa: BLE001 - every failure must end in a job state
@@ -206,9 +205,10 @@ class Engine:
         if current and version_seq(version) < version_seq(current):
             raise StaleVersion(f"{version} is older than the target's current {current}")
         if current == version and journal.get("intent") is None:
-            await self.store.finish(ctx.lease, JobState.COMPLETED, clear_pending=False)
-            await self.audit.emit(
-                ctx.event("job.noop", outcome="noop", detail="version is already current")
+            await self._end(
+                ctx,
+                JobState.COMPLETED,
+                ctx.event("job.noop", outcome="noop", detail="version is already current"),
             )
             return Outcome.NOOP
 
@@ -242,20 +242,18 @@ class Engine:
                 remote_version_after=after.version,
             )
         )
-        await self.store.finish(
-            ctx.lease,
+        await self._end(
+            ctx,
             JobState.COMPLETED,
-            promote_version=version,
-            remote_version=after.version,
-            job_fields={"last_error": "", "last_error_class": ""},
-        )
-        await self.audit.emit(
             ctx.event(
                 "job.completed",
                 outcome="success",
                 remote_version_after=after.version,
                 detail=f"promoted {version} to current (previous: {current or '-'})",
-            )
+            ),
+            promote_version=version,
+            remote_version=after.version,
+            job_fields={"last_error": "", "last_error_class": ""},
         )
         try:
             await provider.after_promote(target, journal)
@@ -461,6 +459,10 @@ class Engine:
     # -- endings ---------------------------------------------------------------------------
 
     async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
+        if refused.reason == "terminal" and refused.audit_owed:
+            # The worker that ended this job died before writing its terminal event.
+            await self._write_owed(job.id, AuditEvent.from_dict(json.loads(refused.audit_owed)))
+            return Outcome.SKIPPED
         if refused.reason != "busy":
             return Outcome.SKIPPED
         # Be due when the job can start, not at a claim's visibility deadline: our own attempt
@@ -494,14 +496,15 @@ class Engine:
             exc, PermanentError | SecretSourceError | StaleVersion | ConfigError
         )
         state = JobState.DEAD if transient else JobState.FAILED
+        event = "job.dead" if state is JobState.DEAD else "job.failed"
         # Keep `pending` when an update may have reached the provider: the next job checks
         # whether it is live before moving on.
-        await self.store.finish(
-            ctx.lease, state, clear_pending=ctx.journal.get("intent") is None, job_fields=fields
-        )
-        event = "job.dead" if state is JobState.DEAD else "job.failed"
-        await self._emit_quiet(
-            ctx.event(event, outcome=str(state), error_class=error_class, detail=message)
+        await self._end(
+            ctx,
+            state,
+            ctx.event(event, outcome=str(state), error_class=error_class, detail=message),
+            clear_pending=ctx.journal.get("intent") is None,
+            job_fields=fields,
         )
         log.warning(
             "rotation ended without success",
@@ -512,6 +515,26 @@ class Engine:
             error=message,
         )
         return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
+
+    async def _end(self, ctx: _Ctx, state: JobState, event: AuditEvent, **finish: Any) -> None:
+        """Finish the job with its terminal audit event owed, then write the event.
+
+        The job's state is durable first; the event follows. Until it is written the job stays
+        due, so a crash in between is repaired by the next delivery (see ``_refused``).
+        """
+        owed = json.dumps(event.to_dict(), sort_keys=True)
+        await self.store.finish(
+            ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish
+        )
+        await self._write_owed(ctx.job.id, event)
+
+    async def _write_owed(self, job_id: str, event: AuditEvent) -> None:
+        try:
+            await self.audit.emit(event)
+        except AuditUnavailable:
+            log.error("terminal audit event still owed; a later delivery writes it", job_id=job_id)
+            return
+        await self.store.settle(job_id)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
         if isinstance(exc, AuditUnavailable):

@@ -67,7 +67,9 @@ class Want:
 
     @property
     def marker(self) -> str:
-        return f"rotator:{self.version_id}:{self.fingerprint[:12]}"
+        # Scoped to the job: a later job with the same version must not take an earlier job's
+        # marker (left behind by a conflict or an out-of-band edit) for its own update.
+        return f"rotator:{self.version_id}:{self.fingerprint[:12]}:{self.job_id[:12]}"
 
     @property
     def idempotency_key(self) -> str:

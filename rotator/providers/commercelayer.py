@@ -214,14 +214,26 @@ class CommerceLayer:
         body = response.json()
         return str(body["access_token"]), float(body.get("expires_in", 7200))
 
-    async def _call(self, target: TargetSpec, method: str, **kw: Any) -> httpx.Response:
-        url = f"{target.base_url}/api_credentials/{target.resource_id}"
+    def _url(self, target: TargetSpec) -> str:
+        return f"{target.base_url}/api_credentials/{target.resource_id}"
+
+    async def _call(
+        self, target: TargetSpec, method: str, *, reserved: bool = False, **kw: Any
+    ) -> httpx.Response:
+        """``reserved``: the caller already took this request's place in the rate budget."""
+        url = self._url(target)
         client = self._ctx.client(target)
         key = (urlsplit(url).netloc, method_class(method))
         extra = {"Content-Type": JSONAPI} if method != "GET" else {}
+        # Only the first send was reserved; a re-send after a 401 takes its own place.
+        skip_budget = reserved
 
         async def call(token: str) -> httpx.Response:
-            await self.budget.acquire(key)
+            nonlocal skip_budget
+            if skip_budget:
+                skip_budget = False
+            else:
+                await self.budget.acquire(key)
             headers = {"Authorization": f"Bearer {token}", "Accept": JSONAPI, **extra}
             return await send(client, NAME, method, url, headers=headers, **kw)
 
@@ -282,7 +294,9 @@ class CommerceLayer:
         if not isinstance(secret_metadata, dict):
             raise BadRequest("secret field 'metadata' must be an object", provider=NAME)
 
-        # Compare-before-write as close to the PATCH as the API allows.
+        # Compare-before-write as close to the PATCH as the API allows: take the PATCH's place
+        # in the rate budget first, so no budget wait opens a window between read and write.
+        await self.budget.acquire((urlsplit(self._url(target)).netloc, method_class("PATCH")))
         live = await self._fetch(target)
         live_attributes = live.get("attributes") or {}
         if str(live_attributes.get("updated_at") or "") != expected.version:
@@ -310,7 +324,7 @@ class CommerceLayer:
             }
         # Encoded here so httpx cannot substitute its own application/json Content-Type.
         content = json.dumps({"data": data}, separators=(",", ":")).encode()
-        response = await self._call(target, "PATCH", content=content)
+        response = await self._call(target, "PATCH", reserved=True, content=content)
         try:
             raise_for_status(response, NAME, describe_error)
         except ProviderError as exc:

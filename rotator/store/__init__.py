@@ -76,7 +76,7 @@ local raw = redis.call('HGETALL', KEYS[3])
 if #raw == 0 then return {'missing'} end
 local state = redis.call('HGET', KEYS[3], 'state')
 if state == 'completed' or state == 'conflict' or state == 'failed' or state == 'dead' then
-  return {'terminal', state}
+  return {'terminal', state, redis.call('HGET', KEYS[3], 'audit_owed') or ''}
 end
 local lease = redis.call('GET', KEYS[1])
 if lease then return {'busy', lease, tostring(redis.call('PTTL', KEYS[1]))} end
@@ -121,14 +121,23 @@ return 1
 
 # Finish a job: KEYS: lease, job, due, active, target, dead
 # ARGV: fence, job_id, state, now, promote(0/1), version, remote_version, dead(0/1),
-#       clear_pending(0/1), then job field/value pairs
+#       clear_pending(0/1), owed terminal audit event (JSON), settle deadline,
+#       then job field/value pairs
+# The terminal audit event is owed until `settle`: the job stays in the due set until then, so
+# a worker killed between this write and the audit write leaves a job that a later delivery
+# finds terminal with its event still owed, and writes it.
 _FINISH = (
     _FENCE_CHECK
     + """
 local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], 'state', ARGV[3], 'updated_at', ARGV[4], unpack(fields))
-redis.call('ZREM', KEYS[3], ARGV[2])
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], 'state', ARGV[3], 'updated_at', ARGV[4], 'audit_owed', ARGV[10],
+  unpack(fields))
+if ARGV[10] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+else
+  redis.call('ZADD', KEYS[3], ARGV[11], ARGV[2])
+end
 if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
 if ARGV[5] == '1' then
   local current = redis.call('HGET', KEYS[5], 'current')
@@ -214,6 +223,7 @@ class BeginRefused:
     reason: str  # "missing" | "terminal" | "busy"
     detail: str = ""
     lease_ms: int = 0  # busy: how long the current holder's lease still runs
+    audit_owed: str = ""  # terminal: the job's terminal audit event, if never written
 
 
 class RotatorStore:
@@ -309,6 +319,8 @@ class RotatorStore:
             args=[job_id, int(lease_ttl * 1000), now, now + lease_ttl + 1],
         )
         status = _s(result[0])
+        if status == "terminal":
+            return BeginRefused(status, _s(result[1]), audit_owed=_s(result[2]))
         if status != "ok":
             detail = _s(result[1]) if len(result) > 1 else ""
             lease_ms = int(_s(result[2])) if len(result) > 2 else 0
@@ -376,9 +388,14 @@ class RotatorStore:
         remote_version: str = "",
         clear_pending: bool = False,
         job_fields: Mapping[str, Any] | None = None,
+        audit_owed: str = "",
+        settle_within: float = 60.0,
         now: float | None = None,
     ) -> None:
-        """End a job in a terminal state; promotion and lease release happen in the same write."""
+        """End a job in a terminal state; promotion and lease release happen in the same write.
+
+        ``audit_owed`` is the terminal audit event (JSON) still to be written; until
+        ``settle()`` the job comes due again after ``settle_within`` seconds."""
         assert state.terminal
         now = time.time() if now is None else now
         k = self.keys
@@ -402,9 +419,18 @@ class RotatorStore:
                 remote_version,
                 "1" if state is JobState.DEAD else "0",
                 "1" if clear_pending else "0",
+                audit_owed,
+                now + settle_within,
                 *_pairs(job_fields or {}),
             ],
         )
+
+    async def settle(self, job_id: str) -> None:
+        """The job's terminal audit event is written: nothing is owed, nothing is due."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.job(job_id), "audit_owed")
+            pipe.zrem(self.keys.due, job_id)
+            await pipe.execute()
 
     async def reschedule(
         self,

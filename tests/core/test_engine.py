@@ -280,3 +280,43 @@ def test_a_provider_message_quoting_the_secret_is_redacted(harness: Harness) -> 
     job = harness.run(harness.store.load_job(job_id))
     assert CANARY not in job.last_error and "[redacted]" in job.last_error
     assert CANARY not in json.dumps(harness.audit_events())
+
+
+def test_terminal_event_lost_to_a_crash_is_written_by_the_next_delivery(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_emit = harness.engine.audit.emit
+
+    async def die_on_completion(event: Any) -> Any:
+        if event.event == "job.completed":
+            raise Killed()
+        return await real_emit(event)
+
+    monkeypatch.setattr(harness.engine.audit, "emit", die_on_completion)
+    job_id = harness.enqueue()
+    try:
+        harness.run(harness.engine.process(job_id))
+    except Killed:
+        pass
+    # Given the job is completed in Redis but its terminal event was never written
+    assert job_state(harness, job_id) is JobState.COMPLETED
+    assert "job.completed" not in [e["event"] for e in harness.audit_events()]
+    assert harness.run(harness.redis.zscore(harness.store.keys.due, job_id)) is not None
+
+    # When the job is delivered again
+    monkeypatch.setattr(harness.engine.audit, "emit", real_emit)
+    assert harness.run(harness.engine.process(job_id)) is Outcome.SKIPPED
+
+    # Then the owed event is written once and nothing is due any more
+    completed = [e for e in harness.audit_events() if e["event"] == "job.completed"]
+    assert len(completed) == 1 and completed[0]["job_id"] == job_id
+    assert harness.run(harness.redis.zscore(harness.store.keys.due, job_id)) is None
+    assert harness.run(harness.redis.hget(harness.store.keys.job(job_id), "audit_owed")) is None
+    assert harness.remote.applies == 1
+
+
+def test_finished_jobs_owe_nothing(harness: Harness) -> None:
+    job_id = harness.enqueue()
+    harness.run(harness.engine.process(job_id))
+    assert harness.run(harness.redis.zscore(harness.store.keys.due, job_id)) is None
+    assert harness.run(harness.redis.hget(harness.store.keys.job(job_id), "audit_owed")) is None

@@ -505,3 +505,34 @@ def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
         assert adapter.carries(after, want(), result.version) is False
 
     run_in(api, go)
+
+
+def test_no_rate_budget_wait_between_the_fresh_read_and_the_patch() -> None:
+    # A wait for the write budget between compare and write would widen the window in which an
+    # out-of-band edit is silently overwritten (the API has no compare-and-set).
+    fake = FakeProvisioning()
+    api = FakeAPI(fake)
+    order: list[str] = []
+
+    class RecordingBudget(RateBudget):
+        async def acquire(self, key: tuple[str, str]) -> None:
+            order.append(f"budget:{key[1]}")
+            await super().acquire(key)
+
+    original = api.handler
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "api_credentials" in request.url.path:
+            order.append(f"http:{request.method}")
+        return original(request)
+
+    api.handler = handler
+
+    async def go(ctx: ProviderContext) -> None:
+        adapter = CommerceLayer(ctx, RecordingBudget())
+        live = await adapter.read(spec(), MemoryJournal())
+        order.clear()
+        await adapter.apply(spec(), secret({"reference": "r"}), live, want(), MemoryJournal())
+
+    run_in(api, go)
+    assert order == ["budget:write", "budget:read", "http:GET", "http:PATCH"]
