@@ -68,6 +68,9 @@ def dispatch() -> dict[str, int]:
             runtime.audit,
             collect,
             batch=runtime.settings.dispatch_batch,
+            # A delivery lost with its worker (killed after receiving the message, before the
+            # job began) comes due again after one lease, as a job whose worker died does.
+            visibility=runtime.settings.lease_ttl,
         )
         return {"scheduled": result.scheduled, "delivered": result.delivered}
 
