@@ -75,7 +75,7 @@ def ensure_running(state_dir: Path, timeout: float = 10.0) -> str:
         "--appendonly",
         "yes",
         "--appendfsync",
-        "everysec",
+        "always",  # an acknowledged journal write must survive a crash of Redis itself
         "--save",
         "",
         "--maxmemory-policy",
