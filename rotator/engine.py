@@ -273,11 +273,8 @@ class Engine:
         """Compare-before-write, journal the intent, apply. Returns the remote version after."""
         job, journal = ctx.job, ctx.journal
         intent = journal.get("intent")
-        failed = journal.get("apply_failed") or {}
         first = job.first_remote_version
-        # Did an earlier attempt's update possibly reach the provider? (A crash mid-update
-        # leaves an intent with no outcome: that counts as "maybe".)
-        maybe_applied = intent is not None and bool(failed.get("maybe_applied", True))
+        maybe_applied = _earlier_update_may_have_applied(intent, journal.get("apply_failed"))
         replaying = False
         if intent is not None and live.version != intent.get("expected"):
             blind = provider.carries(live, want, None) is None
@@ -302,7 +299,13 @@ class Engine:
 
         await journal.record(
             "intent",
-            {"expected": live.version, "attempt": job.attempts, "at": time.time()},
+            {
+                "expected": live.version,
+                "attempt": job.attempts,
+                "at": time.time(),
+                # Carried forward: an update that may have landed stays possible evidence.
+                "prior_maybe_applied": maybe_applied,
+            },
             job_fields=None if first is not None else {"first_remote_version": live.version},
         )
         # Fail closed: if the audit cannot be written, emit raises and no update is attempted.
@@ -325,11 +328,11 @@ class Engine:
                 ) from None
         except ProviderError as exc:
             redact(exc, secret)  # whatever the adapter: never let a quoted value travel on
-            # Sticky: once an update may have landed, a later definite failure cannot undo it.
             await journal.record(
                 "apply_failed",
                 {
-                    "maybe_applied": maybe_applied or _maybe_applied(exc),
+                    "attempt": job.attempts,
+                    "maybe_applied": _maybe_applied(exc),
                     "error": type(exc).__name__,
                 },
             )
@@ -589,6 +592,25 @@ class _Ctx:
 def _describe(exc: Exception, target: str) -> str:
     text = str(exc) or type(exc).__name__
     return text[:500]
+
+
+def _earlier_update_may_have_applied(
+    intent: Mapping[str, Any] | None, failed: Mapping[str, Any] | None
+) -> bool:
+    """Could an earlier attempt's update have reached the provider?
+
+    The latest intent's update counts as "maybe" unless a definite refusal was recorded for
+    that same attempt: a worker killed mid-update records nothing, and an older attempt's
+    refusal says nothing about a later one. Earlier attempts' "maybe" is carried forward.
+    """
+    if intent is None:
+        return False
+    refused = (
+        failed is not None
+        and failed.get("attempt") == intent.get("attempt")
+        and not failed.get("maybe_applied", True)
+    )
+    return bool(intent.get("prior_maybe_applied")) or not refused
 
 
 def _maybe_applied(exc: ProviderError) -> bool:

@@ -65,3 +65,29 @@ def test_ambiguous_loss_then_foreign_edit_is_overwritten_and_audited(
     assert "update.replaced_foreign_change" in events(h, job_id)
     state = h.run(h.store.target_state("crm"))
     assert state["current"] == "v000000000001"  # rotator tracks what is live
+
+
+class Killed(BaseException):
+    pass
+
+
+def test_a_kill_during_a_later_update_outweighs_an_earlier_refusal(
+    blind: tuple[Harness, BlindReplayProvider],
+) -> None:
+    # Found by the chaos experiment: attempt 1 is refused (429, nothing applied); attempt 2's
+    # update lands but its worker is killed before recording anything. Attempt 3 must not take
+    # attempt 1's refusal as evidence about attempt 2 and call our own update a conflict.
+    h, provider = blind
+    provider.lose_before_apply.append(RateLimited("slow down", status=429, retry_after=0))
+    job_id = h.enqueue()
+    assert h.run(h.engine.process(job_id)) is Outcome.RETRY
+    provider.apply_then.append(Killed())  # type: ignore[arg-type]
+    try:
+        h.run(h.engine.process(job_id))
+    except Killed:
+        pass
+    h.expire_lease()
+
+    assert h.run(h.engine.process(job_id)) is Outcome.COMPLETED
+    assert h.remote.applies == 1
+    assert "update.replaced_foreign_change" not in events(h, job_id)
