@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(default=600.0, gt=0)
     http_timeout: float = Field(default=15.0, gt=0)
     worker_concurrency: int = Field(default=64, ge=1)
-    max_in_flight: int = Field(default=256, ge=1, description="Rotations in flight per process.")
+    max_in_flight: int = Field(default=128, ge=1, description="Rotations in flight per process.")
     audit_jsonl: Path | None = None
     audit_stdout: bool = False
     audit_retention: str = Field(
@@ -348,7 +348,8 @@ def load_targets(path: Path, known_providers: Sequence[str]) -> TargetsConfig:
     except OSError as exc:
         raise ConfigError([ConfigIssue(label, "(file)", exc.strerror or str(exc))]) from None
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's loader where available: 3-4x faster on files of 100,000 targets.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

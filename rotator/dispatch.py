@@ -9,6 +9,7 @@ again when the provisional score passes.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,29 +62,41 @@ async def dispatch(
     rng = random.Random()
     claimed = await store.claim_due_targets(now, batch, claim_ttl=visibility)
     next_due: dict[str, float] = {}
-    scheduled = 0
     for name, _due in claimed:
         target = config.targets.get(name)
         schedule = target.parsed_schedule if target else None
         if target is None or schedule is None or not target.enabled:
             continue  # removed from the file: the next sync drops it from the schedule
-        job_id, created = await store.create_job(name, Reason.SCHEDULED, "schedule", now=now)
         next_due[name] = schedule.next_after(now, rng.random())
-        if created:
-            scheduled += 1
-            try:
-                await audit.emit(
-                    AuditEvent(
-                        "job.enqueued",
-                        job_id=job_id,
-                        target=name,
-                        provider=target.provider,
-                        actor="schedule",
-                        reason=str(Reason.SCHEDULED),
-                    )
+    created = [
+        (name, job_id)
+        for name, job_id, new in await store.create_scheduled_jobs(list(next_due), now=now)
+        if new
+    ]
+    # Emitted together, so the audit writer commits them in a few batched writes.
+    outcomes = await asyncio.gather(
+        *(
+            audit.emit(
+                AuditEvent(
+                    "job.enqueued",
+                    job_id=job_id,
+                    target=name,
+                    provider=config.targets[name].provider,
+                    actor="schedule",
+                    reason=str(Reason.SCHEDULED),
                 )
-            except AuditUnavailable:
-                log.error("audit unavailable while enqueueing", job_id=job_id)
+            )
+            for name, job_id in created
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, AuditUnavailable):
+            log.error("audit unavailable while enqueueing scheduled jobs")
+            break
+        if isinstance(outcome, BaseException):
+            raise outcome
+    scheduled = len(created)
     await store.set_next_due(next_due)
 
     job_ids = await store.claim_due_jobs(now, batch, visibility)

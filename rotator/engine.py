@@ -311,7 +311,9 @@ class Engine:
         # Fail closed: if the audit cannot be written, emit raises and no update is attempted.
         await self.audit.emit(ctx.event("update.intent", remote_version_before=live.version))
 
-        fields = await self.store.load_secret_version(spec.secret, want.version_id)
+        fields = ctx.fields
+        if fields is None or ctx.version != want.version_id:
+            fields = await self.store.load_secret_version(spec.secret, want.version_id)
         secret = SecretPayload(fields, want.version_id, want.fingerprint)
         try:
             result: ApplyResult = await provider.apply(target, secret, live, want, journal)
@@ -426,6 +428,7 @@ class Engine:
                 spec.secret, source, base_dir=config.path.parent, env=self.options.environ
             )
             version, fingerprint = await self.store.put_secret_version(spec.secret, fields)
+            ctx.fields = fields  # this attempt needs no decrypting read-back
         await journal.record(
             "secret",
             {"version": version, "fingerprint": fingerprint},
@@ -572,6 +575,7 @@ class _Ctx:
     provider_name: str | None = None
     version: str | None = None
     fingerprint: str | None = None
+    fields: dict[str, Any] | None = None  # the pinned secret, when this attempt loaded it
 
     def event(self, name: str, **fields: Any) -> AuditEvent:
         base: dict[str, Any] = {

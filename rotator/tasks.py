@@ -17,7 +17,7 @@ log = structlog.get_logger("rotator.tasks")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Several jobs per message: Celery's per-task overhead is paid once per batch, and the batch
 # runs concurrently on the worker's event loop.
-DELIVERY_BATCH = 8
+DELIVERY_BATCH = 32
 
 
 def _valid_ids(job_ids: Any) -> list[str]:

@@ -170,6 +170,13 @@ return 1
 """
 )
 
+# Version lookup or reservation: KEYS: fingerprints, seq   ARGV: fingerprint
+_RESERVE_VERSION = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then return {1, existing} end
+return {0, redis.call('INCR', KEYS[2])}
+"""
+
 # Version commit: KEYS: fingerprints, versions   ARGV: fingerprint, version, token
 _COMMIT_VERSION = """
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
@@ -239,6 +246,7 @@ class RotatorStore:
         self._stage = redis.register_script(_STAGE)
         self._finish = redis.register_script(_FINISH)
         self._reschedule = redis.register_script(_RESCHEDULE)
+        self._reserve_version = redis.register_script(_RESERVE_VERSION)
         self._commit_version = redis.register_script(_COMMIT_VERSION)
         self._quarantine = redis.register_script(_QUARANTINE)
 
@@ -273,6 +281,36 @@ class RotatorStore:
             args=[job.id, now, *_pairs(job.to_redis())],
         )
         return _s(job_id), bool(int(created))
+
+    async def create_scheduled_jobs(
+        self, targets: list[str], now: float | None = None
+    ) -> list[tuple[str, str, bool]]:
+        """Scheduled jobs for many targets in one pipelined round trip: (target, id, created)."""
+        if not targets:
+            return []
+        now = time.time() if now is None else now
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for target in targets:
+                job = Job(
+                    id=new_job_id(),
+                    target=target,
+                    reason=Reason.SCHEDULED,
+                    actor="schedule",
+                    created_at=now,
+                    updated_at=now,
+                    next_run_at=now,
+                )
+                await self._create_job(
+                    keys=[k.active(target), k.job(job.id), k.due, k.job_index],
+                    args=[job.id, now, *_pairs(job.to_redis())],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return [
+            (target, _s(job_id), bool(int(created)))
+            for target, (job_id, created) in zip(targets, results, strict=True)
+        ]
 
     async def load_job(self, job_id: str) -> Job:
         raw = await self.redis.hgetall(self.keys.job(job_id))
@@ -513,10 +551,12 @@ class RotatorStore:
         """Store a value encrypted; the same value again returns its existing version."""
         fingerprint = self.vault.fingerprint(fields)
         k = self.keys
-        existing = await self.redis.hget(k.secret_fingerprints(secret), fingerprint)
-        if existing:
-            return _s(existing), fingerprint
-        version = version_id(int(await self.redis.incr(k.secret_seq(secret))))
+        found, value = await self._reserve_version(
+            keys=[k.secret_fingerprints(secret), k.secret_seq(secret)], args=[fingerprint]
+        )
+        if int(found):
+            return _s(value), fingerprint
+        version = version_id(int(value))
         token = self.vault.seal(secret, version, fields)
         committed = await self._commit_version(
             keys=[k.secret_fingerprints(secret), k.secret_versions(secret)],
