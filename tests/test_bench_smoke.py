@@ -1,0 +1,54 @@
+"""The benchmark script runs end to end. Its figures are printed, never asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _bench(tmp_path: Path, redis_url: str, *args: str) -> dict[str, Any]:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator.bench", "--redis-url", redis_url]
+        + ["--json-out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def test_rotation_benchmark_completes_every_rotation(tmp_path: Path, redis_url: str) -> None:
+    report = _bench(
+        tmp_path,
+        redis_url,
+        *("--rotations", "20", "--latency-ms", "0", "--no-baseline", "--workers", "1"),
+        *("--warmup", "4", "--concurrency", "8"),
+    )
+
+    runs = report["rotator"]
+    assert [(r["requested"], r["completed"]) for r in runs] == [(20, 20)]
+    assert report["baseline"] == []
+
+
+def test_scheduled_benchmark_completes(tmp_path: Path, redis_url: str) -> None:
+    report = _bench(
+        tmp_path,
+        redis_url,
+        *("--scheduled", "300", "--dispatch-batch", "100", "--dispatch-batches", "2"),
+    )
+
+    scheduled = report["scheduled"]
+    assert scheduled["targets"] == 300
+    assert scheduled["dispatch_batches"] == 2
+    assert "rotator" not in report
