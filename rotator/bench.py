@@ -3,7 +3,7 @@
     python -m rotator.bench [--rotations 2000] [--targets N] [--latency-ms 50] [--workers 1]
                             [--concurrency 64] [--baseline/--no-baseline] [--repeat 1]
                             [--embedded | --redis-url URL] [--enqueue api|dispatch]
-                            [--delivery-batch 8] [--worker-env KEY=VALUE ...]
+                            [--delivery-batch 32] [--worker-env KEY=VALUE ...]
                             [--profile DIR] [--json-out FILE] [--scheduled N]
 
 What runs where: the provider sandbox in its own process (its CPU is never the worker's), a
@@ -65,14 +65,12 @@ from rich.table import Table
 
 import celeryconfig
 from rotator import embedded
+from rotator.dispatch import DELIVERY_BATCH
 from rotator.sandbox import defaults
 
 console = Console(width=None if sys.stdout.isatty() else 132)
 
 SHARED_REDIS = "redis://127.0.0.1:6379/12"
-# rotator.tasks.DELIVERY_BATCH: job ids per Celery message. Not imported, because importing
-# rotator.tasks builds the Celery app from this process's environment.
-DELIVERY_BATCH = 8
 SECRET_NAME = "bench-login"  # noqa: S105 - a secret's name, not a value
 CLIENT_ID_VAR = "BENCH_ADOBE_CLIENT_ID"
 CLIENT_SECRET_VAR = "BENCH_ADOBE_CLIENT_SECRET"  # noqa: S105 - an environment variable name

@@ -27,6 +27,10 @@ log = structlog.get_logger("rotator.dispatch")
 
 Deliver = Callable[[Sequence[str]], Awaitable[None]]
 
+# Job ids per Celery message: Celery's per-task overhead is paid once per batch, and the
+# batch runs concurrently on the worker's event loop.
+DELIVERY_BATCH = 32
+
 
 @dataclass(frozen=True)
 class DispatchResult:

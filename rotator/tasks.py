@@ -10,14 +10,12 @@ from typing import Any
 import structlog
 
 from rotator.app import celery_app
+from rotator.dispatch import DELIVERY_BATCH
 from rotator.dispatch import dispatch as run_dispatch
 from rotator.runtime import process_runtime
 
 log = structlog.get_logger("rotator.tasks")
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Several jobs per message: Celery's per-task overhead is paid once per batch, and the batch
-# runs concurrently on the worker's event loop.
-DELIVERY_BATCH = 32
 
 
 def _valid_ids(job_ids: Any) -> list[str]:
