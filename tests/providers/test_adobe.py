@@ -1,0 +1,202 @@
+"""Adobe Flow Service adapter: request shape, token cache, and every documented error body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from rotator.errors import (
+    AuthError,
+    BadRequest,
+    NotFound,
+    ProviderUnavailable,
+    RateLimited,
+    VersionConflict,
+)
+from rotator.providers.adobe import AdobeFlowService
+from rotator.providers.base import ProviderContext
+
+from .helpers import CANARY, FakeAPI, MemoryJournal, run_in, secret, target, want
+
+BASE = "https://platform.adobe.io/data/foundation/flowservice"
+IMS = "https://ims-na1.adobelogin.com/ims/token/v3"
+ETAG = '"1400dd53-0000-0200-0000-5f3f23450000"'
+
+
+def spec() -> Any:
+    return target(
+        "adobe",
+        BASE,
+        "conn-1",
+        options={"org_id": "ORG@AdobeOrg", "sandbox_name": "prod"},
+        credentials={"client_id": "cid", "client_secret": "csecret"},
+    )
+
+
+def connection(description: str = "", updated_client: str = "cid") -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "id": "conn-1",
+                "etag": ETAG,
+                "version": ETAG,
+                "state": "enabled",
+                "description": description,
+                "updatedClient": updated_client,
+                "auth": {
+                    "specName": "Basic Authentication",
+                    "params": {"username": "u", "password": "***"},
+                },
+            }
+        ]
+    }
+
+
+class FakeFlow:
+    def __init__(self) -> None:
+        self.error: tuple[int, dict[str, Any]] | None = None
+        self.mints = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ims/token/v3"):
+            self.mints += 1
+            return httpx.Response(
+                200,
+                json={
+                    "access_token": f"tok{self.mints}",
+                    "token_type": "bearer",
+                    "expires_in": 86399,
+                },
+            )
+        if self.error is not None:
+            status, body = self.error
+            return httpx.Response(status, json=body)
+        if request.method == "GET":
+            return httpx.Response(200, json=connection())
+        return httpx.Response(200, json={"id": "conn-1", "etag": '"new-etag"'})
+
+
+def flow_error(code: str, status: int) -> dict[str, Any]:
+    return {
+        "type": f"https://ns.adobe.com/aep/errors/FLOW-{code}",
+        "title": "problem",
+        "status": status,
+        "report": {},
+    }
+
+
+def test_patch_carries_if_match_headers_and_marker_and_token_is_cached() -> None:
+    fake = FakeFlow()
+    api = FakeAPI(fake)
+
+    async def go(ctx: ProviderContext) -> Any:
+        adapter = AdobeFlowService(ctx)
+        live = await adapter.read(spec(), MemoryJournal())
+        result = await adapter.apply(
+            spec(), secret({"username": "u", "password": CANARY}), live, want(), MemoryJournal()
+        )
+        await adapter.read(spec(), MemoryJournal())
+        return live, result
+
+    live, result = run_in(api, go)
+    patch = api.calls("PATCH")[0]
+    assert patch.headers["if-match"] == ETAG
+    assert patch.headers["x-api-key"] == "cid"
+    assert patch.headers["x-gw-ims-org-id"] == "ORG@AdobeOrg"
+    assert patch.headers["x-sandbox-name"] == "prod"
+    ops = json.loads(patch.content)
+    assert ops[0] == {
+        "op": "replace",
+        "path": "/auth/params",
+        "value": {"username": "u", "password": CANARY},
+    }
+    assert ops[1]["path"] == "/description" and want().marker in ops[1]["value"]
+    assert result.version == '"new-etag"'
+    assert fake.mints == 1  # three calls, one token
+    assert CANARY not in repr(live) + repr(result)
+
+
+def test_marker_counts_only_while_our_client_made_the_last_change() -> None:
+    fake = FakeFlow()
+    adapter_want = want()
+    marked = f"ETL [{adapter_want.marker}]"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "connections" in request.url.path:
+            return httpx.Response(200, json=connection(marked, updated_client=client[0]))
+        return fake(request)
+
+    client = ["cid"]
+    api = FakeAPI(handler)
+
+    async def go(ctx: ProviderContext) -> tuple[bool | None, bool | None]:
+        adapter = AdobeFlowService(ctx)
+        ours = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
+        client[0] = "someone-else"
+        theirs = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
+        return ours, theirs
+
+    assert run_in(api, go) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code"),
+    [
+        (400, flow_error("1403-400", 400), BadRequest, "FLOW-1403-400"),
+        (412, flow_error("1404-412", 412), VersionConflict, "FLOW-1404-412"),
+        (404, flow_error("1101-404", 404), NotFound, "FLOW-1101-404"),
+        (400, flow_error("1455-400", 400), BadRequest, "FLOW-1455-400"),
+        (400, flow_error("1416-400", 400), BadRequest, "FLOW-1416-400"),
+        (400, flow_error("2105-400", 400), BadRequest, "FLOW-2105-400"),
+        (403, flow_error("2118-403", 403), AuthError, "FLOW-2118-403"),
+        (403, flow_error("2120-403", 403), AuthError, "FLOW-2120-403"),
+        (500, flow_error("1102-500", 500), ProviderUnavailable, "FLOW-1102-500"),
+        (503, flow_error("1103-503", 503), ProviderUnavailable, "FLOW-1103-503"),
+        (504, flow_error("1104-504", 504), ProviderUnavailable, "FLOW-1104-504"),
+        (403, {"error_code": "403000", "message": "Api Key is required"}, AuthError, "403000"),
+        (403, {"error_code": "403003", "message": "Api Key is invalid"}, AuthError, "403003"),
+        (400, {"error_code": "400003", "message": "org header missing"}, BadRequest, "400003"),
+        # Not in providers.md: any throttling answer must still map to RateLimited.
+        (429, {"error_code": "429050", "message": "Too many requests"}, RateLimited, "429050"),
+    ],
+)
+def test_documented_errors_map_to_one_class(
+    status: int, body: dict[str, Any], cls: type[Exception], code: str
+) -> None:
+    fake = FakeFlow()
+    fake.error = (status, body)
+    api = FakeAPI(fake)
+
+    async def go(ctx: ProviderContext) -> None:
+        adapter = AdobeFlowService(ctx)
+        live_version = ETAG
+        from rotator.providers.base import RemoteState
+
+        await adapter.apply(
+            spec(),
+            secret({"password": CANARY}),
+            RemoteState(live_version, None, {}),
+            want(),
+            MemoryJournal(),
+        )
+
+    with pytest.raises(cls) as caught:
+        run_in(api, go)
+    assert caught.value.code == code  # type: ignore[attr-defined]
+    assert CANARY not in str(caught.value)
+
+
+def test_gateway_401_remints_once_then_is_an_auth_error() -> None:
+    fake = FakeFlow()
+    fake.error = (401, {"error_code": "401013", "message": "Oauth token is not valid"})
+    api = FakeAPI(fake)
+
+    async def go(ctx: ProviderContext) -> None:
+        await AdobeFlowService(ctx).read(spec(), MemoryJournal())
+
+    with pytest.raises(AuthError, match="401013|not valid"):
+        run_in(api, go)
+    assert fake.mints == 2
