@@ -13,11 +13,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - see below
 import pytest
 import redis
 
 from rotator import embedded
 
+# hypothesis is imported here, on the main thread at collection, because its pytest plugin
+# otherwise imports it lazily at the end of the session, under assertion rewriting, while
+# sandbox threads may still be compiling: CPython 3.11.7 then fails with "AST constructor
+# recursion depth mismatch" (gh-106905) although every test passed.
 SHARED_REDIS = os.environ.get("ROTATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

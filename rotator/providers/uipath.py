@@ -170,9 +170,14 @@ class UiPathRobotAccounts:
         journal: Journal,
     ) -> ApplyResult:
         wanted = desired_groups(secret.fields)
+        display_name = secret.fields.get("displayName") or expected.summary.get("displayName")
+        await journal.record(
+            STEP, {"marker": want.marker, "digest": state_digest(wanted, display_name)}
+        )
         # Compare-before-write as close to the PUT as the API allows (it has no version check),
         # and deltas from that fresh read: deltas from an older read would merge our desired
-        # state into an out-of-band change made since.
+        # state into an out-of-band change made since. (An unchanged version means an
+        # unchanged display name too.)
         try:
             account = await self._fetch(target)
         except ProviderError as exc:
@@ -184,13 +189,9 @@ class UiPathRobotAccounts:
                 provider=NAME,
                 code="lastModificationTime",
             )
-        display_name = secret.fields.get("displayName") or account.get("displayName")
         live = [str(g) for g in account.get("groupIds") or []]
         live_by_key = {g.lower(): g for g in live}
         wanted_by_key = {g.lower(): g for g in wanted}
-        await journal.record(
-            STEP, {"marker": want.marker, "digest": state_digest(wanted, display_name)}
-        )
         body = {
             "partitionGlobalId": self._partition(target),
             "displayName": display_name,
