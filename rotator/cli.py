@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rotator.cli_audit import audit_app, report_command
 from rotator.config import load_settings, load_targets, targets_json_schema
 from rotator.errors import ConfigError
 from rotator.models import Job, Reason
@@ -454,17 +455,9 @@ def _state_style(state: str) -> str:
     return f"[{colour}]{state}[/{colour}]" if colour else state
 
 
-def _mount_optional() -> None:
-    """The audit review commands live in their own module."""
-    try:
-        from rotator.cli_audit import audit_app, report_command
-    except ImportError:
-        return
-    app.add_typer(audit_app, name="audit")
-    app.command("report")(report_command)
-
-
-_mount_optional()
+# The audit review commands live in their own module.
+app.add_typer(audit_app, name="audit")
+app.command("report")(report_command)
 
 
 def main() -> None:

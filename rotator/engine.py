@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -628,11 +627,6 @@ def _maybe_applied(exc: ProviderError) -> bool:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
-
-
-def first_due(schedule_jitter: float, now: float, rng: random.Random) -> float:
-    """When a target new to the schedule first comes due: now, spread by its jitter."""
-    return now + schedule_jitter * rng.random()
 
 
 __all__ = ["ConflictDetected", "Engine", "EngineOptions", "JobJournal", "Outcome", "Reason"]

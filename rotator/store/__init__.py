@@ -368,10 +368,6 @@ class RotatorStore:
         journal = {k2: json.loads(v) for k2, v in _as_dict(result[3]).items()}
         return Begun(lease, Job.from_redis(job_id, job_raw), journal, _as_dict(result[4]))
 
-    async def job_target(self, job_id: str) -> str | None:
-        value = await self.redis.hget(self.keys.job(job_id), "target")
-        return _s(value) if value else None
-
     async def record(
         self,
         lease: Lease,
@@ -626,9 +622,6 @@ class RotatorStore:
 
     async def dead_jobs(self, limit: int = 100) -> list[str]:
         return [_s(i) for i in await self.redis.zrevrange(self.keys.dead, 0, limit - 1)]
-
-    async def due_count(self) -> int:
-        return int(await self.redis.zcard(self.keys.due))
 
 
 def _s(value: Any) -> str:
