@@ -289,10 +289,10 @@ async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[st
             for outcome in await deliver_locally(runtime, list(batch)):
                 counts[str(outcome)] = counts.get(str(outcome), 0) + 1
             continue
-        soonest = await runtime.redis.zrange(runtime.keys.due, 0, 0, withscores=True)
-        if not soonest or float(soonest[0][1]) > deadline:
+        soonest = await runtime.store.soonest_due()
+        if soonest is None or soonest > deadline:
             break
-        await asyncio.sleep(max(0.05, min(1.0, float(soonest[0][1]) - time.time())))
+        await asyncio.sleep(max(0.05, min(1.0, soonest - time.time())))
     # Retries and deferrals were intermediate; report where jobs ended up.
     counts.pop(str(Outcome.RETRY), None)
     counts.pop(str(Outcome.DEFERRED), None)

@@ -1,0 +1,47 @@
+"""The schedule: ``{p}schedule`` maps each scheduled target to when it next comes due.
+
+The dispatcher claims due targets with a provisional score (so a dispatcher that dies after
+claiming loses nothing), creates their jobs, then sets each target's real next due time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rotator.store.base import StoreBase
+from rotator.store.codec import text
+
+
+class ScheduleStore(StoreBase):
+    async def claim_due_targets(
+        self, now: float, limit: int, claim_ttl: float
+    ) -> list[tuple[str, float]]:
+        flat = await self._lua("claim_due_targets")(
+            keys=[self.keys.schedule], args=[now, limit, now + claim_ttl]
+        )
+        return [(text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def set_next_due(self, due: Mapping[str, float]) -> None:
+        if due:
+            await self.redis.zadd(self.keys.schedule, dict(due))
+
+    async def sync_schedule(self, first_due: Mapping[str, float]) -> int:
+        """Add targets new to the schedule (existing due times are kept) and drop targets no
+        longer scheduled. Runs at start-up and on config reload, not per dispatch."""
+        k = self.keys
+        existing = {text(m) for m in await self.redis.zrange(k.schedule, 0, -1)}
+        removed = existing - set(first_due)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if first_due:
+                pipe.zadd(k.schedule, dict(first_due), nx=True)
+            if removed:
+                pipe.zrem(k.schedule, *removed)
+            await pipe.execute()
+        return len(set(first_due) - existing)
+
+    async def next_due(self, targets: Iterable[str]) -> dict[str, float | None]:
+        names = list(targets)
+        if not names:
+            return {}
+        scores = await self.redis.zmscore(self.keys.schedule, names)
+        return dict(zip(names, scores, strict=True))

@@ -1,0 +1,92 @@
+"""Read models for the CLI: jobs, journals, the dead and quarantined, target stage pointers.
+
+Nothing here writes. ``StoreReader`` is the synchronous counterpart the report uses, since the
+CLI's reporting commands hold a synchronous client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from rotator.errors import MalformedJob
+from rotator.models import Job
+from rotator.store.base import StoreBase
+from rotator.store.codec import decoded, text
+from rotator.store.keys import Keys
+
+
+class ViewStore(StoreBase):
+    async def load_job(self, job_id: str) -> Job:
+        raw = await self.redis.hgetall(self.keys.job(job_id))
+        return Job.from_redis(job_id, decoded(raw))
+
+    async def journal(self, job_id: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.journal(job_id))
+        return {text(k): json.loads(v) for k, v in raw.items()}
+
+    async def quarantined(self) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.quarantine)
+        return {text(k): json.loads(v) for k, v in raw.items()}
+
+    async def target_state(self, target: str) -> dict[str, str]:
+        return decoded(await self.redis.hgetall(self.keys.target(target)))
+
+    async def target_states(self, targets: Iterable[str]) -> dict[str, dict[str, str]]:
+        names = list(targets)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.target(name))
+            results = await pipe.execute()
+        return {name: decoded(raw) for name, raw in zip(names, results, strict=True)}
+
+    async def recent_jobs(self, limit: int = 50) -> list[Job | MalformedJob]:
+        ids = [text(i) for i in await self.redis.zrevrange(self.keys.job_index, 0, limit - 1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            rows = await pipe.execute()
+        jobs: list[Job | MalformedJob] = []
+        for job_id, raw in zip(ids, rows, strict=True):
+            try:
+                jobs.append(Job.from_redis(job_id, decoded(raw)))
+            except MalformedJob as exc:
+                jobs.append(exc)
+        return jobs
+
+    async def dead_jobs(self, limit: int = 100) -> list[str]:
+        return [text(i) for i in await self.redis.zrevrange(self.keys.dead, 0, limit - 1)]
+
+
+@dataclass(frozen=True)
+class TargetView:
+    state: dict[str, str]  # the target hash: stage pointers, rotated_at, last outcome...
+    next_due: float | None  # its schedule entry; None when it is not scheduled
+
+
+class StoreReader:
+    """Synchronous, read-only access for reports (the report never writes)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def target_states_with_schedule(self, names: Iterable[str]) -> dict[str, TargetView]:
+        """Each target's hash and next due time, in one pipelined round trip."""
+        names = list(names)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.keys.target(name))
+            pipe.zscore(self.keys.schedule, name)
+        replies = pipe.execute()
+        views = {}
+        for i, name in enumerate(names):
+            state, score = replies[2 * i], replies[2 * i + 1]
+            views[name] = TargetView(
+                decoded(state or {}, "replace"), None if score is None else float(score)
+            )
+        return views
