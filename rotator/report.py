@@ -191,9 +191,30 @@ def build_report(
     grace: float = 3600.0,
 ) -> RotationReport:
     now = time.time() if now is None else now
-    names = sorted(config.targets)
-    views = StoreReader(client, keys).target_states_with_schedule(names)
+    targets = _target_reports(StoreReader(client, keys), config, now, grace)
+    window = _Window.over(since, now)
+    reader = AuditReader(client, keys)
+    scan = _scan(reader, targets, window, since, now)
+    history = _history(reader, targets, scan.rotations, since)
+    rows = list(targets.values())
+    return RotationReport(
+        generated_at=now,
+        since=since,
+        grace_seconds=grace,
+        bucket_seconds=window.seconds,
+        targets=rows,
+        buckets=_buckets(window, scan.outcomes, history, now),
+        summary=_summary(rows, scan.totals),
+        audit_events_scanned=scan.scanned,
+        targets_file=str(config.path),
+    )
 
+
+def _target_reports(
+    store: StoreReader, config: TargetsConfig, now: float, grace: float
+) -> dict[str, TargetReport]:
+    names = sorted(config.targets)
+    views = store.target_states_with_schedule(names)
     targets: dict[str, TargetReport] = {}
     for name in names:
         spec = config.targets[name]
@@ -216,39 +237,82 @@ def build_report(
             overdue=reason is not None,
             overdue_reason=reason,
         )
+    return targets
 
-    span = max(now - since, 1.0)
-    bucket_seconds = 86400.0 if span <= 120 * 86400 else 7 * 86400.0
-    first_bucket = since - (since % bucket_seconds)
-    count = int((now - first_bucket) // bucket_seconds) + 1
-    outcome_buckets: list[Counter[str]] = [Counter() for _ in range(count)]
-    rotations: dict[str, list[float]] = {name: [] for name in names}
-    totals: Counter[str] = Counter()
-    scanned = 0
-    reader = AuditReader(client, keys)
+
+@dataclass(frozen=True)
+class _Window:
+    """The report's time buckets: days, or weeks for windows longer than 120 days."""
+
+    first: float
+    seconds: float
+    count: int
+
+    @classmethod
+    def over(cls, since: float, now: float) -> _Window:
+        span = max(now - since, 1.0)
+        seconds = 86400.0 if span <= 120 * 86400 else 7 * 86400.0
+        first = since - (since % seconds)
+        return cls(first, seconds, int((now - first) // seconds) + 1)
+
+    def position(self, when: float) -> int | None:
+        position = int((when - self.first) // self.seconds)
+        return position if 0 <= position < self.count else None
+
+
+@dataclass
+class _Scan:
+    outcomes: list[Counter[str]]  # per bucket
+    totals: Counter[str]
+    rotations: dict[str, list[float]]  # target -> rotation times in the window
+    scanned: int = 0
+
+
+def _scan(
+    reader: AuditReader,
+    targets: dict[str, TargetReport],
+    window: _Window,
+    since: float,
+    now: float,
+) -> _Scan:
+    """One pass over the window's audit events, oldest first."""
+    scan = _Scan([Counter() for _ in range(window.count)], Counter(), {n: [] for n in targets})
     for record in reader.iter_events(AuditFilter(since=since, until=now)):
-        scanned += 1
+        scan.scanned += 1
         event = record.event
         target = targets.get(event.target or "")
         if event.event in OUTCOME_EVENTS:
             outcome = event.outcome or OUTCOME_EVENTS[event.event]
             if outcome == "completed":
                 outcome = "success"
-            position = int((event.time - first_bucket) // bucket_seconds)
-            if 0 <= position < count:
-                outcome_buckets[position][outcome] += 1
-            totals[outcome] += 1
+            position = window.position(event.time)
+            if position is not None:
+                scan.outcomes[position][outcome] += 1
+            scan.totals[outcome] += 1
             if target is not None:
-                target.outcomes[outcome] = target.outcomes.get(outcome, 0) + 1
-                if outcome in FAILURE_OUTCOMES:
-                    target.failures += 1
-                elif outcome == "retry":
-                    target.retries += 1
-                elif outcome == "success":
-                    target.rotations += 1
+                _count(target, outcome)
         if target is not None and _is_rotation(event):
-            rotations[target.name].append(event.time)
+            scan.rotations[target.name].append(event.time)
+    return scan
 
+
+def _count(target: TargetReport, outcome: str) -> None:
+    target.outcomes[outcome] = target.outcomes.get(outcome, 0) + 1
+    if outcome in FAILURE_OUTCOMES:
+        target.failures += 1
+    elif outcome == "retry":
+        target.retries += 1
+    elif outcome == "success":
+        target.rotations += 1
+
+
+def _history(
+    reader: AuditReader,
+    targets: dict[str, TargetReport],
+    rotations: dict[str, list[float]],
+    since: float,
+) -> dict[str, list[float]]:
+    """Each target's known rotation times, sorted, including the last one before the window."""
     history: dict[str, list[float]] = {}
     for name, times in rotations.items():
         known = sorted(times)
@@ -262,11 +326,19 @@ def build_report(
             if before is not None:
                 bisect.insort(known, before)
         history[name] = known
+    return history
 
+
+def _buckets(
+    window: _Window,
+    outcomes: list[Counter[str]],
+    history: dict[str, list[float]],
+    now: float,
+) -> list[Bucket]:
     buckets = []
-    for position in range(count):
-        start = first_bucket + position * bucket_seconds
-        end = min(start + bucket_seconds, now)
+    for position in range(window.count):
+        start = window.first + position * window.seconds
+        end = min(start + window.seconds, now)
         ages = []
         for times in history.values():
             last = bisect.bisect_right(times, end)
@@ -276,16 +348,18 @@ def build_report(
             Bucket(
                 start=start,
                 label=datetime.fromtimestamp(start, tz=UTC).strftime("%Y-%m-%d"),
-                outcomes={k: v for k, v in outcome_buckets[position].items() if v},
+                outcomes={k: v for k, v in outcomes[position].items() if v},
                 median_age_seconds=statistics.median(ages) if ages else None,
                 max_age_seconds=max(ages) if ages else None,
                 targets_with_known_age=len(ages),
             )
         )
+    return buckets
 
-    rows = list(targets.values())
+
+def _summary(rows: list[TargetReport], totals: Counter[str]) -> dict[str, Any]:
     known_ages = [t.age_seconds for t in rows if t.age_seconds is not None]
-    summary: dict[str, Any] = {
+    return {
         "targets": len(rows),
         "enabled": sum(1 for t in rows if t.enabled),
         "scheduled": sum(1 for t in rows if t.schedule),
@@ -299,17 +373,6 @@ def build_report(
         "oldest_age_seconds": max(known_ages) if known_ages else None,
         "median_age_seconds": statistics.median(known_ages) if known_ages else None,
     }
-    return RotationReport(
-        generated_at=now,
-        since=since,
-        grace_seconds=grace,
-        bucket_seconds=bucket_seconds,
-        targets=rows,
-        buckets=buckets,
-        summary=summary,
-        audit_events_scanned=scanned,
-        targets_file=str(config.path),
-    )
 
 
 def __getattr__(name: str) -> Any:
