@@ -3,6 +3,9 @@
 All keys share one prefix (``ROTATOR_KEY_PREFIX``, default ``rotator:``) so several deployments
 or test runs can share one Redis database and each can remove exactly its own keys.
 
+No key name is built anywhere else: code reaches Redis through ``Keys``, and the Lua scripts
+(``rotator/store/lua/``) receive every key they touch as KEYS, never a prefix to build on.
+
 ==============================  =======  ===================================================
 key                             type     contents
 ==============================  =======  ===================================================
