@@ -91,6 +91,21 @@ def _nice_max(value: float) -> float:
     return float(10 * magnitude)
 
 
+def _chart_frame(label: str, y_max: float, unit: str) -> list[str]:
+    """The opening of a time chart: its svg element and five labelled horizontal grid lines."""
+    width, height, left, bottom, top = 1100, 260, 48, 40, 16
+    plot_w, plot_h = width - left - 150, height - bottom - top
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{label}">']
+    for tick in range(5):
+        value = y_max * tick / 4
+        y = top + plot_h - plot_h * tick / 4
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e3e7ec"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}{unit}</text>'
+        )
+    return parts
+
+
 def _outcome_chart(report: RotationReport) -> str:
     buckets = report.buckets
     width, height, left, bottom, top = 1100, 260, 48, 40, 16
@@ -98,20 +113,11 @@ def _outcome_chart(report: RotationReport) -> str:
     peak = max((sum(b.outcomes.values()) for b in buckets), default=0)
     y_max = _nice_max(peak)
     bar_w = plot_w / max(len(buckets), 1)
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Rotation outcomes per period">'
-    ]
-    for tick in range(5):
-        value = y_max * tick / 4
-        y = top + plot_h - plot_h * tick / 4
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e3e7ec"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>'
-        )
+    parts = _chart_frame("Rotation outcomes per period", y_max, "")
     label_every = max(1, len(buckets) // 12)
     for index, bucket in enumerate(buckets):
         x = left + index * bar_w
-        y = top + plot_h
+        y: float = top + plot_h
         for outcome in [*OUTCOMES, *sorted(set(bucket.outcomes) - set(OUTCOMES))]:
             n = bucket.outcomes.get(outcome, 0)
             if not n:
@@ -158,16 +164,7 @@ def _age_chart(report: RotationReport) -> str:
     longest_interval = max(intervals) if intervals else None
     y_max = _nice_max(max([*days, longest_interval or 0, 0.0]))
     step = plot_w / max(len(buckets) - 1, 1)
-    parts = [
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Credential age over time">'
-    ]
-    for tick in range(5):
-        value = y_max * tick / 4
-        y = top + plot_h - plot_h * tick / 4
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e3e7ec"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}d</text>'
-        )
+    parts = _chart_frame("Credential age over time", y_max, "d")
     label_every = max(1, len(buckets) // 12)
     for index, bucket in enumerate(buckets):
         if index % label_every == 0:
