@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from rotator.crypto import Vault
 from rotator.errors import LeaseLost, MalformedJob
-from rotator.models import Job, JobState, Reason, new_job_id, version_id
+from rotator.models import BeginRefused, Begun, Job, JobState, Lease, Reason, new_job_id, version_id
 from rotator.store.keys import Keys
 
 # Fencing check shared by every fenced script: KEYS[1] is the lease key, ARGV[1] the fence.
@@ -206,31 +205,6 @@ def _pairs(mapping: Mapping[str, Any]) -> list[str]:
 def _as_dict(flat: list[Any]) -> dict[str, str]:
     items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
-
-
-@dataclass(frozen=True)
-class Lease:
-    target: str
-    job_id: str
-    fence: str
-
-
-@dataclass(frozen=True)
-class Begun:
-    """What a job attempt starts from, read atomically with taking the lease."""
-
-    lease: Lease
-    job: Job
-    journal: dict[str, dict[str, Any]]
-    target_state: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BeginRefused:
-    reason: str  # "missing" | "terminal" | "busy"
-    detail: str = ""
-    lease_ms: int = 0  # busy: how long the current holder's lease still runs
-    audit_owed: str = ""  # terminal: the job's terminal audit event, if never written
 
 
 class RotatorStore:
