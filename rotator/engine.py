@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from rotator.attempt import Attempt, JobJournal
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
     AuditUnavailable,
@@ -42,7 +43,7 @@ from rotator.errors import (
     VerificationFailed,
     VersionConflict,
 )
-from rotator.models import BeginRefused, Job, JobState, Lease, Outcome, Reason, version_seq
+from rotator.models import BeginRefused, Job, JobState, Outcome, Reason, version_seq
 from rotator.protocols import AuditSink, JobStore, audit_event_type
 from rotator.providers.base import (
     ApplyResult,
@@ -70,27 +71,6 @@ class EngineOptions:
     busy_retry_delay: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
-
-
-class JobJournal:
-    """The job's journal as adapters see it; every record is a fenced write."""
-
-    def __init__(
-        self, store: JobStore, lease: Lease, ttl: float, steps: dict[str, dict[str, Any]]
-    ) -> None:
-        self._store = store
-        self._lease = lease
-        self._ttl = ttl
-        self.steps = steps
-
-    def get(self, step: str) -> Mapping[str, Any] | None:
-        return self.steps.get(step)
-
-    async def record(
-        self, step: str, data: Mapping[str, Any], job_fields: Mapping[str, Any] | None = None
-    ) -> None:
-        await self._store.record(self._lease, self._ttl, step, data, job_fields)
-        self.steps[step] = dict(data)
 
 
 ConfigSource = Callable[[], TargetsConfig]
@@ -134,7 +114,7 @@ class Engine:
         lease, job = begun.lease, begun.job
         journal = JobJournal(self.store, lease, self.options.lease_ttl, begun.journal)
         started = time.monotonic()
-        ctx = _Ctx(job=job, lease=lease, journal=journal, started=started)
+        ctx = Attempt(job=job, lease=lease, journal=journal, started=started)
         try:
             return await self._attempt(ctx, begun.target_state)
         except LeaseLost:
@@ -157,12 +137,12 @@ class Engine:
                 job_fields={"last_error": exc.detail, "last_error_class": "Conflict"},
             )
             return Outcome.CONFLICT
-        except Exception as exc:  # noqa: BLE001 - every failure must end in a job state
+        except Exception as exc:  # every failure must end in a job state
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
 
-    async def _attempt(self, ctx: _Ctx, target_state: dict[str, str]) -> Outcome:
+    async def _attempt(self, ctx: Attempt, target_state: dict[str, str]) -> Outcome:
         job, journal = ctx.job, ctx.journal
         config = self.config()
         spec = target_model(config, job.target)
@@ -232,13 +212,13 @@ class Engine:
         )
         try:
             await provider.after_promote(target, journal)
-        except Exception as exc:  # noqa: BLE001 - cleanup must never undo a promotion
+        except Exception as exc:  # cleanup must never undo a promotion
             log.warning("post-promotion cleanup failed", job_id=job.id, error=type(exc).__name__)
         return Outcome.COMPLETED
 
     async def _update(
         self,
-        ctx: _Ctx,
+        ctx: Attempt,
         provider: Provider,
         target: TargetSpec,
         live: RemoteState,
@@ -249,7 +229,7 @@ class Engine:
         job, journal = ctx.job, ctx.journal
         intent = journal.get("intent")
         first = job.first_remote_version
-        maybe_applied = _earlier_update_may_have_applied(intent, journal.get("apply_failed"))
+        maybe_applied = journal.earlier_update_may_have_applied()
         replaying = False
         if intent is not None and live.version != intent.get("expected"):
             blind = provider.carries(live, want, None) is None
@@ -339,7 +319,7 @@ class Engine:
 
     async def _recover_stale_pending(
         self,
-        ctx: _Ctx,
+        ctx: Attempt,
         provider: Provider,
         live: RemoteState,
         target_state: Mapping[str, str],
@@ -376,7 +356,7 @@ class Engine:
             )
 
     async def _pin_version(
-        self, ctx: _Ctx, spec: TargetSpecModel, config: TargetsConfig
+        self, ctx: Attempt, spec: TargetSpecModel, config: TargetsConfig
     ) -> tuple[str, str]:
         """The job's secret version: chosen once, stored encrypted before any remote call."""
         job, journal = ctx.job, ctx.journal
@@ -416,7 +396,7 @@ class Engine:
         await self.store.defer(job.id, time.time() + wait + 0.25)
         return Outcome.SKIPPED if own else Outcome.DEFERRED
 
-    async def _failed(self, ctx: _Ctx, exc: Exception) -> Outcome:
+    async def _failed(self, ctx: Attempt, exc: Exception) -> Outcome:
         job = ctx.job
         error_class = type(exc).__name__
         message = _describe(exc)
@@ -458,7 +438,7 @@ class Engine:
         )
         return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
 
-    async def _end(self, ctx: _Ctx, state: JobState, event: AuditEvent, **finish: Any) -> None:
+    async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> None:
         """Finish the job with its terminal audit event owed, then write the event.
 
         The job's state is durable first; the event follows. Until it is written the job stays
@@ -486,55 +466,9 @@ class Engine:
             log.error("audit event could not be written", audit_event=event.event)
 
 
-@dataclass
-class _Ctx:
-    job: Job
-    lease: Lease
-    journal: JobJournal
-    started: float
-    provider_name: str | None = None
-    version: str | None = None
-    fingerprint: str | None = None
-    fields: dict[str, Any] | None = None  # the pinned secret, when this attempt loaded it
-
-    def event(self, name: str, **fields: Any) -> AuditEvent:
-        base: dict[str, Any] = {
-            "job_id": self.job.id,
-            "target": self.job.target,
-            "provider": self.provider_name,
-            "attempt": self.job.attempts,
-            "actor": self.job.actor,
-            "reason": str(self.job.reason),
-            "secret_version": self.version,
-            "fingerprint": self.fingerprint,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
-        }
-        base.update(fields)
-        return audit_event_type()(name, **base)
-
-
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text[:500]
-
-
-def _earlier_update_may_have_applied(
-    intent: Mapping[str, Any] | None, failed: Mapping[str, Any] | None
-) -> bool:
-    """Could an earlier attempt's update have reached the provider?
-
-    The latest intent's update counts as "maybe" unless a definite refusal was recorded for
-    that same attempt: a worker killed mid-update records nothing, and an older attempt's
-    refusal says nothing about a later one. Earlier attempts' "maybe" is carried forward.
-    """
-    if intent is None:
-        return False
-    refused = (
-        failed is not None
-        and failed.get("attempt") == intent.get("attempt")
-        and not failed.get("maybe_applied", True)
-    )
-    return bool(intent.get("prior_maybe_applied")) or not refused
 
 
 def _str_or_none(value: Any) -> str | None:
