@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from rotator.audit import AuditEvent
 
 
+Data = Mapping[str, Any]
+
+
 class SecretVersions(Protocol):
     """Encrypted secret versions: what secret sources and the engine read and write."""
 
-    async def put_secret_version(
-        self, secret: str, fields: Mapping[str, Any]
-    ) -> tuple[str, str]: ...
+    async def put_secret_version(self, secret: str, fields: Data) -> tuple[str, str]: ...
 
     async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]: ...
 
@@ -43,21 +44,11 @@ class JobStore(SecretVersions, Protocol):
     async def begin(self, job_id: str, target: str, lease_ttl: float) -> Begun | BeginRefused: ...
 
     async def record(
-        self,
-        lease: Lease,
-        lease_ttl: float,
-        step: str,
-        data: Mapping[str, Any],
-        job_fields: Mapping[str, Any] | None = None,
+        self, lease: Lease, lease_ttl: float, step: str, data: Data, job_fields: Data | None = None
     ) -> None: ...
 
     async def stage(
-        self,
-        lease: Lease,
-        lease_ttl: float,
-        target_fields: Mapping[str, Any],
-        step: str,
-        data: Mapping[str, Any],
+        self, lease: Lease, lease_ttl: float, target_fields: Data, step: str, data: Data
     ) -> None: ...
 
     async def finish(
@@ -65,22 +56,19 @@ class JobStore(SecretVersions, Protocol):
         lease: Lease,
         state: JobState,
         *,
-        promote_version: str | None = None,
-        remote_version: str = "",
-        clear_pending: bool = False,
-        job_fields: Mapping[str, Any] | None = None,
+        # The terminal audit event still owed, and how soon the job comes due if it stays owed.
         audit_owed: str = "",
         settle_within: float = 60.0,
+        clear_pending: bool = False,
+        job_fields: Data | None = None,
+        promote_version: str | None = None,
+        remote_version: str = "",
     ) -> None: ...
 
     async def settle(self, job_id: str) -> None: ...
 
     async def reschedule(
-        self,
-        lease: Lease,
-        run_at: float,
-        state: JobState,
-        job_fields: Mapping[str, Any] | None = None,
+        self, lease: Lease, run_at: float, state: JobState, job_fields: Data | None = None
     ) -> None: ...
 
     async def defer(self, job_id: str, run_at: float) -> None: ...

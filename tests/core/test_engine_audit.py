@@ -62,6 +62,17 @@ def event(name: str, job_id: str, attempt: int = 1, **fields: Any) -> dict[str, 
     return {**base, **fields}
 
 
+def until_intent(h: Harness, job_id: str) -> list[dict[str, Any]]:
+    """A first attempt's events up to its update: started, pinned, read, intent."""
+    pinned = {"secret_version": V1, "fingerprint": fingerprint(h)}
+    return [
+        event("job.started", job_id),
+        event("secret.loaded", job_id, **pinned),
+        event("remote.read", job_id, **pinned, remote_version_before="e1"),
+        event("update.intent", job_id, **pinned, remote_version_before="e1"),
+    ]
+
+
 def test_success(harness: Harness, audit: CapturingAudit) -> None:
     job_id = harness.enqueue()
 
@@ -69,10 +80,7 @@ def test_success(harness: Harness, audit: CapturingAudit) -> None:
 
     pinned = {"secret_version": V1, "fingerprint": fingerprint(harness)}
     assert masked(audit) == [
-        event("job.started", job_id),
-        event("secret.loaded", job_id, **pinned),
-        event("remote.read", job_id, **pinned, remote_version_before="e1"),
-        event("update.intent", job_id, **pinned, remote_version_before="e1"),
+        *until_intent(harness, job_id),
         event(
             "update.applied",
             job_id,
@@ -108,19 +116,13 @@ def test_retry_then_dead(harness: Harness, audit: CapturingAudit) -> None:
 
     assert outcomes == [Outcome.RETRY, Outcome.DEAD]
     pinned = {"secret_version": V1, "fingerprint": fingerprint(harness)}
-    attempt = [
-        event("job.started", job_id),
-        event("secret.loaded", job_id, **pinned),
-        event("remote.read", job_id, **pinned, remote_version_before="e1"),
-        event("update.intent", job_id, **pinned, remote_version_before="e1"),
-    ]
     again = [
         event("job.started", job_id, 2),
         event("remote.read", job_id, 2, **pinned, remote_version_before="e1"),
         event("update.intent", job_id, 2, **pinned, remote_version_before="e1"),
     ]
     assert masked(audit) == [
-        *attempt,
+        *until_intent(harness, job_id),
         event(
             "job.retry_scheduled",
             job_id,
@@ -177,10 +179,7 @@ def test_conflict(harness: Harness, audit: CapturingAudit) -> None:
 
     pinned = {"secret_version": V1, "fingerprint": fingerprint(harness)}
     assert masked(audit) == [
-        event("job.started", job_id),
-        event("secret.loaded", job_id, **pinned),
-        event("remote.read", job_id, **pinned, remote_version_before="e1"),
-        event("update.intent", job_id, **pinned, remote_version_before="e1"),
+        *until_intent(harness, job_id),
         event(
             "job.conflict",
             job_id,
