@@ -20,11 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from rotator.errors import RotatorError
-
-
-class DecryptionError(RotatorError):
-    pass
+from rotator.errors import DecryptionError as DecryptionError
 
 
 def derive_key(secret: bytes, label: str) -> bytes:

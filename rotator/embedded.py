@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from rotator.errors import EmbeddedRedisError as EmbeddedRedisError
+
 if TYPE_CHECKING:
     from rotator.config import Settings
-
-
-class EmbeddedRedisError(RuntimeError):
-    pass
 
 
 def socket_path(state_dir: Path) -> Path:

@@ -14,39 +14,37 @@ One attempt of one job, under the target's fenced lease::
 A worker killed anywhere leaves the job in the due set with its lease's expiry as score; the next
 attempt finds the pinned version and the journalled intent and converges from the remote state
 instead of guessing. Retry delays go back into the due set (never Celery countdowns).
+
+The engine sees its collaborators through the Protocols in ``rotator.protocols`` (a job store,
+an audit sink) and the provider interface. Every failure goes to ``rotator.retry``, whose one
+decision says retry (after how long) or stop (failed or dead); targets are resolved by
+``rotator.resolve`` and secret versions pinned by ``rotator.sources``.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from rotator.audit import AuditEvent, AuditLog
-from rotator.config import TargetsConfig, TargetSpecModel, resolve_reference
+from rotator.attempt import Attempt, JobJournal
+from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
     AuditUnavailable,
-    ConfigError,
-    ConfigIssue,
+    ConflictDetected,
     LeaseLost,
     MalformedJob,
-    PermanentError,
     ProviderError,
-    RetryPolicy,
-    SecretSourceError,
     StaleVersion,
-    TransientError,
-    TransportError,
+    VerificationFailed,
     VersionConflict,
 )
-from rotator.models import Job, JobState, Reason, version_seq
+from rotator.models import BeginRefused, Job, JobState, Outcome, Reason, version_seq
+from rotator.protocols import AuditSink, JobStore, audit_event_type
 from rotator.providers.base import (
     ApplyResult,
     Provider,
@@ -56,34 +54,15 @@ from rotator.providers.base import (
     Want,
     redact,
 )
-from rotator.sources import load_fields
-from rotator.store import BeginRefused, Lease, RotatorStore
+from rotator.resolve import resolve_target, target_model
+from rotator.retry import Retry, RetryPolicy, may_have_applied
+from rotator.sources import SourceContext, pin_version
+from rotator.sources.store import stored_fingerprint
+
+if TYPE_CHECKING:
+    from rotator.audit import AuditEvent
 
 log = structlog.get_logger("rotator.engine")
-
-
-class Outcome(enum.StrEnum):
-    COMPLETED = "completed"
-    NOOP = "noop"
-    RETRY = "retry"
-    CONFLICT = "conflict"
-    FAILED = "failed"
-    DEAD = "dead"
-    QUARANTINED = "quarantined"
-    DEFERRED = "deferred"  # another job holds the target; runs again shortly
-    SKIPPED = "skipped"  # duplicate delivery of a finished or running job
-
-
-class ConflictDetected(Exception):
-    def __init__(self, detail: str, before: str | None, after: str | None) -> None:
-        self.detail = detail
-        self.before = before
-        self.after = after
-        super().__init__(detail)
-
-
-class VerificationFailed(TransientError):
-    """The update succeeded but a re-read does not show it yet; the next attempt decides."""
 
 
 @dataclass
@@ -94,35 +73,14 @@ class EngineOptions:
     environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
 
 
-class JobJournal:
-    """The job's journal as adapters see it; every record is a fenced write."""
-
-    def __init__(
-        self, store: RotatorStore, lease: Lease, ttl: float, steps: dict[str, dict[str, Any]]
-    ) -> None:
-        self._store = store
-        self._lease = lease
-        self._ttl = ttl
-        self.steps = steps
-
-    def get(self, step: str) -> Mapping[str, Any] | None:
-        return self.steps.get(step)
-
-    async def record(
-        self, step: str, data: Mapping[str, Any], job_fields: Mapping[str, Any] | None = None
-    ) -> None:
-        await self._store.record(self._lease, self._ttl, step, data, job_fields)
-        self.steps[step] = dict(data)
-
-
 ConfigSource = Callable[[], TargetsConfig]
 
 
 class Engine:
     def __init__(
         self,
-        store: RotatorStore,
-        audit: AuditLog,
+        store: JobStore,
+        audit: AuditSink,
         providers: Callable[[str], Provider],
         config: ConfigSource,
         options: EngineOptions | None = None,
@@ -142,7 +100,9 @@ class Engine:
         except MalformedJob as exc:
             await self.store.quarantine(job_id, exc.reason)
             await self._emit_quiet(
-                AuditEvent("job.quarantined", job_id=job_id, outcome="failed", detail=exc.reason)
+                audit_event_type()(
+                    "job.quarantined", job_id=job_id, outcome="failed", detail=exc.reason
+                )
             )
             log.warning("job quarantined", job_id=job_id, reason=exc.reason)
             return Outcome.QUARANTINED
@@ -154,7 +114,7 @@ class Engine:
         lease, job = begun.lease, begun.job
         journal = JobJournal(self.store, lease, self.options.lease_ttl, begun.journal)
         started = time.monotonic()
-        ctx = _Ctx(job=job, lease=lease, journal=journal, started=started)
+        ctx = Attempt(job=job, lease=lease, journal=journal, started=started)
         try:
             return await self._attempt(ctx, begun.target_state)
         except LeaseLost:
@@ -177,25 +137,21 @@ class Engine:
                 job_fields={"last_error": exc.detail, "last_error_class": "Conflict"},
             )
             return Outcome.CONFLICT
-        except Exception as exc:  # noqa: BLE001 - every failure must end in a job state
+        except Exception as exc:  # every failure must end in a job state
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
 
-    async def _attempt(self, ctx: _Ctx, target_state: dict[str, str]) -> Outcome:
+    async def _attempt(self, ctx: Attempt, target_state: dict[str, str]) -> Outcome:
         job, journal = ctx.job, ctx.journal
         config = self.config()
-        spec = config.targets.get(job.target)
-        if spec is None:
-            raise ConfigError(
-                [ConfigIssue(str(config.path), f"targets.{job.target}", "target is not defined")]
-            )
+        spec = target_model(config, job.target)
         ctx.provider_name = spec.provider
-        await self._replay_spool()
+        await self.audit.replay_spool()
         await self.audit.emit(ctx.event("job.started"))
 
         provider = self.providers(spec.provider)
-        target = self._target_spec(job.target, spec, config)
+        target = resolve_target(job.target, spec, config, self.options.environ)
         version, fingerprint = await self._pin_version(ctx, spec, config)
         ctx.version, ctx.fingerprint = version, fingerprint
         want = Want(version, fingerprint, job.id)
@@ -256,13 +212,13 @@ class Engine:
         )
         try:
             await provider.after_promote(target, journal)
-        except Exception as exc:  # noqa: BLE001 - cleanup must never undo a promotion
+        except Exception as exc:  # cleanup must never undo a promotion
             log.warning("post-promotion cleanup failed", job_id=job.id, error=type(exc).__name__)
         return Outcome.COMPLETED
 
     async def _update(
         self,
-        ctx: _Ctx,
+        ctx: Attempt,
         provider: Provider,
         target: TargetSpec,
         live: RemoteState,
@@ -273,7 +229,7 @@ class Engine:
         job, journal = ctx.job, ctx.journal
         intent = journal.get("intent")
         first = job.first_remote_version
-        maybe_applied = _earlier_update_may_have_applied(intent, journal.get("apply_failed"))
+        maybe_applied = journal.earlier_update_may_have_applied()
         replaying = False
         if intent is not None and live.version != intent.get("expected"):
             blind = provider.carries(live, want, None) is None
@@ -333,7 +289,7 @@ class Engine:
                 "apply_failed",
                 {
                     "attempt": job.attempts,
-                    "maybe_applied": _maybe_applied(exc),
+                    "maybe_applied": may_have_applied(exc),
                     "error": type(exc).__name__,
                 },
             )
@@ -363,7 +319,7 @@ class Engine:
 
     async def _recover_stale_pending(
         self,
-        ctx: _Ctx,
+        ctx: Attempt,
         provider: Provider,
         live: RemoteState,
         target_state: Mapping[str, str],
@@ -376,7 +332,7 @@ class Engine:
         stale = (ctx.journal.get("staged") or {}).get("previous_pending") or ""
         if not stale or pending_job == ctx.job.id or stale == ctx.version:
             return
-        fingerprint = await self.store.fingerprint_of(spec.secret, stale)
+        fingerprint = await stored_fingerprint(self.store, spec.secret, stale)
         if fingerprint is None:
             return
         old = Want(stale, fingerprint, pending_job)
@@ -400,34 +356,19 @@ class Engine:
             )
 
     async def _pin_version(
-        self, ctx: _Ctx, spec: TargetSpecModel, config: TargetsConfig
+        self, ctx: Attempt, spec: TargetSpecModel, config: TargetsConfig
     ) -> tuple[str, str]:
         """The job's secret version: chosen once, stored encrypted before any remote call."""
         job, journal = ctx.job, ctx.journal
-        pinned = journal.get("secret")
-        if job.secret_version and pinned:
-            return job.secret_version, str(pinned["fingerprint"])
-        source = config.secrets[spec.secret]
-        if job.requested_version:
-            version = job.requested_version
-            fingerprint = await self.store.fingerprint_of(spec.secret, version)
-            if fingerprint is None:
-                raise SecretSourceError(f"secret {spec.secret} has no version {version}")
-        elif source.source == "store":
-            latest = await self.store.latest_secret_version(spec.secret)
-            if latest is None:
-                raise SecretSourceError(
-                    f"secret {spec.secret} has no stored version; push one with "
-                    f"'rotator secrets put {spec.secret}'"
-                )
-            version = latest
-            fingerprint = await self.store.fingerprint_of(spec.secret, version) or ""
-        else:
-            fields = load_fields(
-                spec.secret, source, base_dir=config.path.parent, env=self.options.environ
-            )
-            version, fingerprint = await self.store.put_secret_version(spec.secret, fields)
-            ctx.fields = fields  # this attempt needs no decrypting read-back
+        recorded = journal.get("secret")
+        if job.secret_version and recorded:
+            return job.secret_version, str(recorded["fingerprint"])
+        sources = SourceContext(self.store, config.path.parent, self.options.environ)
+        pinned = await pin_version(
+            spec.secret, config.secrets[spec.secret], sources, job.requested_version
+        )
+        version, fingerprint = pinned.version, pinned.fingerprint
+        ctx.fields = pinned.fields  # when the source produced it: no decrypting read-back
         await journal.record(
             "secret",
             {"version": version, "fingerprint": fingerprint},
@@ -437,36 +378,13 @@ class Engine:
         await self.audit.emit(ctx.event("secret.loaded"))
         return version, fingerprint
 
-    def _target_spec(self, name: str, spec: TargetSpecModel, config: TargetsConfig) -> TargetSpec:
-        credentials: dict[str, str] = {}
-        for key, ref in spec.credentials.items():
-            try:
-                credentials[key] = resolve_reference(
-                    ref, base_dir=config.path.parent, env=self.options.environ
-                )
-            except KeyError as exc:
-                raise SecretSourceError(
-                    f"target {name}: credential {key!r}: {exc.args[0]}"
-                ) from None
-        ca_bundle = spec.ca_bundle
-        if ca_bundle and not os.path.isabs(ca_bundle):
-            ca_bundle = str(Path(config.path.parent, ca_bundle))
-        return TargetSpec(
-            name=name,
-            provider=spec.provider,
-            base_url=spec.base_url,
-            resource_id=spec.resource_id,
-            options=spec.options,
-            credentials=credentials,
-            ca_bundle=ca_bundle,
-        )
-
     # -- endings ---------------------------------------------------------------------------
 
     async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
         if refused.reason == "terminal" and refused.audit_owed:
             # The worker that ended this job died before writing its terminal event.
-            await self._write_owed(job.id, AuditEvent.from_dict(json.loads(refused.audit_owed)))
+            owed = audit_event_type().from_dict(json.loads(refused.audit_owed))
+            await self._write_owed(job.id, owed)
             return Outcome.SKIPPED
         if refused.reason != "busy":
             return Outcome.SKIPPED
@@ -478,29 +396,28 @@ class Engine:
         await self.store.defer(job.id, time.time() + wait + 0.25)
         return Outcome.SKIPPED if own else Outcome.DEFERRED
 
-    async def _failed(self, ctx: _Ctx, exc: Exception) -> Outcome:
+    async def _failed(self, ctx: Attempt, exc: Exception) -> Outcome:
         job = ctx.job
         error_class = type(exc).__name__
-        message = _describe(exc, job.target)
+        message = _describe(exc)
         fields = {"last_error": message, "last_error_class": error_class}
-        delay = self._retry_delay(exc, job.attempts)
-        if delay is not None:
-            run_at = time.time() + delay
+        decision = self.options.retry.decide(exc, job.attempts)
+        if isinstance(decision, Retry):
+            run_at = time.time() + decision.delay
             await self.store.reschedule(ctx.lease, run_at, JobState.RETRYING, fields)
             await self._emit_quiet(
                 ctx.event(
                     "job.retry_scheduled",
                     outcome="retry",
                     error_class=error_class,
-                    detail=f"{message}; retry in {delay:.1f}s",
+                    detail=f"{message}; retry in {decision.delay:.1f}s",
                 )
             )
-            log.info("rotation retry scheduled", job_id=job.id, error=error_class, delay=delay)
+            log.info(
+                "rotation retry scheduled", job_id=job.id, error=error_class, delay=decision.delay
+            )
             return Outcome.RETRY
-        transient = isinstance(exc, TransientError | AuditUnavailable) or not isinstance(
-            exc, PermanentError | SecretSourceError | StaleVersion | ConfigError
-        )
-        state = JobState.DEAD if transient else JobState.FAILED
+        state = decision.state
         event = "job.dead" if state is JobState.DEAD else "job.failed"
         # Keep `pending` when an update may have reached the provider: the next job checks
         # whether it is live before moving on.
@@ -521,7 +438,7 @@ class Engine:
         )
         return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
 
-    async def _end(self, ctx: _Ctx, state: JobState, event: AuditEvent, **finish: Any) -> None:
+    async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> None:
         """Finish the job with its terminal audit event owed, then write the event.
 
         The job's state is durable first; the event follows. Until it is written the job stays
@@ -541,22 +458,6 @@ class Engine:
             return
         await self.store.settle(job_id)
 
-    def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
-        if isinstance(exc, AuditUnavailable):
-            # No update was attempted; retrying is safe and expected once the sink is back.
-            exc = TransportError(str(exc))
-        elif not isinstance(exc, TransientError | PermanentError | SecretSourceError) and not (
-            isinstance(exc, StaleVersion | ConfigError)
-        ):
-            # An unexpected error (a bug, a Redis blip) is retried within the same budget.
-            exc = TransportError(type(exc).__name__)
-        return self.options.retry.delay_for(exc, attempt)
-
-    async def _replay_spool(self) -> None:
-        replay = getattr(self.audit, "replay_spool", None)
-        if replay is not None:
-            await replay()
-
     async def _emit_quiet(self, event: AuditEvent) -> None:
         """For terminal bookkeeping events: the job state is already durable in Redis."""
         try:
@@ -565,68 +466,21 @@ class Engine:
             log.error("audit event could not be written", audit_event=event.event)
 
 
-@dataclass
-class _Ctx:
-    job: Job
-    lease: Lease
-    journal: JobJournal
-    started: float
-    provider_name: str | None = None
-    version: str | None = None
-    fingerprint: str | None = None
-    fields: dict[str, Any] | None = None  # the pinned secret, when this attempt loaded it
-
-    def event(self, name: str, **fields: Any) -> AuditEvent:
-        base: dict[str, Any] = {
-            "job_id": self.job.id,
-            "target": self.job.target,
-            "provider": self.provider_name,
-            "attempt": self.job.attempts,
-            "actor": self.job.actor,
-            "reason": str(self.job.reason),
-            "secret_version": self.version,
-            "fingerprint": self.fingerprint,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
-        }
-        base.update(fields)
-        return AuditEvent(name, **base)
-
-
-def _describe(exc: Exception, target: str) -> str:
+def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text[:500]
-
-
-def _earlier_update_may_have_applied(
-    intent: Mapping[str, Any] | None, failed: Mapping[str, Any] | None
-) -> bool:
-    """Could an earlier attempt's update have reached the provider?
-
-    The latest intent's update counts as "maybe" unless a definite refusal was recorded for
-    that same attempt: a worker killed mid-update records nothing, and an older attempt's
-    refusal says nothing about a later one. Earlier attempts' "maybe" is carried forward.
-    """
-    if intent is None:
-        return False
-    refused = (
-        failed is not None
-        and failed.get("attempt") == intent.get("attempt")
-        and not failed.get("maybe_applied", True)
-    )
-    return bool(intent.get("prior_maybe_applied")) or not refused
-
-
-def _maybe_applied(exc: ProviderError) -> bool:
-    """Could the failed update have reached the provider and taken effect?"""
-    if isinstance(exc, TransportError):
-        return exc.maybe_applied
-    # A 5xx (a gateway timing out, a backend failing after the write) may have applied;
-    # 4xx answers, 429 included, are refusals.
-    return exc.status >= 500 or exc.status == 0
 
 
 def _str_or_none(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-__all__ = ["ConflictDetected", "Engine", "EngineOptions", "JobJournal", "Outcome", "Reason"]
+__all__ = [
+    "ConflictDetected",
+    "Engine",
+    "EngineOptions",
+    "JobJournal",
+    "Outcome",
+    "Reason",
+    "VerificationFailed",
+]

@@ -1,4 +1,4 @@
-"""The whole rotator error tree, and the one place that decides what is retryable.
+"""The whole rotator error tree. ``rotator.retry`` turns it into one retry decision.
 
 ::
 
@@ -6,14 +6,19 @@
     ├── ConfigError                 invalid settings or targets file (names file, target, field)
     ├── MalformedJob                a job record in Redis that cannot be parsed -> quarantined
     ├── SecretSourceError           a secret source could not produce a value (missing file, env...)
+    │   └── UnknownSecretVersion        a job asks for a secret version that was never stored
     ├── StaleVersion                the job's secret version is older than the target's current
     ├── LeaseLost                   our fencing token is no longer the lease holder's
     ├── AuditUnavailable            the audit sink cannot be written: no provider call is made
+    ├── DecryptionError             a stored secret version cannot be decrypted / is misplaced
+    ├── EmbeddedRedisError          the embedded Redis server cannot start (also a RuntimeError)
+    ├── ConflictDetected            the resource changed out of band: the job ends in `conflict`
     └── ProviderError               anything a provider adapter raises (never carries secret values)
         ├── TransientError          worth retrying with backoff
-        │   ├── ProviderUnavailable     5xx
+        │   ├── ProviderUnavailable     5xx, 423
         │   ├── RateLimited             429 (retry_after honoured)
-        │   └── TransportError          timeout, connection refused/reset, protocol error
+        │   ├── TransportError          timeout, connection refused/reset, protocol error
+        │   └── VerificationFailed      the update succeeded but a re-read does not show it yet
         └── PermanentError          retrying cannot help
             ├── BadRequest              400, 406, 415, 422
             ├── AuthError               401, 403 (after one token refresh)
@@ -22,14 +27,19 @@
             └── VersionConflict         412 / compare-before-write mismatch: the engine re-reads
                                         and decides between "already ours" and "conflict"
 
+A *bare* ``ProviderError`` (neither transient nor permanent) means the provider answered, but
+not in a shape the adapter understands: a 2xx read with no object in it, a 1xx/3xx status.
+Retrying a response nobody understands cannot make it understood, and an unexplained answer
+from an API that holds a live credential is for an operator to look at, so it fails the job at
+once like a ``PermanentError`` (it used to fall through to "unexpected, retry" by accident).
+
 Messages are built from status codes, provider error codes and titles only: adapters never put
 request or response bodies that could echo a secret into an exception.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class RotatorError(Exception):
@@ -65,6 +75,13 @@ class SecretSourceError(RotatorError):
     pass
 
 
+class UnknownSecretVersion(SecretSourceError):
+    def __init__(self, secret: str, version: str) -> None:
+        self.secret = secret
+        self.version = version
+        super().__init__(f"secret {secret} has no version {version}")
+
+
 class StaleVersion(RotatorError):
     pass
 
@@ -75,6 +92,24 @@ class LeaseLost(RotatorError):
 
 class AuditUnavailable(RotatorError):
     pass
+
+
+class DecryptionError(RotatorError):
+    pass
+
+
+class EmbeddedRedisError(RotatorError, RuntimeError):
+    pass
+
+
+class ConflictDetected(RotatorError):
+    """The remote resource changed out of band; ``before``/``after`` are its versions."""
+
+    def __init__(self, detail: str, before: str | None, after: str | None) -> None:
+        self.detail = detail
+        self.before = before
+        self.after = after
+        super().__init__(detail)
 
 
 class ProviderError(RotatorError):
@@ -128,6 +163,10 @@ class TransportError(TransientError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
+class VerificationFailed(TransientError):
+    """The update succeeded but a re-read does not show it yet; the next attempt decides."""
+
+
 class PermanentError(ProviderError):
     pass
 
@@ -176,27 +215,3 @@ def error_class_for_status(status: int) -> type[ProviderError]:
     if status >= 400:
         return BadRequest
     return ProviderError
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, bounded in attempts and delay."""
-
-    max_attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 300.0
-    rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    def delay_for(self, error: BaseException, attempt: int) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None when the job must not retry.
-
-        This is the one place that decides retryability: only TransientError retries, and a
-        provider's Retry-After is a floor under the backoff, never ignored.
-        """
-        if not isinstance(error, TransientError) or attempt >= self.max_attempts:
-            return None
-        backoff = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
-        delay = self.rng.uniform(backoff / 2, backoff)
-        if error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self.max_delay))
-        return delay

@@ -1,4 +1,4 @@
-"""Jobs, their states, and secret-version identities.
+"""Jobs, their states, the lease a running attempt holds, and secret-version identities.
 
 Job states and the only transitions allowed between them::
 
@@ -6,7 +6,7 @@ Job states and the only transitions allowed between them::
                  │  ▲  ├──► conflict        (the resource changed out of band: never overwritten)
                  │  │  ├──► failed          (permanent error, stale version, bad config)
                  ▼  │  └──► dead            (transient errors exhausted the retry budget)
-              retrying
+              retrying                      (``rotator.retry`` chooses retrying/failed/dead)
     (any record that cannot be parsed is moved to the quarantine hash instead)
 
 ``queued`` and ``retrying`` jobs sit in the due set with the time they may run; a ``running``
@@ -16,11 +16,10 @@ job sits there with its lease expiry, so a job whose worker died runs again afte
 from __future__ import annotations
 
 import enum
-import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rotator.errors import MalformedJob
@@ -42,14 +41,19 @@ class JobState(enum.StrEnum):
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.CONFLICT, JobState.FAILED, JobState.DEAD})
 
-ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED}),
-    JobState.RETRYING: frozenset({JobState.RUNNING, JobState.FAILED}),
-    # running -> running: a new attempt after the previous worker died mid-run
-    JobState.RUNNING: frozenset(
-        {JobState.RUNNING, JobState.RETRYING, *TERMINAL_STATES},
-    ),
-}
+
+class Outcome(enum.StrEnum):
+    """What one attempt of a job came to (``Engine.process``'s answer)."""
+
+    COMPLETED = "completed"
+    NOOP = "noop"
+    RETRY = "retry"
+    CONFLICT = "conflict"
+    FAILED = "failed"
+    DEAD = "dead"
+    QUARANTINED = "quarantined"
+    DEFERRED = "deferred"  # another job holds the target; runs again shortly
+    SKIPPED = "skipped"  # duplicate delivery of a finished or running job
 
 
 class Reason(enum.StrEnum):
@@ -115,9 +119,6 @@ class Job:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise MalformedJob(job_id, detail) from None
 
-    def evolve(self, **changes: Any) -> Job:
-        return replace(self, updated_at=time.time(), **changes)
-
     def public(self) -> dict[str, Any]:
         """What CLI --json and the API show (there is nothing secret in a job)."""
         data = asdict(self)
@@ -144,5 +145,28 @@ def version_seq(version: str) -> int:
     return int(version[1:])
 
 
-def journal_dump(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+@dataclass(frozen=True)
+class Lease:
+    """A job's hold on its target; ``fence`` is the fencing token every write is checked against."""
+
+    target: str
+    job_id: str
+    fence: str
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What a job attempt starts from, read atomically with taking the lease."""
+
+    lease: Lease
+    job: Job
+    journal: dict[str, dict[str, Any]]
+    target_state: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BeginRefused:
+    reason: str  # "missing" | "terminal" | "busy"
+    detail: str = ""
+    lease_ms: int = 0  # busy: how long the current holder's lease still runs
+    audit_owed: str = ""  # terminal: the job's terminal audit event, if never written

@@ -26,10 +26,11 @@ from rotator.config import Settings, TargetsConfig, TargetsFile, load_settings, 
 from rotator.crypto import Vault
 from rotator.embedded import redis_url_for
 from rotator.engine import Engine, EngineOptions, Outcome
-from rotator.errors import ConfigError, RetryPolicy
+from rotator.errors import ConfigError
 from rotator.models import Reason
 from rotator.providers import load_provider, provider_names
 from rotator.providers.base import Provider, ProviderContext
+from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
 

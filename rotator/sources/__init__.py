@@ -1,34 +1,60 @@
-"""Secret sources: where a new secret value comes from.
+"""Secret sources: where the secret version a job rotates to comes from.
 
-``file``, ``env`` and ``generate`` produce field dicts that rotator stores as a new version
-(the same value twice maps to the same version); ``store`` versions are pushed beforehand with
-``rotator secrets put`` and are only referenced here. Errors name the source, never a value.
+One module per source, looked up by the name used in the targets file. The registry maps names
+to ``module:Class`` strings and imports lazily, like ``rotator.providers``:
+
+* ``file``, ``env`` and ``generate`` produce field dicts that rotator stores as a new version
+  (the same value twice maps to the same version);
+* ``store`` versions are pushed beforehand with ``rotator secrets put``; the newest is used.
+
+A job may also name its version (``rotator rotate --version``): then no source runs and the
+version must already be stored. Errors name the source or the version, never a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, cast
 
-from rotator.config import SecretSpec
-from rotator.sources.env import load_env
-from rotator.sources.file import load_file
-from rotator.sources.generate import generate
+from rotator.errors import UnknownSecretVersion
+from rotator.sources.base import Pinned, SecretSource, SourceContext, ValueSource
+from rotator.sources.store import stored_fingerprint
 
+if TYPE_CHECKING:
+    from rotator.config import SecretSpec
 
-def load_fields(
-    name: str, spec: SecretSpec, *, base_dir: Path, env: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    if spec.source == "file":
-        assert spec.path is not None
-        return load_file(name, spec.path, base_dir)
-    if spec.source == "env":
-        assert spec.var is not None
-        return load_env(name, spec.var, spec.field, env)
-    if spec.source == "generate":
-        return generate(spec)
-    raise ValueError(f"source {spec.source!r} holds no value of its own")
+REGISTRY: dict[str, str] = {
+    "file": "rotator.sources.file:FileSource",
+    "env": "rotator.sources.env:EnvSource",
+    "generate": "rotator.sources.generate:GenerateSource",
+    "store": "rotator.sources.store:StoreSource",
+}
 
 
-__all__ = ["load_fields"]
+def load_source(kind: str) -> SecretSource:
+    module_name, _, class_name = REGISTRY[kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cast(SecretSource, cls())
+
+
+async def pin_version(
+    name: str, spec: SecretSpec, ctx: SourceContext, requested: str | None = None
+) -> Pinned:
+    """The version a job rotates to: the one it requested, else whatever its source yields."""
+    if requested:
+        fingerprint = await stored_fingerprint(ctx.versions, name, requested)
+        if fingerprint is None:
+            raise UnknownSecretVersion(name, requested)
+        return Pinned(requested, fingerprint)
+    return await load_source(spec.source).pin(name, spec, ctx)
+
+
+__all__ = [
+    "REGISTRY",
+    "Pinned",
+    "SecretSource",
+    "SourceContext",
+    "ValueSource",
+    "load_source",
+    "pin_version",
+]

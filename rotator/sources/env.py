@@ -1,3 +1,5 @@
+"""``env``: a JSON object (or one raw value) in an environment variable."""
+
 from __future__ import annotations
 
 import json
@@ -5,7 +7,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from rotator.config import SecretSpec
 from rotator.errors import SecretSourceError
+from rotator.sources.base import SourceContext, ValueSource
 
 
 def load_env(
@@ -27,3 +31,9 @@ def load_env(
             return value
         raise SecretSourceError(f"secret {name}: {var} must hold a non-empty JSON object")
     return {field: raw}
+
+
+class EnvSource(ValueSource):
+    def load(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]:
+        assert spec.var is not None  # the settings model requires it for this source
+        return load_env(name, spec.var, spec.field, ctx.env)

@@ -1,10 +1,14 @@
+"""``file``: a JSON object of fields in a file (relative paths: next to the targets file)."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
+from rotator.config import SecretSpec
 from rotator.errors import SecretSourceError
+from rotator.sources.base import SourceContext, ValueSource
 
 
 def load_file(name: str, path: str, base_dir: Path) -> dict[str, Any]:
@@ -24,3 +28,9 @@ def load_file(name: str, path: str, base_dir: Path) -> dict[str, Any]:
     if not isinstance(value, dict) or not value:
         raise SecretSourceError(f"secret {name}: {file_path} must hold a non-empty JSON object")
     return value
+
+
+class FileSource(ValueSource):
+    def load(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]:
+        assert spec.path is not None  # the settings model requires it for this source
+        return load_file(name, spec.path, ctx.base_dir)

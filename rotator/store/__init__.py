@@ -15,7 +15,8 @@ the CLI and the report); ``audit`` holds the audit log's own scripts.
 
 from __future__ import annotations
 
-from rotator.store.jobs import BeginRefused, Begun, JobStore, Lease
+from rotator.models import BeginRefused, Begun, Lease
+from rotator.store.jobs import JobStore
 from rotator.store.schedule import ScheduleStore
 from rotator.store.secrets import SecretStore
 from rotator.store.views import ViewStore

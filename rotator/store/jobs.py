@@ -12,10 +12,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from rotator.models import TERMINAL_STATES, Job, JobState, Reason, new_job_id
+from rotator.models import (
+    TERMINAL_STATES,
+    BeginRefused,
+    Begun,
+    Job,
+    JobState,
+    Lease,
+    Reason,
+    new_job_id,
+)
 from rotator.store.base import StoreBase
 from rotator.store.codec import as_dict, pairs, text
 
@@ -25,31 +33,6 @@ TERMINAL_ARG = ",".join(sorted(TERMINAL_STATES))
 # A target's active job changes only when one of its jobs is created or finishes; losing that
 # race this many times in a row is a fault, not contention.
 _CREATE_ATTEMPTS = 16
-
-
-@dataclass(frozen=True)
-class Lease:
-    target: str
-    job_id: str
-    fence: str
-
-
-@dataclass(frozen=True)
-class Begun:
-    """What a job attempt starts from, read atomically with taking the lease."""
-
-    lease: Lease
-    job: Job
-    journal: dict[str, dict[str, Any]]
-    target_state: dict[str, str]
-
-
-@dataclass(frozen=True)
-class BeginRefused:
-    reason: str  # "missing" | "terminal" | "busy"
-    detail: str = ""
-    lease_ms: int = 0  # busy: how long the current holder's lease still runs
-    audit_owed: str = ""  # terminal: the job's terminal audit event, if never written
 
 
 class JobStore(StoreBase):

@@ -15,7 +15,7 @@ from rotator.audit import AuditLog
 from rotator.config import TargetsConfig, load_targets
 from rotator.crypto import Vault
 from rotator.engine import Engine, EngineOptions
-from rotator.errors import RetryPolicy
+from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
 from tests.core.fakes import FakeProvider, FakeRemote

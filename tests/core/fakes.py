@@ -140,3 +140,16 @@ class BlindReplayProvider(FakeProvider):
         if applied_version is not None:
             return live.version == applied_version
         return None
+
+
+class CapturingAudit:
+    """An audit sink that keeps every event as its dict (the schema the real log stores)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def emit(self, event: Any) -> None:
+        self.events.append(event.to_dict())
+
+    async def replay_spool(self) -> int:
+        return 0

@@ -320,3 +320,18 @@ def test_finished_jobs_owe_nothing(harness: Harness) -> None:
     harness.run(harness.engine.process(job_id))
     assert harness.run(harness.redis.zscore(harness.store.keys.due, job_id)) is None
     assert harness.run(harness.redis.hget(harness.store.keys.job(job_id), "audit_owed")) is None
+
+
+def test_an_unclassified_provider_error_fails_instead_of_retrying(harness: Harness) -> None:
+    # A bare ProviderError: the provider answered in a shape the adapter does not understand.
+    from rotator.errors import ProviderError
+
+    harness.provider.read_faults.append(
+        ProviderError("read returned no object", provider="fake", status=200)
+    )
+    job_id = harness.enqueue()
+
+    assert harness.run(harness.engine.process(job_id)) is Outcome.FAILED
+    job = harness.run(harness.store.load_job(job_id))
+    assert job.last_error_class == "ProviderError"
+    assert harness.remote.applies == 0

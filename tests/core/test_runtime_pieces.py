@@ -1,9 +1,8 @@
-"""Config reload, lease fencing, retry policy and version ordering."""
+"""Config reload, lease fencing and version ordering (the retry policy: test_retry.py)."""
 
 from __future__ import annotations
 
 import os
-import random
 import time
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from rotator.errors import (
     LeaseLost,
     ProviderUnavailable,
     RateLimited,
-    RetryPolicy,
-    TransportError,
     error_class_for_status,
 )
 from rotator.models import JobState, version_id, version_seq
@@ -81,22 +78,6 @@ def test_status_table(status: int, cls: type | None) -> None:
         assert mapped.__name__ == "VersionConflict"
     else:
         assert mapped is cls
-
-
-@given(attempt=st.integers(min_value=1, max_value=5), retry_after=st.floats(0, 1000))
-def test_retry_after_is_a_floor_and_delays_are_bounded(attempt: int, retry_after: float) -> None:
-    policy = RetryPolicy(max_attempts=6, base_delay=1, max_delay=60, rng=random.Random(1))
-    delay = policy.delay_for(RateLimited("slow down", retry_after=retry_after), attempt)
-    assert delay is not None
-    assert delay >= min(retry_after, 60)
-    assert delay <= 60
-
-
-def test_only_transient_errors_retry_and_the_budget_ends() -> None:
-    policy = RetryPolicy(max_attempts=3)
-    assert policy.delay_for(BadRequest("no"), 1) is None
-    assert policy.delay_for(TransportError("reset"), 2) is not None
-    assert policy.delay_for(TransportError("reset"), 3) is None
 
 
 @given(st.integers(min_value=0, max_value=10**11), st.integers(min_value=0, max_value=10**11))

@@ -1,0 +1,47 @@
+"""The interface every secret source implements, and the pinned version it returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rotator.config import SecretSpec
+    from rotator.protocols import SecretVersions
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    versions: SecretVersions  # where versions are stored (encrypted) and looked up
+    base_dir: Path  # relative paths resolve against the targets file's folder
+    env: Mapping[str, str] | None = None  # None: os.environ (tests inject a mapping)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A job's secret version. ``fields`` is the value when pinning produced it (it saves the
+    attempt a decrypting read-back); it never shows in a repr."""
+
+    version: str
+    fingerprint: str
+    fields: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+
+class SecretSource(Protocol):
+    async def pin(self, name: str, spec: SecretSpec, ctx: SourceContext) -> Pinned: ...
+
+
+class ValueSource(ABC):
+    """A source that produces the value itself; pinning stores it as a new version (the same
+    value twice maps to the same version)."""
+
+    @abstractmethod
+    def load(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]: ...
+
+    async def pin(self, name: str, spec: SecretSpec, ctx: SourceContext) -> Pinned:
+        fields = self.load(name, spec, ctx)
+        version, fingerprint = await ctx.versions.put_secret_version(name, fields)
+        return Pinned(version, fingerprint, fields)
