@@ -99,6 +99,18 @@ class Cursor:
 
 
 @dataclass(frozen=True)
+class _Scan:
+    """A range read: stream-time bounds (ms, already widened by the head's lag), direction,
+    the cursor to continue after, and the sizes of successive reads."""
+
+    low_ms: int | None
+    high_ms: int | None
+    newest_first: bool
+    after: Cursor | None
+    chunks: Iterator[int]
+
+
+@dataclass(frozen=True)
 class AuditPage:
     events: list[StoredEvent]
     next_cursor: str | None
@@ -182,87 +194,73 @@ class AuditReader:
         high_ms = (
             None if where.until is None else int((where.until + head.max_lag + 1.0) * 1000) + 1
         )
+        scan = _Scan(low_ms, high_ms, newest_first, after, chunks)
         if where.job_id is not None:
             source = self._job_entries(where.job_id, newest_first, after)
         elif where.target is not None:
-            source = self._target_entries(
-                where.target, low_ms, high_ms, newest_first, after, chunks
-            )
+            source = self._target_entries(where.target, scan)
         else:
-            source = self._stream_entries(low_ms, high_ms, newest_first, after, chunks)
+            source = self._stream_entries(scan)
         for entry in source:
             record = parse_entry(entry)
             if where.matches(record.event):
                 yield record
 
-    def _stream_entries(
-        self,
-        low_ms: int | None,
-        high_ms: int | None,
-        newest_first: bool,
-        after: Cursor | None,
-        chunks: Iterator[int],
-    ) -> Iterator[RawEntry]:
-        low = "-" if low_ms is None else f"{max(low_ms, 0)}-0"
-        high = "+" if high_ms is None else f"{max(high_ms, 0)}-{MAX_STREAM_SEQ}"
-        if newest_first:
+    def _stream_entries(self, scan: _Scan) -> Iterator[RawEntry]:
+        low = "-" if scan.low_ms is None else f"{max(scan.low_ms, 0)}-0"
+        high = "+" if scan.high_ms is None else f"{max(scan.high_ms, 0)}-{MAX_STREAM_SEQ}"
+        if scan.newest_first:
             start, end = high, low
-            if after is not None:
-                start = id_before(after.id)
+            if scan.after is not None:
+                start = id_before(scan.after.id)
                 if high != "+" and parse_id(start) > parse_id(high):
                     start = high
         else:
             start, end = low, high
-            if after is not None:
-                start = id_after(after.id)
+            if scan.after is not None:
+                start = id_after(scan.after.id)
                 if low != "-" and parse_id(start) < parse_id(low):
                     start = low
         while True:
-            size = next(chunks)
-            batch = self.store.range(start, end, size, reverse=newest_first)
+            size = next(scan.chunks)
+            batch = self.store.range(start, end, size, reverse=scan.newest_first)
             yield from batch
             if len(batch) < size:
                 return
             last = batch[-1].id
-            if newest_first:
+            if scan.newest_first:
                 if parse_id(last) == (0, 0):
                     return
                 start = id_before(last)
             else:
                 start = id_after(last)
 
-    def _target_entries(
-        self,
-        target: str,
-        low_ms: int | None,
-        high_ms: int | None,
-        newest_first: bool,
-        after: Cursor | None,
-        chunks: Iterator[int],
-    ) -> Iterator[RawEntry]:
+    def _target_entries(self, target: str, scan: _Scan) -> Iterator[RawEntry]:
         low, high = "-inf", "+inf"
-        if low_ms is not None:
-            first = self.store.first_at_or_after(low_ms)
+        if scan.low_ms is not None:
+            first = self.store.first_at_or_after(scan.low_ms)
             if first is None:
                 return
             low = str(max(first.seq(), 0))
-        if high_ms is not None:
-            last = self.store.last_at_or_before(high_ms)
+        if scan.high_ms is not None:
+            last = self.store.last_at_or_before(scan.high_ms)
             if last is None:
                 return
             high = str(last.seq())
-        if after is not None:
-            if newest_first:
-                high = f"({after.seq}" if high == "+inf" or after.seq <= int(high) else high
+        if scan.after is not None:
+            if scan.newest_first:
+                high = (
+                    f"({scan.after.seq}" if high == "+inf" or scan.after.seq <= int(high) else high
+                )
             else:
-                low = f"({after.seq}" if low == "-inf" or after.seq >= int(low) else low
+                low = f"({scan.after.seq}" if low == "-inf" or scan.after.seq >= int(low) else low
         while True:
-            size = next(chunks)
-            pairs = self.store.target_ids(target, low, high, size, reverse=newest_first)
+            size = next(scan.chunks)
+            pairs = self.store.target_ids(target, low, high, size, reverse=scan.newest_first)
             yield from self.store.by_ids([stream_id for stream_id, _ in pairs])
             if len(pairs) < size:
                 return
-            if newest_first:
+            if scan.newest_first:
                 high = f"({pairs[-1][1]}"
             else:
                 low = f"({pairs[-1][1]}"
