@@ -162,9 +162,7 @@ def human_duration(seconds: float | None) -> str:
 
 
 def _is_rotation(event: AuditEvent) -> bool:
-    return event.event == "version.promoted" or (
-        event.event == "job.completed" and (event.outcome or "success") == "success"
-    )
+    return event.event == "job.completed" and (event.outcome or "success") == "success"
 
 
 def _last_rotation_before(

@@ -1,5 +1,7 @@
 """Redis side of the audit log: the Lua scripts and every audit key operation.
 
+The scripts live in ``rotator/store/lua/audit_*.lua``, each with a KEYS/ARGV header.
+
 Layout (see ``rotator.store.keys``)::
 
     {p}audit               stream  one entry per event: ``event`` = canonical JSON (with ``seq``),
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -31,77 +34,15 @@ from rotator.store.keys import Keys
 GENESIS_HASH = "0" * 64
 MAX_STREAM_SEQ = 18446744073709551615  # largest sequence part of a stream id
 
-# KEYS[1] stream, KEYS[2] head, KEYS[3..] index keys (referenced by position from ARGV)
-# ARGV[1] expected head seq, ARGV[2] expected head hash, ARGV[3] genesis hash,
-# ARGV[4] / ARGV[5] earliest / latest event time in the batch (unix seconds), then four per
-# event: hash, payload, target key index, job key index (0: none). Event i gets seq head + i.
-_APPEND_LUA = """
-local head = redis.call('HMGET', KEYS[2], 'seq', 'hash', 'max_lag', 'max_lead')
-if not head[1] and redis.call('XLEN', KEYS[1]) > 0 then
-  return redis.error_reply('ROTATOR_AUDIT_HEAD_MISSING audit head is missing but the stream is not')
-end
-local cur_seq = head[1] or '0'
-local cur_hash = head[2] or ARGV[3]
-if cur_seq ~= ARGV[1] or cur_hash ~= ARGV[2] then
-  return {0, cur_seq, cur_hash}
-end
-local n = (#ARGV - 5) / 4
-if n < 1 or n ~= math.floor(n) then
-  return redis.error_reply('ROTATOR_AUDIT_BAD_BATCH malformed batch')
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local max_lag = math.max(tonumber(head[3]) or 0, now - tonumber(ARGV[4]))
-local max_lead = math.max(tonumber(head[4]) or 0, tonumber(ARGV[5]) - now)
-local base = tonumber(cur_seq)
-local ids = {}
-for i = 1, n do
-  local b = 5 + (i - 1) * 4
-  local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[b + 2], 'hash', ARGV[b + 1])
-  local ti = tonumber(ARGV[b + 3])
-  if ti > 0 then redis.call('ZADD', KEYS[ti], base + i, id) end
-  local ji = tonumber(ARGV[b + 4])
-  if ji > 0 then redis.call('RPUSH', KEYS[ji], id) end
-  ids[i] = id
-end
-redis.call('HSET', KEYS[2], 'seq', string.format('%d', base + n), 'hash', ARGV[5 + (n - 1) * 4 + 1],
-  'id', ids[n], 'max_lag', string.format('%.3f', max_lag),
-  'max_lead', string.format('%.3f', max_lead))
-return {1, ids}
-"""
 
-# Remove archived events. KEYS[1] stream, KEYS[2] head, KEYS[3 .. 2+ntargets] per-target zsets,
-# the rest per-job lists. ARGV[1] last archived id, ARGV[2] its seq, ARGV[3] its hash,
-# ARGV[4] number of target keys, ARGV[5] '1' to trim the stream and move the anchor.
-_TRIM_LUA = """
-local function parse(id)
-  local ms, n = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(n)
-end
-local bms, bn = parse(ARGV[1])
-local ntargets = tonumber(ARGV[4])
-for i = 3, 2 + ntargets do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
-end
-for i = 3 + ntargets, #KEYS do
-  while true do
-    local v = redis.call('LINDEX', KEYS[i], 0)
-    if not v then break end
-    local ms, n = parse(v)
-    if ms == nil or ms > bms or (ms == bms and n > bn) then break end
-    redis.call('LPOP', KEYS[i])
-  end
-end
-local removed = 0
-if ARGV[5] == '1' then
-  removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
-  local cur = tonumber(redis.call('HGET', KEYS[2], 'archived_seq') or '0')
-  if tonumber(ARGV[2]) > cur then
-    redis.call('HSET', KEYS[2], 'archived_seq', ARGV[2], 'archived_hash', ARGV[3])
-  end
-end
-return removed
-"""
+def _lua(name: str) -> str:
+    """A script from ``rotator/store/lua/`` (read once, at import). Private to the audit
+    scripts until the store's shared script loader covers them."""
+    return (resources.files("rotator.store") / "lua" / name).read_text(encoding="utf-8")
+
+
+_APPEND_LUA = _lua("audit_append.lua")
+_TRIM_LUA = _lua("audit_trim.lua")
 
 
 def _text(value: Any) -> str:

@@ -16,10 +16,10 @@ from rotator.audit import (
     AuditFilter,
     AuditReader,
     StoredEvent,
-    _line_entry,
     chain_hash,
     chain_key,
 )
+from rotator.audit.archive import parse_archive_line
 from rotator.store.audit import GENESIS_HASH
 
 from .conftest import AUDIT_KEY, FakeEnv, rotation_events
@@ -170,7 +170,7 @@ def test_export_jsonl_is_complete_and_verifiable(log: Log) -> None:
     assert log.reader.export(out, "jsonl") == N
     key, prev = chain_key(AUDIT_KEY), GENESIS_HASH
     for seq, line in enumerate(out.getvalue().splitlines(), 1):
-        entry = _line_entry(line)
+        entry = parse_archive_line(line)
         assert json.loads(line)["seq"] == seq
         assert chain_hash(key, prev, entry.payload) == entry.hash
         prev = entry.hash

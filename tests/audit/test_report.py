@@ -60,7 +60,6 @@ def seed(env: FakeEnv, now: float) -> None:
         AuditEvent(
             "job.completed", job_id="a", target="fresh", outcome="success", time=now - 32 * DAY
         ),
-        AuditEvent("version.promoted", job_id="jf", target="fresh", time=now - 2 * DAY),
         AuditEvent(
             "job.completed", job_id="jf", target="fresh", outcome="success", time=now - 2 * DAY
         ),

@@ -178,7 +178,7 @@ def test_spool_from_settings_location(env: FakeEnv, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, audit_key="k", key_prefix="t:")
     client = env.client()
     log = AuditLog.from_settings(client, settings)
-    assert log._spool_dir == tmp_path / "audit-spool"
+    assert log._spool is not None and log._spool.directory == tmp_path / "audit-spool"
     run(client.aclose())
 
 

@@ -1,0 +1,304 @@
+"""Chain verification: walk archives and the live stream, report every break.
+
+The walk starts at the genesis hash when archive files are given (they hold a prefix of the
+chain, oldest first) and otherwise at the anchor Redis keeps after archiving
+(``archived_seq``/``archived_hash`` in the head). Each event must carry the next seq and a hash
+equal to ``HMAC(chain_key, previous hash || payload)``. A problem is reported once and the walk
+resynchronises on the stored hash, so one tampered event does not flag the rest of the log.
+
+What is caught, by ``ChainProblem.kind``:
+
+- ``edited``     an event's hash does not match its content and the previous hash
+- ``gap``        seq numbers are missing (deleted events)
+- ``reordered``  a seq shows up after a later one (or twice)
+- ``corrupt``    an entry or archive line that is not a readable event
+- ``truncated``  events removed from the end (against the head record or a checkpoint)
+- ``head``       the head record disagrees with the last event
+- ``anchor``     the hash at a checkpointed seq changed since an earlier verification
+- ``archive``    an unreadable archive file, or Redis archived more than the files hold
+
+A checkpoint (``expect``) is a (seq, hash) pair recorded by an earlier verification and kept
+outside Redis: without it, someone with write access could drop the tail and rewrite the head.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hmac
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rotator.audit.archive import archive_files, parse_archive_line
+from rotator.audit.events import chain_hash
+from rotator.store.audit import GENESIS_HASH, AuditStoreSync, Head, RawEntry, id_after
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    kind: str  # edited | gap | reordered | corrupt | truncated | head | anchor | archive
+    message: str
+    seq: int | None = None
+    id: str | None = None
+    where: str = "live"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    archived_checked: int = 0
+    archive_files: int = 0
+    first_seq: int | None = None
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    anchor_seq: int = 0
+    head_seq: int = 0
+    problems: list[ChainProblem] = field(default_factory=list)
+    problem_count: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+class _ChainWalker:
+    """Checks events one by one against the chain; reports problems and resynchronises."""
+
+    MAX_PROBLEMS = 100
+
+    def __init__(self, key: bytes, result: VerifyResult, start_seq: int, start_hash: str) -> None:
+        self.key = key
+        self.result = result
+        self.last_seq = start_seq
+        self.last_hash = start_hash
+        self.gaps: list[tuple[int, int, ChainProblem]] = []  # missing range, its problem
+        self.expect: tuple[int, str] | None = None
+        self.expect_seen = False
+
+    def problem(self, problem: ChainProblem) -> None:
+        self.result.problem_count += 1
+        if len(self.result.problems) < self.MAX_PROBLEMS:
+            self.result.problems.append(problem)
+
+    def feed(self, entry: RawEntry, where: str, seq: int | None = None) -> None:
+        stream_id, payload, digest = entry.id, entry.payload, entry.hash
+        seq = entry.seq() if seq is None else seq
+        if seq < 0:
+            self.problem(
+                ChainProblem("corrupt", "entry is not a readable event", None, stream_id, where)
+            )
+            return
+        if self.result.first_seq is None:
+            self.result.first_seq = seq
+        expected = self.last_seq + 1
+        if seq < expected:
+            self._out_of_order(seq, stream_id, where)
+            return
+        if self.expect is not None and seq == self.expect[0]:
+            self.expect_seen = True
+            if digest != self.expect[1]:
+                self.problem(
+                    ChainProblem(
+                        "anchor",
+                        f"seq {seq} no longer carries the hash recorded by an earlier "
+                        "verification: the log was rewritten",
+                        seq,
+                        stream_id,
+                        where,
+                    )
+                )
+        if seq > expected:
+            gap = ChainProblem(
+                "gap",
+                f"events {expected}..{seq - 1} are missing before seq {seq} (deleted or truncated)"
+                if seq - 1 > expected
+                else f"event {expected} is missing before seq {seq} (deleted)",
+                seq,
+                stream_id,
+                where,
+            )
+            self.problem(gap)
+            self.gaps.append((expected, seq - 1, gap))
+        elif not hmac.compare_digest(chain_hash(self.key, self.last_hash, payload), digest):
+            self.problem(
+                ChainProblem(
+                    "edited",
+                    f"broken link at seq {seq}: its hash does not match its content and the "
+                    "previous hash (event edited, or chained with another key)",
+                    seq,
+                    stream_id,
+                    where,
+                )
+            )
+        # Resynchronise on the stored hash so one tampered event is reported once.
+        self.last_seq, self.last_hash = seq, digest
+
+    def _out_of_order(self, seq: int, stream_id: str, where: str) -> None:
+        for index, (low, high, gap) in enumerate(self.gaps):
+            if low <= seq <= high:
+                message = f"seq {seq} appears after seq {gap.seq}: events were reordered"
+                replaced = ChainProblem("reordered", message, gap.seq, gap.id, gap.where)
+                if gap in self.result.problems:
+                    self.result.problems[self.result.problems.index(gap)] = replaced
+                self.gaps[index] = (low, high, replaced)
+                return
+        self.problem(
+            ChainProblem(
+                "reordered",
+                f"seq {seq} appears after seq {self.last_seq} (reordered or duplicated)",
+                seq,
+                stream_id,
+                where,
+            )
+        )
+
+
+def verify_chain(
+    store: AuditStoreSync,
+    key: bytes,
+    *,
+    archive_dir: Path | None = None,
+    expect: tuple[int, str] | None = None,
+    page: int = 1000,
+) -> VerifyResult:
+    """Walk the chain (archives in ``archive_dir`` first, then the live stream), reading the
+    stream ``page`` entries at a time. ``expect``: see the module docstring."""
+    started = time.perf_counter()
+    result = VerifyResult()
+    head = store.head()
+    result.head_seq = head.seq
+    files = archive_files(archive_dir) if archive_dir is not None else []
+    if files:
+        walker = _ChainWalker(key, result, 0, GENESIS_HASH)
+    else:
+        walker = _ChainWalker(key, result, head.archived_seq, head.archived_hash)
+        result.anchor_seq = head.archived_seq
+    walker.expect = expect
+    if expect is not None and not files and expect[0] <= head.archived_seq:
+        _check_archived_expect(walker, head, expect)
+    for first, _last, path in files:
+        _walk_archive(walker, first, path)
+    archived_upto = walker.last_seq if files else 0
+    _walk_live(store, walker, archived_upto if files else None, page)
+    if files and head.archived_seq > archived_upto:
+        walker.problem(
+            ChainProblem(
+                "archive",
+                f"Redis says events up to seq {head.archived_seq} were archived, but the "
+                f"archive directory ends at seq {archived_upto}",
+                head.archived_seq,
+            )
+        )
+    _check_head(walker, head)
+    if expect is not None and not walker.expect_seen:
+        walker.problem(
+            ChainProblem(
+                "truncated",
+                f"seq {expect[0]} (seen by an earlier verification) is no longer in the "
+                f"log, which now ends at seq {walker.last_seq}",
+                expect[0],
+            )
+        )
+    result.last_seq, result.last_hash = walker.last_seq, walker.last_hash
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _check_archived_expect(walker: _ChainWalker, head: Head, expect: tuple[int, str]) -> None:
+    # The checkpointed event has been archived since: only the anchor can be checked here
+    # (the archive itself is checked with ``archive_dir``).
+    walker.expect, walker.expect_seen = None, True
+    if expect[0] == head.archived_seq and expect[1] != head.archived_hash:
+        walker.problem(
+            ChainProblem(
+                "anchor",
+                f"the archive anchor at seq {expect[0]} no longer carries the hash "
+                "recorded by an earlier verification",
+                expect[0],
+            )
+        )
+
+
+def _walk_archive(walker: _ChainWalker, first: int, path: Path) -> None:
+    result = walker.result
+    result.archive_files += 1
+    before = result.checked
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = parse_archive_line(line)
+                except ValueError:
+                    walker.problem(
+                        ChainProblem("corrupt", f"line {number} is not JSON", None, None, path.name)
+                    )
+                    continue
+                walker.feed(entry, path.name)
+                result.checked += 1
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        walker.problem(
+            ChainProblem("archive", f"cannot read archive: {exc}", first, None, path.name)
+        )
+    result.archived_checked += result.checked - before
+
+
+def _walk_live(
+    store: AuditStoreSync, walker: _ChainWalker, archived_upto: int | None, page: int
+) -> None:
+    """Feed the live stream; with ``archived_upto``, skip events the archives already held."""
+    start = "-"
+    while True:
+        batch = store.range(start, "+", page)
+        for entry in batch:
+            seq = entry.seq()
+            if archived_upto is not None and 0 <= seq <= archived_upto:
+                continue  # archived and not yet removed (an interrupted archive run)
+            walker.feed(entry, "live", seq)
+            walker.result.checked += 1
+        if len(batch) < page:
+            break
+        start = id_after(batch[-1].id)
+
+
+def _check_head(walker: _ChainWalker, head: Head) -> None:
+    if not head.exists:
+        if walker.last_seq > 0:
+            walker.problem(
+                ChainProblem("head", "the audit head record is missing", walker.last_seq)
+            )
+        return
+    if head.seq > walker.last_seq:
+        walker.problem(
+            ChainProblem(
+                "truncated",
+                f"the head says the log ends at seq {head.seq}, but it ends at seq "
+                f"{walker.last_seq}: events were removed from the end",
+                walker.last_seq + 1,
+            )
+        )
+    elif head.seq < walker.last_seq:
+        walker.problem(
+            ChainProblem(
+                "head",
+                f"the head says seq {head.seq}, but the log goes on to seq {walker.last_seq}",
+                head.seq,
+            )
+        )
+    elif head.hash != walker.last_hash:
+        walker.problem(
+            ChainProblem(
+                "head", f"the head hash does not match event {head.seq}", head.seq, head.id
+            )
+        )
