@@ -49,6 +49,7 @@ from rotator.errors import (
 from rotator.models import Job, JobState, Reason, version_seq
 from rotator.providers.base import (
     ApplyResult,
+    Evidence,
     Provider,
     RemoteState,
     SecretPayload,
@@ -225,12 +226,12 @@ class Engine:
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)
 
         applied_version = _str_or_none((journal.get("applied") or {}).get("remote_version"))
-        if provider.carries(live, want, applied_version) is not True:
+        if provider.carries(live, want, applied_version) is not Evidence.OURS:
             applied_version = await self._update(ctx, provider, target, live, want, spec)
 
         after = await provider.read(target, journal)
         verdict = provider.carries(after, want, applied_version)
-        if verdict is False:
+        if verdict is Evidence.NOT_OURS:
             raise VerificationFailed(
                 "re-read after the update does not show it", provider=spec.provider
             )
@@ -276,7 +277,7 @@ class Engine:
         maybe_applied = _earlier_update_may_have_applied(intent, journal.get("apply_failed"))
         replaying = False
         if intent is not None and live.version != intent.get("expected"):
-            blind = provider.carries(live, want, None) is None
+            blind = provider.carries(live, want, None) is Evidence.UNKNOWN
             if blind and provider.replay_safe and maybe_applied:
                 # The API cannot show whose change this is; re-sending with the same
                 # idempotency key replays our earlier update if it was ours (AppFlow).
@@ -318,7 +319,7 @@ class Engine:
             result: ApplyResult = await provider.apply(target, secret, live, want, journal)
         except VersionConflict as exc:
             again = await provider.read(target, journal)
-            if provider.carries(again, want, None) is True:
+            if provider.carries(again, want, None) is Evidence.OURS:
                 result = ApplyResult(version=again.version)
             else:
                 raise ConflictDetected(
@@ -380,7 +381,7 @@ class Engine:
         if fingerprint is None:
             return
         old = Want(stale, fingerprint, pending_job)
-        if provider.carries(live, old, None) is True:
+        if provider.carries(live, old, None) is Evidence.OURS:
             current = target_state.get("current") or ""
             await self.store.stage(
                 ctx.lease,

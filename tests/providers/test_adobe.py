@@ -17,7 +17,7 @@ from rotator.errors import (
     VersionConflict,
 )
 from rotator.providers.adobe import AdobeFlowService
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, run_in, secret, target, want
 
@@ -132,14 +132,14 @@ def test_marker_counts_only_while_our_client_made_the_last_change() -> None:
     client = ["cid"]
     api = FakeAPI(handler)
 
-    async def go(ctx: ProviderContext) -> tuple[bool | None, bool | None]:
+    async def go(ctx: ProviderContext) -> tuple[Evidence, Evidence]:
         adapter = AdobeFlowService(ctx)
         ours = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
         client[0] = "someone-else"
         theirs = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
         return ours, theirs
 
-    assert run_in(api, go) == (True, False)
+    assert run_in(api, go) == (Evidence.OURS, Evidence.NOT_OURS)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from rotator.errors import (
     VersionConflict,
 )
 from rotator.providers.appflow import AppFlow, client_token
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, body, run_in, secret, target, want
 
@@ -288,9 +288,9 @@ def test_carries_only_when_version_after_update_is_known() -> None:
 
     adapter = AppFlow(ProviderContext())
     live = RemoteState(version="17.5")
-    assert adapter.carries(live, want()) is None
-    assert adapter.carries(live, want(), "17.5") is True
-    assert adapter.carries(live, want(), "16.5") is None
+    assert adapter.carries(live, want()) is Evidence.UNKNOWN
+    assert adapter.carries(live, want(), "17.5") is Evidence.OURS
+    assert adapter.carries(live, want(), "16.5") is Evidence.UNKNOWN
 
 
 @pytest.mark.parametrize(

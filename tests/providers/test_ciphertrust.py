@@ -19,7 +19,7 @@ from rotator.errors import (
     TransportError,
     VersionConflict,
 )
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.ciphertrust import STEP_NEW, STEP_RETIRE, CipherTrust
 
 from .helpers import CANARY, Clock, FakeAPI, MemoryJournal, body, run_in, secret, target, want
@@ -286,7 +286,7 @@ def test_in_place_patch_secret_and_marker_in_meta() -> None:
     async def go(ctx: ProviderContext):
         adapter = CipherTrust(ctx, clock=clock)
         live = await adapter.read(inplace(), MemoryJournal())
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         clock.advance(5)
         result = await adapter.apply(inplace(), secret(NEW_SECRET), live, want(), MemoryJournal())
         after = await adapter.read(inplace(), MemoryJournal())
@@ -298,10 +298,10 @@ def test_in_place_patch_secret_and_marker_in_meta() -> None:
     assert fake.secrets["conn-1"]["client_secret"] == NEW_SECRET["client_secret"]
     assert after.marker == want().marker and after.version == result.version != live.version
     adapter = CipherTrust(ProviderContext())
-    assert adapter.carries(after, want(), result.version) is True
+    assert adapter.carries(after, want(), result.version) is Evidence.OURS
     # an out-of-band secret change keeps the marker but not the version after ours
     changed = type(after)(version="later", marker=after.marker)
-    assert adapter.carries(changed, want(), result.version) is False
+    assert adapter.carries(changed, want(), result.version) is Evidence.NOT_OURS
     for value in (live, result, after):
         assert CANARY not in repr(value)
 
@@ -314,7 +314,7 @@ def test_in_place_changed_since_read_is_conflict() -> None:
         live = await adapter.read(inplace(), MemoryJournal())
         fake.connections["conn-1"]["updatedAt"] = stamp(clock.now + 1)  # out-of-band edit
         after = await adapter.read(inplace(), MemoryJournal())
-        assert after.version != live.version and adapter.carries(after, want()) is False
+        assert after.version != live.version and adapter.carries(after, want()) is Evidence.NOT_OURS
         await adapter.apply(inplace(), secret(NEW_SECRET), live, want(), MemoryJournal())
 
     with pytest.raises(VersionConflict):
@@ -378,7 +378,7 @@ def test_transport_failure_on_patch_may_have_applied() -> None:
             await adapter.apply(inplace(), secret(NEW_SECRET), live, want(), MemoryJournal())
         assert info.value.maybe_applied
         after = await adapter.read(inplace(), MemoryJournal())
-        assert adapter.carries(after, want()) is True  # the lost update is visibly ours
+        assert adapter.carries(after, want()) is Evidence.OURS  # the lost update is visibly ours
 
     run_in(api, go, clock)
 
@@ -403,7 +403,7 @@ async def rotate(
     live = await adapter.read(spec, journal)
     await adapter.apply(spec, secret(NEW_SECRET, version), live, w, journal)
     after = await adapter.read(spec, journal)
-    assert adapter.carries(after, w) is True
+    assert adapter.carries(after, w) is Evidence.OURS
     return after
 
 
@@ -415,7 +415,7 @@ def test_blue_green_creates_tests_and_repoints() -> None:
         adapter = CipherTrust(ctx, clock=clock)
         live = await adapter.read(bg(), journal)
         assert live.summary["connection_name"] == "sfdc-main"
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         return live, await rotate(adapter, bg(), journal, "v000000000002")
 
     live, after = run_in(api, go, clock)
@@ -467,9 +467,9 @@ def test_blue_green_crash_after_step_one_resumes_without_duplicate() -> None:
         # a new process (new adapter instance) resumes from the same journal
         adapter = CipherTrust(ctx, clock=clock)
         live = await adapter.read(bg(), journal)
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         await adapter.apply(bg(), secret(NEW_SECRET), live, want(), journal)
-        assert adapter.carries(await adapter.read(bg(), journal), want()) is True
+        assert adapter.carries(await adapter.read(bg(), journal), want()) is Evidence.OURS
 
     run_in(api, go, clock)
     assert len(api.calls("POST", CONNS)) == 1

@@ -16,7 +16,7 @@ from rotator.errors import (
     TransportError,
     VersionConflict,
 )
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.commercelayer import JSONAPI, CommerceLayer, RateBudget, state_digest
 
 from .helpers import CANARY, Clock, FakeAPI, MemoryJournal, body, run_in, secret, target, want
@@ -384,11 +384,11 @@ def test_carries_compares_markers() -> None:
     from rotator.providers.base import RemoteState
 
     adapter = CommerceLayer(ProviderContext())
-    assert adapter.carries(RemoteState("v", want().marker), want()) is True
-    assert adapter.carries(RemoteState("v", want().marker), want(), "v") is True
-    assert adapter.carries(RemoteState("v2", want().marker), want(), "v") is False
-    assert adapter.carries(RemoteState("v", "rotator:v9:zzz"), want()) is False
-    assert adapter.carries(RemoteState("v", None), want()) is False
+    assert adapter.carries(RemoteState("v", want().marker), want()) is Evidence.OURS
+    assert adapter.carries(RemoteState("v", want().marker), want(), "v") is Evidence.OURS
+    assert adapter.carries(RemoteState("v2", want().marker), want(), "v") is Evidence.NOT_OURS
+    assert adapter.carries(RemoteState("v", "rotator:v9:zzz"), want()) is Evidence.NOT_OURS
+    assert adapter.carries(RemoteState("v", None), want()) is Evidence.NOT_OURS
 
 
 class FakeTime:
@@ -492,7 +492,7 @@ def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
             spec(), secret({"reference": "ours"}), live, want(), MemoryJournal()
         )
         ours = await adapter.read(spec(), MemoryJournal())
-        assert adapter.carries(ours, want(), result.version) is True
+        assert adapter.carries(ours, want(), result.version) is Evidence.OURS
         # someone changes the reference and adds metadata, keeping our metadata keys
         attributes = fake.resource["attributes"]
         attributes["reference"] = "theirs"
@@ -501,8 +501,8 @@ def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
         after = await adapter.read(spec(), MemoryJournal())
         assert after.version != ours.version
         assert after.marker is None
-        assert adapter.carries(after, want()) is False
-        assert adapter.carries(after, want(), result.version) is False
+        assert adapter.carries(after, want()) is Evidence.NOT_OURS
+        assert adapter.carries(after, want(), result.version) is Evidence.NOT_OURS
 
     run_in(api, go)
 

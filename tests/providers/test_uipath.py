@@ -15,7 +15,7 @@ from rotator.errors import (
     TransportError,
     VersionConflict,
 )
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.uipath import STEP, UiPathRobotAccounts
 
 from .helpers import CANARY, Clock, FakeAPI, MemoryJournal, body, run_in, secret, target, want
@@ -209,15 +209,15 @@ def test_apply_sends_deltas_and_journals_first_then_carries() -> None:
     async def go(ctx: ProviderContext):
         adapter = UiPathRobotAccounts(ctx)
         live = await adapter.read(spec(), journal)
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         await adapter.apply(spec(), secret(desired), live, want(), journal)
         after = await adapter.read(spec(), journal)
-        assert adapter.carries(after, want()) is True
+        assert adapter.carries(after, want()) is Evidence.OURS
         assert after.version != live.version
         # A fresh process with the same journal also sees it; another job's journal does not.
         other = UiPathRobotAccounts(ctx)
-        assert other.carries(await other.read(spec(), journal), want()) is True
-        assert other.carries(await other.read(spec(), MemoryJournal()), want()) is False
+        assert other.carries(await other.read(spec(), journal), want()) is Evidence.OURS
+        assert other.carries(await other.read(spec(), MemoryJournal()), want()) is Evidence.NOT_OURS
 
     run_in(api, go)
     put = body(api.calls("PUT")[0])
@@ -267,7 +267,7 @@ def test_out_of_band_change_is_not_ours() -> None:
         fake.account["lastModificationTime"] = "2025-01-01T00:00:00Z"
         after = await adapter.read(spec(), journal)
         assert after.version == "2025-01-01T00:00:00Z"
-        assert adapter.carries(after, want()) is False
+        assert adapter.carries(after, want()) is Evidence.NOT_OURS
 
     run_in(api, go)
 
