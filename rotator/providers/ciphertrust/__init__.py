@@ -42,6 +42,7 @@ from rotator.providers.ciphertrust.api import (
     NAME,
     CipherTrustAPI,
     Strategy,
+    Update,
     describe_error,
     parse_time,
 )
@@ -80,7 +81,7 @@ class CipherTrust(CipherTrustAPI):
     ) -> ApplyResult:
         strategy = self._strategy(target)
         try:
-            return await strategy.apply(target, secret, expected, want, journal)
+            return await strategy.apply(Update(target, secret, expected, want, journal))
         except ProviderError as exc:
             redact(exc, secret)  # validation messages may quote a submitted value
             raise

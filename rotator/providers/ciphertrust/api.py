@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -77,19 +78,36 @@ def quoted(path: str, ref: str) -> str:
     return f"{path}/{quote(ref, safe='')}"
 
 
+def remote_state(
+    versioned: Mapping[str, Any], carrier: Mapping[str, Any] | None, **summary: Any
+) -> RemoteState:
+    """The version is ``versioned``'s ``updatedAt``; the marker is on the connection that
+    carries the secret (``carrier``)."""
+    marker = meta_of(carrier).get(MARKER_KEY)
+    return RemoteState(
+        version=str(versioned.get("updatedAt") or ""),
+        marker=str(marker) if marker else None,
+        summary=summary,
+    )
+
+
+@dataclass(frozen=True)
+class Update:
+    """One ``apply`` call, as a strategy receives it."""
+
+    target: TargetSpec
+    secret: SecretPayload
+    expected: RemoteState
+    want: Want
+    journal: Journal
+
+
 class Strategy(Protocol):
     """One way of putting a new secret live; ``CipherTrust`` picks one per target."""
 
     async def read(self, target: TargetSpec, journal: Journal) -> RemoteState: ...
 
-    async def apply(
-        self,
-        target: TargetSpec,
-        secret: SecretPayload,
-        expected: RemoteState,
-        want: Want,
-        journal: Journal,
-    ) -> ApplyResult: ...
+    async def apply(self, update: Update) -> ApplyResult: ...
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None: ...
 

@@ -33,7 +33,6 @@ from rotator.providers.base import (
     ApplyResult,
     Journal,
     RemoteState,
-    SecretPayload,
     TargetSpec,
     Want,
     raise_for_status,
@@ -46,11 +45,13 @@ from rotator.providers.ciphertrust.api import (
     NAME,
     ORGANIZATIONS,
     CipherTrustAPI,
+    Update,
     describe_error,
     meta_of,
     parse_time,
     quoted,
     refers_to,
+    remote_state,
 )
 
 ORG_KEY = "rotator_org"  # which organization a rotator-created connection belongs to
@@ -87,29 +88,26 @@ class BlueGreen:
         organization = await self._api.organization(target)
         ref = organization.get("connection")
         current = await self._api.resolve(target, str(ref)) if ref else None
-        marker = meta_of(current).get(MARKER_KEY)
-        return RemoteState(
-            version=str(organization.get("updatedAt") or ""),
-            marker=str(marker) if marker else None,
-            summary={
-                "strategy": BLUE_GREEN,
-                "organization": organization.get("name"),
-                "updatedAt": organization.get("updatedAt"),
-                "connection": ref,
-                "connection_id": (current or {}).get("id"),
-                "connection_name": (current or {}).get("name"),
-            },
+        return remote_state(
+            organization,
+            current,
+            strategy=BLUE_GREEN,
+            organization=organization.get("name"),
+            updatedAt=organization.get("updatedAt"),
+            connection=ref,
+            connection_id=(current or {}).get("id"),
+            connection_name=(current or {}).get("name"),
         )
 
-    async def apply(
-        self,
-        target: TargetSpec,
-        secret: SecretPayload,
-        expected: RemoteState,
-        want: Want,
-        journal: Journal,
-    ) -> ApplyResult:
+    async def apply(self, update: Update) -> ApplyResult:
         api = self._api
+        target, secret, expected, want, journal = (
+            update.target,
+            update.secret,
+            update.expected,
+            update.want,
+            update.journal,
+        )
         old_id = expected.summary.get("connection_id")
         old_name = expected.summary.get("connection_name")
         old = await api.connection(target, str(old_id)) if old_id else None

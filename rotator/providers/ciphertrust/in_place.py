@@ -11,24 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from rotator.errors import NotFound, VersionConflict
-from rotator.providers.base import (
-    ApplyResult,
-    Journal,
-    RemoteState,
-    SecretPayload,
-    TargetSpec,
-    Want,
-    raise_for_status,
-)
+from rotator.providers.base import ApplyResult, Journal, RemoteState, TargetSpec, raise_for_status
 from rotator.providers.ciphertrust.api import (
     CONNECTIONS,
     IN_PLACE,
     MARKER_KEY,
     NAME,
     CipherTrustAPI,
+    Update,
     describe_error,
     meta_of,
     quoted,
+    remote_state,
 )
 
 
@@ -43,29 +37,14 @@ class InPlace:
         return connection
 
     async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
-        connection = await self._live(target)
-        marker = meta_of(connection).get(MARKER_KEY)
-        return RemoteState(
-            version=str(connection.get("updatedAt") or ""),
-            marker=str(marker) if marker else None,
-            summary={
-                "strategy": IN_PLACE,
-                "connection_id": connection.get("id"),
-                "connection_name": connection.get("name"),
-                "updatedAt": connection.get("updatedAt"),
-            },
-        )
-
-    async def apply(
-        self,
-        target: TargetSpec,
-        secret: SecretPayload,
-        expected: RemoteState,
-        want: Want,
-        journal: Journal,
-    ) -> ApplyResult:
         live = await self._live(target)
-        if str(live.get("updatedAt") or "") != expected.version:
+        facts = {"connection_id": live.get("id"), "connection_name": live.get("name")}
+        return remote_state(live, live, strategy=IN_PLACE, **facts, updatedAt=live.get("updatedAt"))
+
+    async def apply(self, update: Update) -> ApplyResult:
+        target, secret, want = update.target, update.secret, update.want
+        live = await self._live(target)
+        if str(live.get("updatedAt") or "") != update.expected.version:
             raise VersionConflict(
                 "connection changed since it was read", provider=NAME, code="updatedAt"
             )
