@@ -12,13 +12,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from rotator.errors import (
-    AuthError,
     BadRequest,
     NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
-    VersionConflict,
 )
 from rotator.providers.appflow import AppFlow, client_token
 from rotator.providers.base import Evidence, ProviderContext
@@ -291,38 +287,6 @@ def test_carries_only_when_version_after_update_is_known() -> None:
     assert adapter.carries(live, want()) is Evidence.UNKNOWN
     assert adapter.carries(live, want(), "17.5") is Evidence.OURS
     assert adapter.carries(live, want(), "16.5") is Evidence.UNKNOWN
-
-
-@pytest.mark.parametrize(
-    ("status", "name", "cls"),
-    [
-        (400, "ValidationException", BadRequest),
-        (401, "ConnectorAuthenticationException", AuthError),
-        (404, "ResourceNotFoundException", NotFound),
-        (409, "ConflictException", VersionConflict),
-        (500, "InternalServerException", ProviderUnavailable),
-        (429, "ThrottlingException", RateLimited),
-        (400, "ThrottlingException:http://internal.amazon.com/coral/x", RateLimited),
-        (403, "AccessDeniedException", AuthError),
-        (503, "", ProviderUnavailable),
-    ],
-)
-def test_errors_map_by_error_type(status: int, name: str, cls: type[Exception]) -> None:
-    fake, api, spec = make()
-
-    async def go(ctx: ProviderContext):
-        adapter = AppFlow(ctx)
-        live = await adapter.read(spec, MemoryJournal())
-        fake.error = (status, name, f"Value '{NEW['accessToken']}' at 'credentials' failed")
-        await adapter.apply(spec, secret(NEW), live, want(), MemoryJournal())
-
-    with pytest.raises(cls) as info:
-        run_in(api, go)
-    exc = info.value
-    assert exc.status == status
-    assert exc.code == name.split(":")[0]
-    assert CANARY not in str(exc) and CANARY not in repr(exc)
-    assert "req-1" in str(exc)
 
 
 def test_transport_failures() -> None:

@@ -9,11 +9,7 @@ import pytest
 from rotator.errors import (
     AuthError,
     BadRequest,
-    NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
-    VersionConflict,
 )
 from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.uipath import STEP, UiPathRobotAccounts
@@ -134,33 +130,6 @@ def test_custom_scope_and_expiry_remint() -> None:
     assert fake.minted == 2
     form = parse_qs(api.calls("POST", "/connect/token")[0].content.decode())
     assert form["scope"] == ["PM.RobotAccount.Read PM.RobotAccount.Write"]
-
-
-def test_401_remints_exactly_once() -> None:
-    fake = FakeIdentity()
-    api = FakeAPI(fake)
-
-    async def go(ctx: ProviderContext):
-        adapter = UiPathRobotAccounts(ctx)
-        await adapter.read(spec(), MemoryJournal())
-        fake.valid.clear()  # the server forgets the token
-        await adapter.read(spec(), MemoryJournal())
-        assert fake.minted == 2
-        fake.valid.clear()
-        fake.minted = 100
-        original = fake.__call__
-
-        def always_401(request: httpx.Request) -> httpx.Response:
-            if request.url.path.endswith("/connect/token"):
-                return original(request)
-            return httpx.Response(401, json={"error": "invalid_token"})
-
-        api.handler = always_401
-        with pytest.raises(AuthError):
-            await adapter.read(spec(), MemoryJournal())
-        assert fake.minted == 101
-
-    run_in(api, go)
 
 
 def test_bad_client_secret_is_auth_error() -> None:
@@ -285,62 +254,6 @@ def test_invalid_desired_state_is_bad_request() -> None:
         run_in(api, go)
     assert CANARY not in str(info.value)
     assert not api.calls("PUT")
-
-
-@pytest.mark.parametrize(
-    ("status", "payload", "cls", "code", "message"),
-    [
-        (
-            400,
-            {"title": "One or more validation errors occurred."},
-            BadRequest,
-            "",
-            "validation errors",
-        ),
-        (403, {"error": "insufficient_scope"}, AuthError, "insufficient_scope", ""),
-        (404, {"message": "Robot account not found"}, NotFound, "", "not found"),
-        (409, {"message": "concurrency"}, VersionConflict, "", "concurrency"),
-        (422, {"detail": "bad"}, BadRequest, "", "bad"),
-        (429, {}, RateLimited, "", ""),
-        (500, {"message": "boom"}, ProviderUnavailable, "", "boom"),
-        (
-            503,
-            {"error": "down", "error_description": "maintenance"},
-            ProviderUnavailable,
-            "down",
-            "maintenance",
-        ),
-    ],
-)
-def test_error_statuses(
-    status: int, payload: dict[str, Any], cls: type[Exception], code: str, message: str
-) -> None:
-    fake = FakeIdentity()
-    api = FakeAPI(fake)
-    name = "Display " + CANARY
-
-    async def go(ctx: ProviderContext):
-        adapter = UiPathRobotAccounts(ctx)
-        live = await adapter.read(spec(), MemoryJournal())
-        fake.error = (
-            status,
-            {**payload, "echo": name}
-            if not payload
-            else {
-                k: (f"{v} {name}" if k in ("message", "title", "detail") else v)
-                for k, v in payload.items()
-            },
-        )
-        await adapter.apply(
-            spec(), secret({"groupIds": ["g"], "displayName": name}), live, want(), MemoryJournal()
-        )
-
-    with pytest.raises(cls) as info:
-        run_in(api, go)
-    assert info.value.status == status
-    assert info.value.code == code
-    assert message in str(info.value)
-    assert CANARY not in str(info.value)
 
 
 def test_transport_failures_flag_maybe_applied_only_for_put() -> None:
