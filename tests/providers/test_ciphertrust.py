@@ -111,85 +111,100 @@ class FakeCM:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = unquote(request.url.path)
-        now = stamp(self.clock.now)
         if path == "/api/v1/auth/tokens/":
-            payload = body(request)
-            self.grants.append(payload["grant_type"])
-            if payload["grant_type"] == "password":
-                self.password_bodies.append(payload)
-                if payload["password"] != "cm-pass":
-                    return error(401, "NCERRUnauthorizedAccess", "bad credentials")
-                return self.mint()
-            if payload.get("refresh_token") not in self.refresh:
-                return error(401, "NCERRUnauthorizedAccess", "refresh token invalid")
-            return self.mint()
+            return self.token(body(request))
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in self.valid:
             return error(401, "NCERRUnauthorizedAccess", "Token is expired")
         if path == "/api/v1/connectionmgmt/services/salesforce/connection-test":
-            self.tested.append(body(request))
-            if self.test_ok is None:  # CipherTrust's own way: 200 with connection_ok false
-                return httpx.Response(200, json={"connection_ok": False, "message": "bad creds"})
-            if not self.test_ok:
-                return error(
-                    400,
-                    "NCERRInvalidParamValue",
-                    f"authentication failed for {body(request).get('client_secret')}",
-                )
-            return httpx.Response(200, json={"connection_ok": True})
+            return self.connection_test(body(request))
         if path == CONNS and request.method == "GET":
-            name = request.url.params.get("name")
-            items = [
-                {k: v for k, v in c.items() if k != "meta"}  # the list omits details
-                for c in self.connections.values()
-                if not name
-                or c["name"] == name
-                or (name.endswith("*") and c["name"].startswith(name[:-1]))
-            ]
-            skip = int(request.url.params.get("skip", 0))
-            limit = int(request.url.params.get("limit", 10))
-            return httpx.Response(
-                200,
-                json={
-                    "skip": skip,
-                    "limit": limit,
-                    "total": len(items),
-                    "resources": items[skip : skip + limit],
-                },
-            )
+            return self.list_connections(request)
         if path == CONNS and request.method == "POST":
-            payload = body(request)
-            if self.find(payload["name"]):
-                return error(409, "NCERRConflict", "connection with this name already exists")
-            cid = self.add(payload["name"], age=0)
-            self.secrets[cid] = {k: payload.get(k) for k in SECRET_KEYS}
-            conn = self.connections[cid]
-            conn.update({k: v for k, v in payload.items() if k not in SECRET_KEYS})
-            return httpx.Response(201, json=conn)
+            return self.create_connection(body(request))
         if path.startswith(CONNS + "/"):
-            conn = self.find(path.removeprefix(CONNS + "/"))
-            if conn is None:
-                return error(404, "NCERRResourceNotFound", "connection not found")
-            if request.method == "GET":
-                return httpx.Response(200, json=conn)
-            if request.method == "DELETE":
-                if self.org["connection"] in (conn["id"], conn["name"]):
-                    return error(409, "NCERRConflict", "connection in use")
-                del self.connections[conn["id"]]
-                return httpx.Response(204)
-            payload = body(request)
-            self.secrets[conn["id"]].update({k: payload[k] for k in SECRET_KEYS if k in payload})
-            conn.update({k: v for k, v in payload.items() if k not in SECRET_KEYS})
-            conn["updatedAt"] = now
-            return httpx.Response(200, json=conn)
+            return self.one_connection(request, path.removeprefix(CONNS + "/"))
         if path == f"/api/v1/cckm/sfdc/organizations/{ORG}":
-            if request.method == "GET":
-                return httpx.Response(200, json=self.org)
-            ref = body(request)["connection"]
-            if self.find(ref) is None:
-                return error(422, "NCERRInvalidParamValue", "unknown connection")
-            self.org.update(connection=ref, updatedAt=now)
-            return httpx.Response(200, json=self.org)
+            return self.organization(request)
         return error(404, "NCERRResourceNotFound", "no such endpoint")
+
+    def token(self, payload: dict[str, Any]) -> httpx.Response:
+        self.grants.append(payload["grant_type"])
+        if payload["grant_type"] == "password":
+            self.password_bodies.append(payload)
+            if payload["password"] != "cm-pass":
+                return error(401, "NCERRUnauthorizedAccess", "bad credentials")
+            return self.mint()
+        if payload.get("refresh_token") not in self.refresh:
+            return error(401, "NCERRUnauthorizedAccess", "refresh token invalid")
+        return self.mint()
+
+    def connection_test(self, payload: dict[str, Any]) -> httpx.Response:
+        self.tested.append(payload)
+        if self.test_ok is None:  # CipherTrust's own way: 200 with connection_ok false
+            return httpx.Response(200, json={"connection_ok": False, "message": "bad creds"})
+        if not self.test_ok:
+            return error(
+                400,
+                "NCERRInvalidParamValue",
+                f"authentication failed for {payload.get('client_secret')}",
+            )
+        return httpx.Response(200, json={"connection_ok": True})
+
+    def list_connections(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.params.get("name")
+        items = [
+            {k: v for k, v in c.items() if k != "meta"}  # the list omits details
+            for c in self.connections.values()
+            if not name
+            or c["name"] == name
+            or (name.endswith("*") and c["name"].startswith(name[:-1]))
+        ]
+        skip = int(request.url.params.get("skip", 0))
+        limit = int(request.url.params.get("limit", 10))
+        return httpx.Response(
+            200,
+            json={
+                "skip": skip,
+                "limit": limit,
+                "total": len(items),
+                "resources": items[skip : skip + limit],
+            },
+        )
+
+    def create_connection(self, payload: dict[str, Any]) -> httpx.Response:
+        if self.find(payload["name"]):
+            return error(409, "NCERRConflict", "connection with this name already exists")
+        cid = self.add(payload["name"], age=0)
+        self.secrets[cid] = {k: payload.get(k) for k in SECRET_KEYS}
+        conn = self.connections[cid]
+        conn.update({k: v for k, v in payload.items() if k not in SECRET_KEYS})
+        return httpx.Response(201, json=conn)
+
+    def one_connection(self, request: httpx.Request, ref: str) -> httpx.Response:
+        conn = self.find(ref)
+        if conn is None:
+            return error(404, "NCERRResourceNotFound", "connection not found")
+        if request.method == "GET":
+            return httpx.Response(200, json=conn)
+        if request.method == "DELETE":
+            if self.org["connection"] in (conn["id"], conn["name"]):
+                return error(409, "NCERRConflict", "connection in use")
+            del self.connections[conn["id"]]
+            return httpx.Response(204)
+        payload = body(request)
+        self.secrets[conn["id"]].update({k: payload[k] for k in SECRET_KEYS if k in payload})
+        conn.update({k: v for k, v in payload.items() if k not in SECRET_KEYS})
+        conn["updatedAt"] = stamp(self.clock.now)
+        return httpx.Response(200, json=conn)
+
+    def organization(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=self.org)
+        ref = body(request)["connection"]
+        if self.find(ref) is None:
+            return error(422, "NCERRInvalidParamValue", "unknown connection")
+        self.org.update(connection=ref, updatedAt=stamp(self.clock.now))
+        return httpx.Response(200, json=self.org)
 
 
 def bg(**options: Any) -> Any:
