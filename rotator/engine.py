@@ -47,6 +47,7 @@ from rotator.models import BeginRefused, Job, JobState, Outcome, Reason, version
 from rotator.protocols import AuditSink, JobStore, audit_event_type
 from rotator.providers.base import (
     ApplyResult,
+    Evidence,
     Provider,
     RemoteState,
     SecretPayload,
@@ -181,12 +182,12 @@ class Engine:
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)
 
         applied_version = _str_or_none((journal.get("applied") or {}).get("remote_version"))
-        if provider.carries(live, want, applied_version) is not True:
+        if provider.carries(live, want, applied_version) is not Evidence.OURS:
             applied_version = await self._update(ctx, provider, target, live, want, spec)
 
         after = await provider.read(target, journal)
         verdict = provider.carries(after, want, applied_version)
-        if verdict is False:
+        if verdict is Evidence.NOT_OURS:
             raise VerificationFailed(
                 "re-read after the update does not show it", provider=spec.provider
             )
@@ -232,7 +233,7 @@ class Engine:
         maybe_applied = journal.earlier_update_may_have_applied()
         replaying = False
         if intent is not None and live.version != intent.get("expected"):
-            blind = provider.carries(live, want, None) is None
+            blind = provider.carries(live, want, None) is Evidence.UNKNOWN
             if blind and provider.replay_safe and maybe_applied:
                 # The API cannot show whose change this is; re-sending with the same
                 # idempotency key replays our earlier update if it was ours (AppFlow).
@@ -274,7 +275,7 @@ class Engine:
             result: ApplyResult = await provider.apply(target, secret, live, want, journal)
         except VersionConflict as exc:
             again = await provider.read(target, journal)
-            if provider.carries(again, want, None) is True:
+            if provider.carries(again, want, None) is Evidence.OURS:
                 result = ApplyResult(version=again.version)
             else:
                 raise ConflictDetected(
@@ -336,7 +337,7 @@ class Engine:
         if fingerprint is None:
             return
         old = Want(stale, fingerprint, pending_job)
-        if provider.carries(live, old, None) is True:
+        if provider.carries(live, old, None) is Evidence.OURS:
             current = target_state.get("current") or ""
             await self.store.stage(
                 ctx.lease,

@@ -6,8 +6,9 @@ server-to-server). Options: ``org_id`` (x-gw-ims-org-id, required), ``sandbox_na
 ``prod``), ``ims_url``, ``scope``, ``api_key`` (defaults to the client id), ``static_params``
 (non-secret params merged under the secret's fields, e.g. ``environment``).
 
-Version check: ``If-Match`` with the connection's etag. The same PATCH also appends a marker
-``[rotator:<version>:<fingerprint>]`` to the connection description. Flow Service masks secret
+Version check: ``If-Match`` with the connection's etag. The same PATCH also appends the job's
+marker, ``[rotator:<version>:<fingerprint[:12]>:<job id[:12]>]`` (``Want.marker``), to the
+connection description. Flow Service masks secret
 params on read, so the marker is the only way to tell, after a lost response, whether the live
 connection carries our update: a 412 whose re-read shows our marker is success, anything else
 is an out-of-band change. An edit of the params alone keeps the marker, so ``read`` reports it
@@ -25,16 +26,14 @@ from rotator.errors import ProviderError, VersionConflict
 from rotator.providers.base import (
     ApplyResult,
     Journal,
-    ProviderContext,
     RemoteState,
     SecretPayload,
     TargetSpec,
     Want,
-    authorized,
     raise_for_status,
     require,
-    send,
 )
+from rotator.providers.oauth import OAuthClientCredentialsProvider
 
 NAME = "adobe"
 DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
@@ -62,39 +61,14 @@ def split_marker(description: str) -> tuple[str, str | None]:
     return description[: match.start()], match.group(1)
 
 
-class AdobeFlowService:
+class AdobeFlowService(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
-    replay_safe: ClassVar[bool] = False  # If-Match makes a replay fail with 412, not re-apply
 
-    def __init__(self, context: ProviderContext) -> None:
-        self._ctx = context
+    def _token_url(self, target: TargetSpec) -> str:
+        return str(target.options.get("ims_url", DEFAULT_IMS_URL))
 
-    def _token_key(self, target: TargetSpec) -> tuple[str, ...]:
-        options = target.options
-        return (
-            NAME,
-            str(options.get("ims_url", DEFAULT_IMS_URL)),
-            str(require(target.credentials, "client_id", "credential")),
-            str(options.get("scope", DEFAULT_SCOPE)),
-        )
-
-    async def _mint(self, target: TargetSpec) -> tuple[str, float]:
-        _, ims_url, client_id, scope = self._token_key(target)
-        response = await send(
-            self._ctx.client(target),
-            NAME,
-            "POST",
-            ims_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": require(target.credentials, "client_secret", "credential"),
-                "scope": scope,
-            },
-        )
-        raise_for_status(response, NAME, _describe_ims_error)
-        body = response.json()
-        return str(body["access_token"]), float(body.get("expires_in", 3600))
+    def _scope(self, target: TargetSpec) -> str:
+        return str(target.options.get("scope", DEFAULT_SCOPE))
 
     @staticmethod
     def _client_id(target: TargetSpec) -> str:
@@ -114,21 +88,7 @@ class AdobeFlowService:
         self, target: TargetSpec, method: str, headers: dict[str, str] | None = None, **kw: Any
     ) -> httpx.Response:
         url = f"{target.base_url}/connections/{target.resource_id}"
-        client = self._ctx.client(target)
-
-        async def call(token: str) -> httpx.Response:
-            return await send(
-                client,
-                NAME,
-                method,
-                url,
-                headers={**self._headers(target, token), **(headers or {})},
-                **kw,
-            )
-
-        return await authorized(
-            self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
-        )
+        return await self._authorized(target, method, url, headers=headers, **kw)
 
     async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
         response = await self._call(target, "GET")
@@ -181,18 +141,3 @@ class AdobeFlowService:
         body = response.json()
         etag = body.get("etag") if isinstance(body, dict) else None
         return ApplyResult(version=str(etag) if etag else None)
-
-    def carries(
-        self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
-        return live.marker == want.marker
-
-    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
-        return None
-
-
-def _describe_ims_error(response: httpx.Response) -> tuple[str, str]:
-    body = response.json()
-    if not isinstance(body, dict):
-        return "", ""
-    return str(body.get("error", "")), str(body.get("error_description", ""))

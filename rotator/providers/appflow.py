@@ -11,8 +11,9 @@ Every request is signed with botocore's SigV4 (signing name ``appflow``) and sen
 pooled httpx client. Version check: none native; ``lastUpdatedAt`` from Describe is the version
 the engine compares. Idempotency: a ``clientToken`` derived from the job's idempotency key, so a
 retry of the same job replays the first result instead of applying twice (``replay_safe``).
-AppFlow never returns credentials, so ``carries`` can only say True when the version after our
-update is known; otherwise it answers None ("cannot show it").
+AppFlow never returns credentials, so ``carries`` can only answer OURS when the version after
+our update is known; otherwise it answers UNKNOWN, which is when the engine consults
+``replay_safe``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from rotator.errors import (
 )
 from rotator.providers.base import (
     ApplyResult,
+    BaseProvider,
+    Evidence,
     Journal,
     ProviderContext,
     RemoteState,
@@ -149,12 +152,12 @@ def credential_key(connector_type: str) -> str:
     return _CREDENTIAL_KEYS.get(connector_type.lower(), connector_type)
 
 
-class AppFlow:
+class AppFlow(BaseProvider):
     name: ClassVar[str] = NAME
     replay_safe: ClassVar[bool] = True  # same clientToken + same parameters replays
 
     def __init__(self, context: ProviderContext) -> None:
-        self._ctx = context
+        super().__init__(context)
         self._default_credentials: Any = None  # botocore's chain, resolved once per process
 
     async def _credentials(self, target: TargetSpec) -> Credentials:
@@ -262,10 +265,7 @@ class AppFlow:
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
+    ) -> Evidence:
         if applied_version is not None and applied_version == live.version:
-            return True
-        return None
-
-    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
-        return None
+            return Evidence.OURS
+        return Evidence.UNKNOWN

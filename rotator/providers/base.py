@@ -7,20 +7,25 @@ secret value into an exception, a log line or a returned summary.
 The engine drives an adapter like this (see ``rotator.engine``)::
 
     live = await adapter.read(target, journal)
-    if adapter.carries(live, want) is True: ...            # already ours: verify and promote
-    result = await adapter.apply(target, secret, live, want, journal)
+    if adapter.carries(live, want, applied) is not Evidence.OURS:
+        applied = (await adapter.apply(target, secret, live, want, journal)).version
     after = await adapter.read(target, journal)
-    assert adapter.carries(after, want, result.version)  # verify
+    if adapter.carries(after, want, applied) is Evidence.NOT_OURS:
+        raise VerificationFailed(...)                  # UNKNOWN passes: the API cannot show it
 
 ``RemoteState.version`` is what the compare-before-write uses (an etag, ``lastUpdatedAt``,
 ``updatedAt``...). ``RemoteState.marker`` is evidence, readable from the live resource, of which
 rotator secret version was last applied (a description suffix, a metadata entry, the desired
 group set...), or None where the API shows nothing of the kind (AppFlow hides credentials).
+
+``BaseProvider`` holds what adapters share by default (the context, marker-based ``carries``,
+a no-op ``after_promote``); ``rotator.providers.oauth`` adds the bearer-token plumbing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import ssl
 import time
@@ -114,10 +119,24 @@ class Journal(Protocol):
     async def record(self, step: str, data: Mapping[str, Any]) -> None: ...
 
 
+class Evidence(enum.Enum):
+    """What a live resource shows about one rotation's update."""
+
+    OURS = "ours"  # the live state carries this rotation's update
+    NOT_OURS = "not_ours"  # it visibly does not (never applied, or changed again since)
+    UNKNOWN = "unknown"  # the API cannot show it either way (AppFlow hides credentials)
+
+    @classmethod
+    def shown(cls, ours: bool) -> Evidence:
+        return cls.OURS if ours else cls.NOT_OURS
+
+
 class Provider(Protocol):
     name: ClassVar[str]
-    # True when re-sending the same update with the same idempotency key can neither apply it
-    # twice nor clobber a newer change (AppFlow clientToken; UiPath add/remove deltas).
+    # Consulted only when ``carries`` answers UNKNOWN (a blind provider, today AppFlow): True
+    # when re-sending the same update with the same idempotency key can neither apply it twice
+    # nor clobber a newer change (AppFlow's clientToken). Providers that can show their update
+    # never need it.
     replay_safe: ClassVar[bool]
 
     async def read(self, target: TargetSpec, journal: Journal) -> RemoteState: ...
@@ -133,9 +152,32 @@ class Provider(Protocol):
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None: ...
+    ) -> Evidence: ...
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None: ...
+
+
+class BaseProvider:
+    """Defaults for adapters: the shared context, marker evidence, no post-promotion work.
+
+    Subclasses set ``name`` and implement ``read`` and ``apply``.
+    """
+
+    name: ClassVar[str]
+    replay_safe: ClassVar[bool] = False  # see Provider.replay_safe: only blind providers use it
+
+    def __init__(self, context: ProviderContext) -> None:
+        self._ctx = context
+
+    def carries(
+        self, live: RemoteState, want: Want, applied_version: str | None = None
+    ) -> Evidence:
+        """The live marker is this rotation's marker. ``applied_version`` is ignored here:
+        adapters whose marker survives a later out-of-band change override this."""
+        return Evidence.shown(live.marker == want.marker)
+
+    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
+        return None
 
 
 Clock = Callable[[], float]
@@ -374,6 +416,8 @@ def raise_for_status(
 __all__ = [
     "ApplyResult",
     "AuthError",
+    "BaseProvider",
+    "Evidence",
     "Journal",
     "Provider",
     "ProviderContext",

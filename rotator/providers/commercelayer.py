@@ -11,8 +11,8 @@ so any read-only field in the secret is rejected rather than silently dropped.
 Every API call is JSON:API (``application/vnd.api+json`` for Accept and, on PATCH, Content-Type).
 Version check: none native. ``apply`` re-reads the credential right before the PATCH and raises
 VersionConflict when ``updated_at`` moved since the engine's read; the same read supplies the
-live metadata to merge with (so metadata never has to travel in the audit summary). Not
-replay-safe: a replayed PATCH would overwrite whatever changed in between.
+live metadata to merge with (so metadata never has to travel in the audit summary). A replayed
+PATCH would overwrite whatever changed in between, so the adapter never counts as replay-safe.
 
 Marker: the PATCH writes ``metadata.rotator = <want.marker>`` and ``metadata.rotator_digest``, a
 digest of the updatable attributes and role as the PATCH leaves them. ``read`` reports the
@@ -40,18 +40,17 @@ import httpx
 from rotator.errors import AuthError, BadRequest, ProviderError, VersionConflict
 from rotator.providers.base import (
     ApplyResult,
+    Evidence,
     Journal,
     ProviderContext,
     RemoteState,
     SecretPayload,
     TargetSpec,
     Want,
-    authorized,
     raise_for_status,
     redact,
-    require,
-    send,
 )
+from rotator.providers.oauth import OAuthClientCredentialsProvider
 
 NAME = "commercelayer"
 DEFAULT_AUTH_URL = "https://auth.commercelayer.io/oauth/token"
@@ -177,42 +176,30 @@ def role_of(resource: Mapping[str, Any]) -> str | None:
     return str(role["id"]) if isinstance(role, dict) and role.get("id") else None
 
 
-class CommerceLayer:
+class CommerceLayer(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
-    replay_safe: ClassVar[bool] = False  # a replayed PATCH would clobber a newer change
+    token_json = True
+    default_lifetime = 7200.0
+    token_error_overrides = {400: AuthError}  # invalid_client: the credentials are wrong
 
     def __init__(self, context: ProviderContext, budget: RateBudget | None = None) -> None:
-        self._ctx = context
+        super().__init__(context)
         self.budget = budget or RateBudget()
 
-    def _token_key(self, target: TargetSpec) -> tuple[str, ...]:
-        return (
-            NAME,
-            str(target.options.get("auth_url", DEFAULT_AUTH_URL)),
-            str(require(target.credentials, "client_id", "credential")),
-            SCOPE,
-        )
+    def _token_url(self, target: TargetSpec) -> str:
+        return str(target.options.get("auth_url", DEFAULT_AUTH_URL))
 
-    async def _mint(self, target: TargetSpec) -> tuple[str, float]:
-        _, auth_url, client_id, scope = self._token_key(target)
-        await self.budget.acquire((urlsplit(auth_url).netloc, "auth"))
-        response = await send(
-            self._ctx.client(target),
-            NAME,
-            "POST",
-            auth_url,
-            json={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": require(target.credentials, "client_secret", "credential"),
-                "scope": scope,
-            },
-            headers={"Accept": "application/json"},
-        )
-        # OAuth reports a bad client as 400/401 invalid_client: the credentials are wrong.
-        raise_for_status(response, NAME, describe_error, overrides={400: AuthError})
-        body = response.json()
-        return str(body["access_token"]), float(body.get("expires_in", 7200))
+    def _scope(self, target: TargetSpec) -> str:
+        return SCOPE
+
+    def _describe_token_error(self, response: httpx.Response) -> tuple[str, str]:
+        return describe_error(response)
+
+    async def _before_mint(self, token_url: str) -> None:
+        await self.budget.acquire((urlsplit(token_url).netloc, "auth"))
+
+    def _headers(self, target: TargetSpec, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": JSONAPI}
 
     def _url(self, target: TargetSpec) -> str:
         return f"{target.base_url}/api_credentials/{target.resource_id}"
@@ -222,23 +209,20 @@ class CommerceLayer:
     ) -> httpx.Response:
         """``reserved``: the caller already took this request's place in the rate budget."""
         url = self._url(target)
-        client = self._ctx.client(target)
         key = (urlsplit(url).netloc, method_class(method))
         extra = {"Content-Type": JSONAPI} if method != "GET" else {}
         # Only the first send was reserved; a re-send after a 401 takes its own place.
         skip_budget = reserved
 
-        async def call(token: str) -> httpx.Response:
+        async def take_place() -> None:
             nonlocal skip_budget
             if skip_budget:
                 skip_budget = False
             else:
                 await self.budget.acquire(key)
-            headers = {"Authorization": f"Bearer {token}", "Accept": JSONAPI, **extra}
-            return await send(client, NAME, method, url, headers=headers, **kw)
 
-        return await authorized(
-            self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
+        return await self._authorized(
+            target, method, url, headers=extra, before_send=take_place, **kw
         )
 
     async def _fetch(self, target: TargetSpec) -> dict[str, Any]:
@@ -336,10 +320,7 @@ class CommerceLayer:
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
+    ) -> Evidence:
         if applied_version is not None and applied_version != live.version:
-            return False  # changed again after our update
-        return live.marker == want.marker
-
-    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
-        return None
+            return Evidence.NOT_OURS  # changed again after our update
+        return super().carries(live, want, applied_version)

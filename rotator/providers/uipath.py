@@ -9,13 +9,13 @@ identity_``; ``resource_id`` = the robot account id. Credentials: ``client_id``,
 
 There is no secret in this API: the "secret" is the desired state, and it is readable. The PUT
 takes group deltas, so the adapter computes ``groupIDsToAdd``/``groupIDsToRemove`` from a fresh
-read; replaying converges (``replay_safe``). Version check: none native; ``lastModificationTime``
+read, and a re-sent update converges. Version check: none native; ``lastModificationTime``
 is what the engine compares, and ``apply`` re-reads right before the PUT and raises
 VersionConflict if it moved since the engine's read. Marker: ``read`` cannot know what the
 job wants, so ``apply`` journals a digest of the desired state (step ``uipath_desired``) before
 the PUT, and ``read`` reports that job's marker when the live state's digest matches it (a
 digest of the live state otherwise). A new process resuming the job reads the same journal, so
-``carries`` stays exact.
+``carries`` stays exact: never UNKNOWN, so the engine never needs ``replay_safe`` here.
 """
 
 from __future__ import annotations
@@ -31,17 +31,14 @@ from rotator.errors import AuthError, BadRequest, ProviderError, VersionConflict
 from rotator.providers.base import (
     ApplyResult,
     Journal,
-    ProviderContext,
     RemoteState,
     SecretPayload,
     TargetSpec,
     Want,
-    authorized,
     raise_for_status,
     redact,
-    require,
-    send,
 )
+from rotator.providers.oauth import OAuthClientCredentialsProvider
 
 NAME = "uipath"
 DEFAULT_SCOPE = "PM.RobotAccount"
@@ -79,39 +76,18 @@ def desired_groups(fields: Mapping[str, Any]) -> list[str]:
     return groups
 
 
-class UiPathRobotAccounts:
+class UiPathRobotAccounts(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
-    replay_safe: ClassVar[bool] = True  # deltas from a fresh read converge when replayed
+    token_error_overrides = {400: AuthError}  # invalid_client / invalid_scope
 
-    def __init__(self, context: ProviderContext) -> None:
-        self._ctx = context
+    def _token_url(self, target: TargetSpec) -> str:
+        return f"{target.base_url}/connect/token"
 
-    def _token_key(self, target: TargetSpec) -> tuple[str, ...]:
-        return (
-            NAME,
-            f"{target.base_url}/connect/token",
-            str(require(target.credentials, "client_id", "credential")),
-            str(target.options.get("scope", DEFAULT_SCOPE)),
-        )
+    def _scope(self, target: TargetSpec) -> str:
+        return str(target.options.get("scope", DEFAULT_SCOPE))
 
-    async def _mint(self, target: TargetSpec) -> tuple[str, float]:
-        _, token_url, client_id, scope = self._token_key(target)
-        response = await send(
-            self._ctx.client(target),
-            NAME,
-            "POST",
-            token_url,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": require(target.credentials, "client_secret", "credential"),
-                "scope": scope,
-            },
-        )
-        # OAuth reports a bad client or scope as 400 invalid_client / invalid_scope.
-        raise_for_status(response, NAME, describe_error, overrides={400: AuthError})
-        body = response.json()
-        return str(body["access_token"]), float(body.get("expires_in", 3600))
+    def _describe_token_error(self, response: httpx.Response) -> tuple[str, str]:
+        return describe_error(response)
 
     def _partition(self, target: TargetSpec) -> str:
         options = target.options
@@ -121,15 +97,7 @@ class UiPathRobotAccounts:
         return str(value)
 
     async def _call(self, target: TargetSpec, method: str, url: str, **kw: Any) -> httpx.Response:
-        client = self._ctx.client(target)
-
-        async def call(token: str) -> httpx.Response:
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            return await send(client, NAME, method, url, headers=headers, **kw)
-
-        return await authorized(
-            self._ctx.tokens, self._token_key(target), lambda: self._mint(target), call
-        )
+        return await self._authorized(target, method, url, **kw)
 
     async def _fetch(self, target: TargetSpec) -> dict[str, Any]:
         url = f"{target.base_url}/api/RobotAccount/{self._partition(target)}/{target.resource_id}"
@@ -208,11 +176,3 @@ class UiPathRobotAccounts:
         result = response.json()
         modified = result.get("lastModificationTime") if isinstance(result, dict) else None
         return ApplyResult(version=str(modified) if modified else None)
-
-    def carries(
-        self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
-        return live.marker == want.marker
-
-    async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
-        return None

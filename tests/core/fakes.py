@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from rotator.errors import ProviderError, VersionConflict
 from rotator.providers.base import (
     ApplyResult,
+    Evidence,
     Journal,
     RemoteState,
     SecretPayload,
@@ -86,8 +87,8 @@ class FakeProvider:
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
-        return live.marker == want.marker
+    ) -> Evidence:
+        return Evidence.shown(live.marker == want.marker)
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
         return None
@@ -136,10 +137,10 @@ class BlindReplayProvider(FakeProvider):
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None
-    ) -> bool | None:
+    ) -> Evidence:
         if applied_version is not None:
-            return live.version == applied_version
-        return None
+            return Evidence.shown(live.version == applied_version)
+        return Evidence.UNKNOWN
 
 
 class CapturingAudit:

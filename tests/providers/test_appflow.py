@@ -12,16 +12,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from rotator.errors import (
-    AuthError,
     BadRequest,
     NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
-    VersionConflict,
 )
 from rotator.providers.appflow import AppFlow, client_token
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, body, run_in, secret, target, want
 
@@ -288,41 +284,9 @@ def test_carries_only_when_version_after_update_is_known() -> None:
 
     adapter = AppFlow(ProviderContext())
     live = RemoteState(version="17.5")
-    assert adapter.carries(live, want()) is None
-    assert adapter.carries(live, want(), "17.5") is True
-    assert adapter.carries(live, want(), "16.5") is None
-
-
-@pytest.mark.parametrize(
-    ("status", "name", "cls"),
-    [
-        (400, "ValidationException", BadRequest),
-        (401, "ConnectorAuthenticationException", AuthError),
-        (404, "ResourceNotFoundException", NotFound),
-        (409, "ConflictException", VersionConflict),
-        (500, "InternalServerException", ProviderUnavailable),
-        (429, "ThrottlingException", RateLimited),
-        (400, "ThrottlingException:http://internal.amazon.com/coral/x", RateLimited),
-        (403, "AccessDeniedException", AuthError),
-        (503, "", ProviderUnavailable),
-    ],
-)
-def test_errors_map_by_error_type(status: int, name: str, cls: type[Exception]) -> None:
-    fake, api, spec = make()
-
-    async def go(ctx: ProviderContext):
-        adapter = AppFlow(ctx)
-        live = await adapter.read(spec, MemoryJournal())
-        fake.error = (status, name, f"Value '{NEW['accessToken']}' at 'credentials' failed")
-        await adapter.apply(spec, secret(NEW), live, want(), MemoryJournal())
-
-    with pytest.raises(cls) as info:
-        run_in(api, go)
-    exc = info.value
-    assert exc.status == status
-    assert exc.code == name.split(":")[0]
-    assert CANARY not in str(exc) and CANARY not in repr(exc)
-    assert "req-1" in str(exc)
+    assert adapter.carries(live, want()) is Evidence.UNKNOWN
+    assert adapter.carries(live, want(), "17.5") is Evidence.OURS
+    assert adapter.carries(live, want(), "16.5") is Evidence.UNKNOWN
 
 
 def test_transport_failures() -> None:

@@ -8,15 +8,10 @@ import httpx
 import pytest
 
 from rotator.errors import (
-    AuthError,
     BadRequest,
-    NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
-    VersionConflict,
 )
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.commercelayer import JSONAPI, CommerceLayer, RateBudget, state_digest
 
 from .helpers import CANARY, Clock, FakeAPI, MemoryJournal, body, run_in, secret, target, want
@@ -123,22 +118,14 @@ def adapter_for(ctx: ProviderContext) -> CommerceLayer:
     return CommerceLayer(ctx)
 
 
-def test_token_cached_and_401_remints_once() -> None:
+def test_token_request_is_json_with_the_provisioning_scope() -> None:
+    # Token caching and the 401 re-mint are in test_contract.py.
     fake = FakeProvisioning()
     api = FakeAPI(fake)
     clock = Clock()
 
     async def go(ctx: ProviderContext):
-        adapter = adapter_for(ctx)
-        for _ in range(4):
-            await adapter.read(spec(), MemoryJournal())
-        assert fake.minted == 1
-        fake.valid.clear()  # token expired server-side: 401 UNAUTHORIZED
-        await adapter.read(spec(), MemoryJournal())
-        assert fake.minted == 2
-        clock.advance(14400)  # expiry: a new one before using it
-        await adapter.read(spec(), MemoryJournal())
-        assert fake.minted == 3
+        await adapter_for(ctx).read(spec(), MemoryJournal())
 
     run_in(api, go, clock)
     mint = api.calls("POST", "/oauth/token")[0]
@@ -149,31 +136,6 @@ def test_token_cached_and_401_remints_once() -> None:
         "scope": "provisioning-api",
     }
     assert mint.headers["content-type"] == "application/json"
-
-
-def test_persistent_401_is_auth_error_after_one_remint() -> None:
-    fake = FakeProvisioning()
-    api = FakeAPI(fake)
-
-    async def go(ctx: ProviderContext):
-        adapter = adapter_for(ctx)
-        await adapter.read(spec(), MemoryJournal())
-        original = fake.__call__
-
-        def reject(request: httpx.Request) -> httpx.Response:
-            if str(request.url) == AUTH:
-                return original(request)
-            return httpx.Response(
-                401, json={"errors": [{"title": "Unauthorized", "code": "UNAUTHORIZED"}]}
-            )
-
-        api.handler = reject
-        with pytest.raises(AuthError) as info:
-            await adapter.read(spec(), MemoryJournal())
-        assert info.value.code == "UNAUTHORIZED"
-        assert fake.minted == 2
-
-    run_in(api, go)
 
 
 def test_custom_auth_url() -> None:
@@ -287,80 +249,6 @@ def test_read_only_secret_fields_are_rejected_before_any_call() -> None:
     assert not api.calls("PATCH")
 
 
-def test_changed_since_read_is_version_conflict_without_patch() -> None:
-    fake = FakeProvisioning()
-    api = FakeAPI(fake)
-
-    async def go(ctx: ProviderContext):
-        adapter = adapter_for(ctx)
-        live = await adapter.read(spec(), MemoryJournal())
-        fake.resource["attributes"]["updated_at"] = "2024-01-01T05:00:00.000Z"  # out of band
-        await adapter.apply(spec(), secret({"reference": "x"}), live, want(), MemoryJournal())
-
-    with pytest.raises(VersionConflict):
-        run_in(api, go)
-    assert not api.calls("PATCH")
-
-
-@pytest.mark.parametrize(
-    ("status", "cls"),
-    [
-        (400, BadRequest),
-        (404, NotFound),
-        (406, BadRequest),
-        (409, VersionConflict),
-        (415, BadRequest),
-        (422, BadRequest),
-        (423, ProviderUnavailable),
-        (429, RateLimited),
-        (500, ProviderUnavailable),
-        (503, ProviderUnavailable),
-    ],
-)
-def test_error_statuses(status: int, cls: type[Exception]) -> None:
-    fake = FakeProvisioning()
-    api = FakeAPI(fake)
-    fields = {"reference": "ref-" + CANARY}
-
-    async def go(ctx: ProviderContext):
-        adapter = adapter_for(ctx)
-        live = await adapter.read(spec(), MemoryJournal())
-        fake.resource["attributes"]["updated_at"] = live.version
-        original = fake.__call__
-
-        def failing(request: httpx.Request) -> httpx.Response:
-            if request.method == "PATCH":
-                return httpx.Response(
-                    status,
-                    headers={"Retry-After": "7"},
-                    json={
-                        "errors": [
-                            {
-                                "title": "is invalid",
-                                "detail": f"reference {fields['reference']} taken",
-                                "code": "VALIDATION_ERROR",
-                                "source": {"pointer": "/data/attributes/reference"},
-                                "status": str(status),
-                            },
-                            {"title": "second", "code": "OTHER"},
-                        ]
-                    },
-                )
-            return original(request)
-
-        api.handler = failing
-        await adapter.apply(spec(), secret(fields), live, want(), MemoryJournal())
-
-    with pytest.raises(cls) as info:
-        run_in(api, go)
-    exc = info.value
-    assert exc.status == status and exc.code == "VALIDATION_ERROR"
-    assert "is invalid: reference [redacted] taken (/data/attributes/reference); second" in str(exc)
-    assert CANARY not in str(exc)
-    if status in (429, 500, 503):
-        assert exc.retry_after == 7.0
-
-
 def test_transport_failure_on_patch_may_have_applied() -> None:
     fake = FakeProvisioning()
     api = FakeAPI(fake)
@@ -384,11 +272,11 @@ def test_carries_compares_markers() -> None:
     from rotator.providers.base import RemoteState
 
     adapter = CommerceLayer(ProviderContext())
-    assert adapter.carries(RemoteState("v", want().marker), want()) is True
-    assert adapter.carries(RemoteState("v", want().marker), want(), "v") is True
-    assert adapter.carries(RemoteState("v2", want().marker), want(), "v") is False
-    assert adapter.carries(RemoteState("v", "rotator:v9:zzz"), want()) is False
-    assert adapter.carries(RemoteState("v", None), want()) is False
+    assert adapter.carries(RemoteState("v", want().marker), want()) is Evidence.OURS
+    assert adapter.carries(RemoteState("v", want().marker), want(), "v") is Evidence.OURS
+    assert adapter.carries(RemoteState("v2", want().marker), want(), "v") is Evidence.NOT_OURS
+    assert adapter.carries(RemoteState("v", "rotator:v9:zzz"), want()) is Evidence.NOT_OURS
+    assert adapter.carries(RemoteState("v", None), want()) is Evidence.NOT_OURS
 
 
 class FakeTime:
@@ -492,7 +380,7 @@ def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
             spec(), secret({"reference": "ours"}), live, want(), MemoryJournal()
         )
         ours = await adapter.read(spec(), MemoryJournal())
-        assert adapter.carries(ours, want(), result.version) is True
+        assert adapter.carries(ours, want(), result.version) is Evidence.OURS
         # someone changes the reference and adds metadata, keeping our metadata keys
         attributes = fake.resource["attributes"]
         attributes["reference"] = "theirs"
@@ -501,8 +389,8 @@ def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
         after = await adapter.read(spec(), MemoryJournal())
         assert after.version != ours.version
         assert after.marker is None
-        assert adapter.carries(after, want()) is False
-        assert adapter.carries(after, want(), result.version) is False
+        assert adapter.carries(after, want()) is Evidence.NOT_OURS
+        assert adapter.carries(after, want(), result.version) is Evidence.NOT_OURS
 
     run_in(api, go)
 

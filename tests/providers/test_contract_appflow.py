@@ -16,7 +16,7 @@ from rotator.errors import (
     VersionConflict,
 )
 from rotator.providers.appflow import AppFlow
-from rotator.providers.base import ProviderContext
+from rotator.providers.base import Evidence, ProviderContext
 
 from .conftest import Admin
 from .helpers import CANARY, MemoryJournal, run_live, secret, target, want
@@ -69,7 +69,7 @@ def test_happy_path(profile: Admin, sandbox_url: str) -> None:
     assert live_credentials(profile) == {"Salesforce": NEW}
     assert float(after.version) > float(live.version)
     assert after.summary["connectorProfileProperties"] == PROPS
-    assert verdict is not False
+    assert verdict is not Evidence.NOT_OURS
     for value in (live, result, after):
         assert CANARY not in repr(value)
 
@@ -183,7 +183,7 @@ def test_drop_response_then_replay_with_same_client_token(profile: Admin, sandbo
         assert info.value.maybe_applied
         after = await adapter.read(spec(sandbox_url), MemoryJournal())
         assert after.version != live.version  # it was applied
-        assert adapter.carries(after, want()) is None  # AppFlow cannot show credentials
+        assert adapter.carries(after, want()) is Evidence.UNKNOWN  # AppFlow cannot show credentials
         # replay_safe: the engine re-sends with the same clientToken and parameters
         await adapter.apply(spec(sandbox_url), secret(NEW), after, want(), MemoryJournal())
         final = await adapter.read(spec(sandbox_url), MemoryJournal())
@@ -208,4 +208,4 @@ def test_out_of_band_edit_changes_version(profile: Admin, sandbox_url: str) -> N
 
     ours, after, verdict = run_live(go)
     assert after.version != ours.version
-    assert verdict is not True
+    assert verdict is not Evidence.OURS

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from rotator.errors import AuthError, NotFound, PermanentError, TransportError, VersionConflict
-from rotator.providers.base import ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext, TokenCache
 from rotator.providers.ciphertrust import STEP_NEW, CipherTrust
 
 from .conftest import Admin
@@ -101,7 +101,7 @@ def test_in_place_happy_path(cm: Admin, sandbox_url: str) -> None:
     assert view["client_secret"] == NEW_SECRET["client_secret"]
     assert view["password"] == NEW_SECRET["password"]
     assert view["meta"] == {"team": "crm", "rotator": want().marker}
-    assert verdict is True and after.version != live.version
+    assert verdict is Evidence.OURS and after.version != live.version
     for value in (live, result, after):
         assert CANARY not in repr(value)
 
@@ -119,14 +119,14 @@ def test_in_place_drop_response_and_out_of_band_edit(cm: Admin, sandbox_url: str
             )
         assert info.value.maybe_applied
         ours = await adapter.read(spec(sandbox_url, OLD), MemoryJournal())
-        assert adapter.carries(ours, want()) is True and ours.version != live.version
+        assert adapter.carries(ours, want()) is Evidence.OURS and ours.version != live.version
         cm.oob("ciphertrust", OLD, kind="connections")
         after = await adapter.read(spec(sandbox_url, OLD), MemoryJournal())
         return ours, after, adapter.carries(after, want(), ours.version)
 
     ours, after, verdict = run_live(go)
     assert after.version != ours.version
-    assert verdict is False
+    assert verdict is Evidence.NOT_OURS
 
 
 def test_in_place_changed_since_read_is_conflict(cm: Admin, sandbox_url: str) -> None:
@@ -189,10 +189,10 @@ def test_blue_green_happy_path_and_after_promote(cm: Admin, sandbox_url: str) ->
     async def go(ctx: ProviderContext):
         adapter = CipherTrust(ctx)
         live = await adapter.read(bg(sandbox_url), journal)
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         result = await adapter.apply(bg(sandbox_url), secret(NEW_SECRET), live, want(), journal)
         after = await adapter.read(bg(sandbox_url), journal)
-        assert adapter.carries(after, want(), result.version) is True
+        assert adapter.carries(after, want(), result.version) is Evidence.OURS
         await adapter.after_promote(bg(sandbox_url), journal)  # inside the grace period
         assert "sfdc-main" in connection_names(sandbox_url)
         await adapter.after_promote(bg(sandbox_url, grace_period_seconds=0), journal)
@@ -228,7 +228,7 @@ def test_blue_green_crash_after_step_one_resumes_without_duplicate(
         result = await adapter.apply(bg(sandbox_url), secret(NEW_SECRET), live, want(), journal)
         return adapter.carries(await adapter.read(bg(sandbox_url), journal), want(), result.version)
 
-    assert run_live(go) is True
+    assert run_live(go) is Evidence.OURS
     assert connection_names(sandbox_url) == ["sfdc-main", f"sfdc-main-{TAG}-v000000000002"]
 
 
@@ -282,7 +282,7 @@ def test_blue_green_drop_response_on_repoint_is_ours(cm: Admin, sandbox_url: str
         return live, after, adapter.carries(after, want())
 
     live, after, verdict = run_live(go)
-    assert verdict is True and after.version != live.version
+    assert verdict is Evidence.OURS and after.version != live.version
 
 
 def test_blue_green_failed_connection_test(cm: Admin, sandbox_url: str) -> None:
@@ -310,4 +310,4 @@ def test_blue_green_out_of_band_repoint_is_not_ours(cm: Admin, sandbox_url: str)
         return result, after, adapter.carries(after, want())
 
     result, after, verdict = run_live(go)
-    assert after.version != result.version and verdict is False
+    assert after.version != result.version and verdict is Evidence.NOT_OURS

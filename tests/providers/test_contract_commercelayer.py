@@ -15,7 +15,7 @@ from rotator.errors import (
     RateLimited,
     TransportError,
 )
-from rotator.providers.base import ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext, TokenCache
 from rotator.providers.commercelayer import CommerceLayer
 
 from .conftest import Admin
@@ -59,7 +59,7 @@ def test_happy_path(credential: Admin, sandbox_url: str) -> None:
     async def go(ctx: ProviderContext):
         adapter = CommerceLayer(ctx)
         live = await adapter.read(spec(sandbox_url), MemoryJournal())
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         result = await adapter.apply(
             spec(sandbox_url), secret(FIELDS), live, want(), MemoryJournal()
         )
@@ -72,7 +72,7 @@ def test_happy_path(credential: Admin, sandbox_url: str) -> None:
     assert view["metadata"]["team"] == "eu"  # merged, not replaced
     assert view["metadata"]["ticket"] == CANARY
     assert view["metadata"]["rotator"] == want().marker
-    assert verdict is True and after.version == result.version != live.version
+    assert verdict is Evidence.OURS and after.version == result.version != live.version
     for value in (live, result, after):
         assert CANARY not in repr(value)
 
@@ -177,7 +177,7 @@ def test_drop_response_is_recognised_as_ours(credential: Admin, sandbox_url: str
         return live, after, adapter.carries(after, want())
 
     live, after, verdict = run_live(go)
-    assert verdict is True and after.version != live.version
+    assert verdict is Evidence.OURS and after.version != live.version
 
 
 @pytest.mark.parametrize("edit", [None, {"metadata": {"replaced": True}}])
@@ -201,7 +201,7 @@ def test_out_of_band_edit_is_not_ours(
 
     result, after, without_version, with_version = run_live(go)
     assert after.version != result.version
-    assert without_version is False and with_version is False
+    assert without_version is Evidence.NOT_OURS and with_version is Evidence.NOT_OURS
 
 
 def test_many_reads_stay_within_the_rate_budget(credential: Admin, sandbox_url: str) -> None:

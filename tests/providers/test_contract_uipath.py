@@ -14,7 +14,7 @@ from rotator.errors import (
     RateLimited,
     TransportError,
 )
-from rotator.providers.base import ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext, TokenCache
 from rotator.providers.uipath import UiPathRobotAccounts
 
 from .conftest import Admin
@@ -57,7 +57,7 @@ def test_happy_path_and_resume_from_journal(robot: Admin, sandbox_url: str) -> N
     async def go(ctx: ProviderContext):
         adapter = UiPathRobotAccounts(ctx)
         live = await adapter.read(spec(sandbox_url), journal)
-        assert adapter.carries(live, want()) is False
+        assert adapter.carries(live, want()) is Evidence.NOT_OURS
         result = await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), journal)
         after = await adapter.read(spec(sandbox_url), journal)
         fresh = UiPathRobotAccounts(ctx)  # another process, same journal
@@ -67,7 +67,7 @@ def test_happy_path_and_resume_from_journal(robot: Admin, sandbox_url: str) -> N
     live, result, after, resumed = run_live(go)
     assert live_state(robot) == (["grp-b", "grp-c"], "Invoice Robot")
     assert after.version != live.version
-    assert after.marker == want().marker and resumed is True
+    assert after.marker == want().marker and resumed is Evidence.OURS
 
 
 def test_tenant_in_base_url(robot: Admin, sandbox_url: str) -> None:
@@ -183,7 +183,7 @@ def test_drop_response_is_recognised_as_ours(robot: Admin, sandbox_url: str) -> 
         return live, after, adapter.carries(after, want())
 
     live, after, verdict = run_live(go)
-    assert verdict is True and after.version != live.version
+    assert verdict is Evidence.OURS and after.version != live.version
     assert live_state(robot) == (["grp-b", "grp-c"], "Invoice Robot")
 
 
@@ -201,4 +201,4 @@ def test_out_of_band_edit_is_not_ours(robot: Admin, sandbox_url: str) -> None:
 
     ours, after, verdict = run_live(go)
     assert after.version != ours.version
-    assert verdict is False
+    assert verdict is Evidence.NOT_OURS

@@ -31,6 +31,6 @@ def test_adapter_implements_the_provider_protocol(name: str) -> None:
 def test_replay_safety_matches_the_contract() -> None:
     ctx = ProviderContext()
     assert load_provider("appflow", ctx).replay_safe is True
-    assert load_provider("uipath", ctx).replay_safe is True
+    assert load_provider("uipath", ctx).replay_safe is False  # never blind: never consulted
     assert load_provider("commercelayer", ctx).replay_safe is False
     assert load_provider("ciphertrust", ctx).replay_safe is False
