@@ -2,16 +2,17 @@
 
 One module per group of commands, mounted here so this file reads as the whole surface::
 
-    common.py     consoles, fail(), the time/outcome rendering, JSON output, the Runtime runner
-    config.py     rotator config check|schema
-    secrets.py    rotator secrets put
-    keys.py       rotator keys rotate
-    jobs.py       rotator enqueue|jobs|job|status
-    processes.py  rotator worker|beat|run --once
-    sandbox.py    rotator sandbox|demo (the optional extra rotator[sandbox], imported lazily)
-    embedded.py   rotator embedded status|stop
-    audit.py      rotator audit list|show|verify|export|archive|replay-spool
-    report.py     rotator report
+    common.py         consoles, fail(), time and outcome rendering, JSON output, the Runtime
+    config.py         rotator config check|schema
+    secrets.py        rotator secrets put
+    keys.py           rotator keys rotate
+    jobs.py           rotator enqueue|jobs|job|status
+    processes.py      rotator worker|beat|run --once
+    sandbox.py        rotator sandbox|demo (the optional extra rotator[sandbox], imported lazily)
+    embedded.py       rotator embedded status|stop
+    audit.py          rotator audit list|show|verify|export|archive|replay-spool
+    audit_filters.py  the audit filter options, declared once for list and export
+    report.py         rotator report
 
 Exit codes: 0 ok; 1 the command's check failed (invalid targets, a job failed, the audit
 chain does not verify, ...); 2 usage or configuration error, or Redis unreachable.
