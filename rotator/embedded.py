@@ -2,7 +2,8 @@
 
 Used only when ``ROTATOR_REDIS_URL`` is unset. The server listens on a unix socket under the
 state directory, persists with AOF, never evicts, and outlives the process that started it so a
-worker, beat and the CLI all share it. ``rotator embedded stop`` (or ``stop()``) shuts it down.
+worker, beat and the CLI all share it. ``rotator embedded status`` (or ``running()``) tells
+whether it is up; ``rotator embedded stop`` (or ``stop()``) shuts it down.
 """
 
 from __future__ import annotations
@@ -95,7 +96,21 @@ def ensure_running(state_dir: Path, timeout: float = 10.0) -> str:
     raise EmbeddedRedisError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
 
 
+def running(state_dir: Path) -> bool:
+    """Whether an embedded server answers on the state directory's socket."""
+    return _ping(socket_path(state_dir))
+
+
+def server_pid(state_dir: Path) -> int | None:
+    """The pid the server recorded, if its pid file is readable."""
+    try:
+        return int((state_dir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def stop(state_dir: Path) -> bool:
+    """Shut the server down (persisting its data); False when none was running."""
     sock = socket_path(state_dir)
     if not _ping(sock):
         return False

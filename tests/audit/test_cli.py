@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rotator import cli_audit
 from rotator.audit import AuditEvent, AuditReader
-from rotator.cli_audit import audit_app, parse_time, report_command
+from rotator.cli import audit as cli_audit
+from rotator.cli.audit import audit_app, parse_time
+from rotator.cli.report import report_command
 from rotator.errors import AuditUnavailable
 
 from .conftest import AUDIT_KEY, FakeEnv, rotation_events

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
 from rotator.audit import AuditEvent, AuditFilter, AuditLog, AuditReader
-from rotator.cli_audit import audit_app
+from rotator.cli.audit import audit_app
 from rotator.errors import AuditUnavailable
 from rotator.store.keys import Keys
 

@@ -1,0 +1,52 @@
+"""The shared rendering: one time format in its three spellings, one outcome colour map, and
+failure messages printed as text."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from rotator.cli.common import fail, styled, utc_time
+
+T = 1_704_067_200.25  # 2024-01-01 00:00:00.250 UTC
+
+
+def test_utc_time() -> None:
+    assert utc_time(T) == "2024-01-01 00:00:00"  # jobs and status tables
+    assert utc_time(str(T)) == "2024-01-01 00:00:00"  # fields as stored in Redis
+    assert utc_time(T, zone="Z") == "2024-01-01 00:00:00Z"  # report
+    assert utc_time(T, millis=True, zone="Z") == "2024-01-01 00:00:00.250Z"  # audit events
+    assert utc_time(None) == utc_time("") == "-"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("completed", "[green]completed[/green]"),
+        ("success", "[green]success[/green]"),
+        ("noop", "[cyan]noop[/cyan]"),
+        ("retrying", "[yellow]retrying[/yellow]"),
+        ("conflict", "[yellow]conflict[/yellow]"),
+        ("dead", "[red]dead[/red]"),
+        ("queued", "queued"),
+        ("-", "-"),
+        (None, ""),
+    ],
+)
+def test_styled(value: str | None, expected: str) -> None:
+    assert styled(value) == expected
+
+
+def test_fail_prints_text_not_markup() -> None:
+    app = typer.Typer()
+
+    @app.command()
+    def boom() -> None:
+        fail("[uipath] option 'x' is not configured; pip install 'rotator[sandbox]'", 3)
+
+    result = CliRunner().invoke(app, [], env={"COLUMNS": "300"})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: [uipath] option 'x' is not configured; pip install 'rotator[sandbox]'\n"
+    )
