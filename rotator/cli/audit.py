@@ -77,7 +77,7 @@ def _connect_async(config: Settings) -> aioredis.Redis:
 @contextlib.contextmanager
 def session() -> Iterator[tuple[Settings, redis.Redis, Keys]]:
     """Settings, a Redis client and the key layout; config/connection errors exit with 2."""
-    from rotator.embedded import EmbeddedRedisError
+    from rotator.errors import EmbeddedRedisError
 
     config = settings_or_exit()
     try:
