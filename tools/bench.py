@@ -537,6 +537,108 @@ async def _read_audit(
     return spans
 
 
+class _RotatorDriver:
+    """Feeds rotator's workers from this process the way the API and the dispatcher do."""
+
+    def __init__(
+        self, runtime: Any, app: Any, queue: str, workers: Sequence[Proc], opts: Options
+    ) -> None:
+        self.runtime = runtime
+        self.app = app
+        self.queue = queue
+        self.workers = workers
+        self.opts = opts
+        self.keys = runtime.keys
+
+    async def enqueue(self, targets: Sequence[str]) -> list[str]:
+        # Fewer in flight than the Runtime's Redis pool holds: redis.asyncio raises
+        # MaxConnectionsError instead of waiting for a free connection.
+        limit = asyncio.Semaphore(48)
+
+        async def one(target: str) -> str:
+            async with limit:
+                job_id, _ = await self.runtime.enqueue(target, actor="bench", note="bench")
+                return str(job_id)
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+    async def deliver(self, batch: int) -> int:
+        lease_ttl = self.runtime.settings.lease_ttl
+        ids = await self.runtime.store.claim_due_jobs(time.time(), 1_000_000, lease_ttl)
+        send_all(
+            self.app,
+            "rotator.rotate",
+            self.queue,
+            [[ids[i : i + batch]] for i in range(0, len(ids), batch)],
+        )
+        return len(ids)
+
+    def _check_workers(self) -> None:
+        for proc in self.workers:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+
+    async def wait_done(self, expected: int, since: float, dispatch: bool) -> float:
+        """Wait until ``expected`` jobs were created since ``since`` and none is due or
+        running; keep delivering retries (and, in dispatch mode, dispatching) like beat."""
+        redis_ = self.runtime.redis
+        deadline = time.monotonic() + self.opts.timeout
+        last_tick = 0.0
+        while time.monotonic() < deadline:
+            self._check_workers()
+            created = await redis_.zcount(self.keys.job_index, since, "+inf")
+            due = await redis_.zcard(self.keys.due)
+            if created >= expected and due == 0:
+                return time.time()
+            if time.monotonic() - last_tick >= 1.0:
+                last_tick = time.monotonic()
+                if dispatch:
+                    send_all(self.app, "rotator.dispatch", self.queue, [[]])
+                else:
+                    await self.deliver(self.opts.delivery_batch)
+            await asyncio.sleep(0.2)
+        raise RuntimeError(
+            f"timed out after {self.opts.timeout:.0f}s waiting for rotations\n"
+            + "\n".join(w.tail(2000) for w in self.workers)
+        )
+
+    async def measure(self, repeat: int, names: Sequence[str], meter: Meter) -> RunResult:
+        """One repeat: every target in ``names`` rotated once, measured."""
+        opts, redis_ = self.opts, self.runtime.redis
+        dispatch = opts.enqueue == "dispatch"
+        if dispatch and repeat > 0:
+            await redis_.zadd(self.keys.schedule, dict.fromkeys(names, time.time() - 1), xx=True)
+        profiler = Profiler(opts.profile, f"rotator-r{repeat}", meter.worker_pids)
+        before = meter.snap()
+        started = time.time()
+        enqueue_s = enqueue_cpu = None
+        if dispatch:
+            sent = time.time()
+            send_all(self.app, "rotator.dispatch", self.queue, [[]])
+        else:
+            cpu0 = time.process_time()
+            ids = await self.enqueue(names)
+            enqueue_s = time.time() - started
+            enqueue_cpu = (time.process_time() - cpu0) * 1000 / len(names)
+            sent = time.time()
+            await self.deliver(opts.delivery_batch)
+        done = await self.wait_done(len(names), started - 0.001, dispatch)
+        # A job's last audit event is written just after it leaves the due set.
+        await asyncio.sleep(0.25)
+        after = meter.snap()
+        profile = profiler.stop()
+        if dispatch:
+            raw_ids = await redis_.zrangebyscore(self.keys.job_index, started - 0.001, "+inf")
+            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+        result = await _rotator_result(
+            self.runtime, meter, before, after, ids, started, sent, done, repeat
+        )
+        result.enqueue_s = enqueue_s
+        result.enqueue_cpu_ms_per_rotation = enqueue_cpu
+        result.profile = profile
+        return result
+
+
 def run_rotator(
     opts: Options,
     rinfo: RedisInfo,
@@ -587,103 +689,18 @@ def run_rotator(
         meter = Meter([w.pid for w in workers], sandbox, rinfo, sync_client)
 
         async def main() -> None:
-            runtime = Runtime(settings, holder)
-            keys, store = runtime.keys, runtime.store
-
-            async def enqueue(targets: Sequence[str]) -> list[str]:
-                # Fewer in flight than the Runtime's Redis pool holds: redis.asyncio raises
-                # MaxConnectionsError instead of waiting for a free connection.
-                limit = asyncio.Semaphore(48)
-
-                async def one(target: str) -> str:
-                    async with limit:
-                        job_id, _ = await runtime.enqueue(target, actor="bench", note="bench")
-                        return job_id
-
-                return list(await asyncio.gather(*(one(t) for t in targets)))
-
-            async def deliver(batch: int) -> int:
-                ids = await store.claim_due_jobs(time.time(), 1_000_000, settings.lease_ttl)
-                send_all(
-                    app,
-                    "rotator.rotate",
-                    queue,
-                    [[ids[i : i + batch]] for i in range(0, len(ids), batch)],
-                )
-                return len(ids)
-
-            async def wait_done(expected: int, since: float, dispatch: bool) -> float:
-                """Wait until ``expected`` jobs were created since ``since`` and none is due or
-                running; keep delivering retries (and, in dispatch mode, dispatching) like beat."""
-                deadline = time.monotonic() + opts.timeout
-                last_tick = 0.0
-                while time.monotonic() < deadline:
-                    for proc in workers:
-                        if not proc.alive():
-                            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
-                    created = await runtime.redis.zcount(keys.job_index, since, "+inf")
-                    due = await runtime.redis.zcard(keys.due)
-                    if created >= expected and due == 0:
-                        return time.time()
-                    if time.monotonic() - last_tick >= 1.0:
-                        last_tick = time.monotonic()
-                        if dispatch:
-                            send_all(app, "rotator.dispatch", queue, [[]])
-                        else:
-                            await deliver(opts.delivery_batch)
-                    await asyncio.sleep(0.2)
-                raise RuntimeError(
-                    f"timed out after {opts.timeout:.0f}s waiting for rotations\n"
-                    + "\n".join(w.tail(2000) for w in workers)
-                )
-
+            driver = _RotatorDriver(Runtime(settings, holder), app, queue, workers, opts)
             try:
                 # Warm-up: Runtime start, IMS token, HTTP and Redis pools in every worker.
                 t0 = time.time()
-                await enqueue(warm)
-                await deliver(1)
-                await wait_done(len(warm), t0 - 1, dispatch=False)
-
+                await driver.enqueue(warm)
+                await driver.deliver(1)
+                await driver.wait_done(len(warm), t0 - 1, dispatch=False)
                 for repeat in range(opts.repeat):
-                    if opts.enqueue == "dispatch" and repeat > 0:
-                        await runtime.redis.zadd(
-                            keys.schedule, dict.fromkeys(names, time.time() - 1), xx=True
-                        )
-                    profiler = Profiler(opts.profile, f"rotator-r{repeat}", meter.worker_pids)
-                    before = meter.snap()
-                    started = time.time()
-                    enqueue_s = enqueue_cpu = None
-                    if opts.enqueue == "api":
-                        cpu0 = time.process_time()
-                        ids = await enqueue(names)
-                        enqueue_s = time.time() - started
-                        enqueue_cpu = (time.process_time() - cpu0) * 1000 / len(names)
-                        sent = time.time()
-                        await deliver(opts.delivery_batch)
-                    else:
-                        sent = time.time()
-                        send_all(app, "rotator.dispatch", queue, [[]])
-                    done = await wait_done(len(names), started - 0.001, opts.enqueue == "dispatch")
-                    # A job's last audit event is written just after it leaves the due set.
-                    await asyncio.sleep(0.25)
-                    after = meter.snap()
-                    profile = profiler.stop()
-                    if opts.enqueue == "dispatch":
-                        raw_ids = await runtime.redis.zrangebyscore(
-                            keys.job_index, started - 0.001, "+inf"
-                        )
-                        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
-                    results.append(
-                        await _rotator_result(
-                            runtime, meter, before, after, ids, started, sent, done, repeat
-                        )
-                    )
-                    results[-1].enqueue_s = enqueue_s
-                    results[-1].enqueue_cpu_ms_per_rotation = enqueue_cpu
-                    results[-1].profile = profile
+                    results.append(await driver.measure(repeat, names, meter))
                     _progress(results[-1])
             finally:
-                await runtime.aclose()
+                await driver.runtime.aclose()
 
         asyncio.run(main())
     finally:
@@ -895,6 +912,22 @@ def _used_memory(client: redis.Redis) -> int:
     return int(info["used_memory"])
 
 
+async def _claim_timings(store: Any, size: int, batch: int) -> list[float]:
+    """Milliseconds per claim of ``batch`` due targets, until a set of ``size`` is drained."""
+    await store.claim_due_targets(0.0, 1, claim_ttl=300)  # loads the script
+    timings: list[float] = []
+    now = time.time()
+    while True:
+        t = time.perf_counter()
+        got = await store.claim_due_targets(now, batch, claim_ttl=300)
+        elapsed = time.perf_counter() - t
+        # A short last batch is not a batch: time full ones (or the only one).
+        if got and (len(got) == min(batch, size) or not timings):
+            timings.append(elapsed * 1000)
+        if len(got) < batch:
+            return timings
+
+
 def run_scheduled(
     count: int, batch: int, dispatch_batches: int, rinfo: RedisInfo, workdir: Path
 ) -> ScheduledResult:
@@ -946,18 +979,7 @@ def run_scheduled(
                     for start in range(0, size, 10_000):
                         chunk = names[start : min(size, start + 10_000)]
                         await client.zadd(sub.keys.schedule, dict.fromkeys(chunk, 1.0))
-                await sub.claim_due_targets(0.0, 1, claim_ttl=300)  # loads the script
-                timings: list[float] = []
-                now = time.time()
-                while True:
-                    t = time.perf_counter()
-                    got = await sub.claim_due_targets(now, batch, claim_ttl=300)
-                    elapsed = time.perf_counter() - t
-                    # A short last batch is not a batch: time full ones (or the only one).
-                    if got and (len(got) == min(batch, size) or not timings):
-                        timings.append(elapsed * 1000)
-                    if len(got) < batch:
-                        break
+                timings = await _claim_timings(sub, size, batch)
                 median = statistics.median(timings)
                 claims.append(
                     {
