@@ -1,4 +1,5 @@
 # Every target sets up what it needs: a fresh clone only needs python3 >= 3.11 and make.
+# The dev extra pulls the sandbox extra (starlette, uvicorn) that demo, test, chaos and bench need.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,11 +19,11 @@ demo: $(STAMP)
 	$(BIN)/rotator demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rotator tests celeryconfig.py
-	$(BIN)/ruff format --check rotator tests celeryconfig.py
+	$(BIN)/ruff check rotator tests tools celeryconfig.py
+	$(BIN)/ruff format --check rotator tests tools celeryconfig.py
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy rotator tools
 
 test: lint typecheck
 	$(BIN)/pytest
@@ -31,10 +32,10 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not chaos"
 
 chaos: $(STAMP)
-	$(BIN)/python -m rotator.chaos $(CHAOS_ARGS)
+	$(BIN)/python -m tools.chaos $(CHAOS_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m rotator.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .rotator .pytest_cache .mypy_cache .ruff_cache

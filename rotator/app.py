@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-import celeryconfig
+from rotator import celeryconfig
 from rotator.config import Settings, load_settings
 from rotator.embedded import broker_url_from
 

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from rotator import embedded
+from tools.common import delete_prefix
 
 # hypothesis is imported here, on the main thread at collection, because its pytest plugin
 # otherwise imports it lazily at the end of the session, under assertion rewriting, while
@@ -56,9 +57,6 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     client = redis.Redis.from_url(redis_url)
     try:
-        batch = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        while batch:
-            client.delete(*batch[:500])
-            batch = batch[500:]
+        delete_prefix(client, prefix)
     finally:
         client.close()

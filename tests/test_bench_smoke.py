@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def _bench(tmp_path: Path, redis_url: str, *args: str) -> dict[str, Any]:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "rotator.bench", "--redis-url", redis_url]
+        [sys.executable, "-m", "tools.bench", "--redis-url", redis_url]
         + ["--json-out", str(out), *args],
         capture_output=True,
         text=True,

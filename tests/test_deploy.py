@@ -155,6 +155,15 @@ def test_image_installs_the_project(dockerfile: list[tuple[str, str]]) -> None:
         assert needed in copied, f"{needed} is not copied into the build"
 
 
+def test_image_installs_no_extras(dockerfile: list[tuple[str, str]]) -> None:
+    # The sandbox extra (starlette, uvicorn) and the dev extra stay out of the production image.
+    installs = [args for keyword, args in dockerfile if keyword == "RUN" and "pip install" in args]
+    assert installs
+    for run in installs:
+        assert "[" not in run, f"the image installs an extra: {run}"
+        assert not re.search(r"\b(starlette|uvicorn)\b", run), f"sandbox deps in the image: {run}"
+
+
 def test_entrypoint_is_rotator_and_default_command_is_worker(
     dockerfile: list[tuple[str, str]],
 ) -> None:

@@ -13,9 +13,9 @@ PATCH needs ``Content-Type: application/json`` (or json-patch+json; else the pla
 ``BadRequestError`` 400), ``If-Match`` (quoted or not; FLOW-1403-400 without, FLOW-1404-412
 when stale) and a JSON Patch array whose ops are add|replace|remove (others FLOW-1434-400)
 on ``/auth/params``, ``/auth/params/<key>``, ``/name`` or ``/description`` with RFC 6902
-semantics (FLOW-1455-400 otherwise; an empty body is FLOW-1405-400). Only
-enabled/disabled/initializing connections can be updated (FLOW-1416-400). Each update gets a
-new quoted etag (``version == etag``), ``updatedAt`` in epoch ms and
+semantics (FLOW-1455-400 otherwise, see ``rotator.sandbox.adobe_patch``; an empty body is
+FLOW-1405-400). Only enabled/disabled/initializing connections can be updated (FLOW-1416-400).
+Each update gets a new quoted etag (``version == etag``), ``updatedAt`` in epoch ms and
 ``updatedBy``/``updatedClient`` = the caller's client id. GET masks the secret-looking
 ``auth.params`` (password, securityToken, clientSecret, ...) as ``"***"``.
 
@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rotator.sandbox import defaults
+from rotator.sandbox.adobe_patch import PatchError, apply_patch
 from rotator.sandbox.common import (
     AdminError,
     ProviderSim,
@@ -118,73 +119,6 @@ def gateway_error(status: int, code: str, message: str) -> Response:
 
 def ims_error(status: int, error: str, description: str) -> Response:
     return json_response({"error": error, "error_description": description}, status)
-
-
-class PatchError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _unescape(segment: str) -> str:
-    return segment.replace("~1", "/").replace("~0", "~")
-
-
-def apply_patch(conn: JSON, ops: Any) -> JSON:
-    """Apply Flow Service's JSON Patch subset to a copy of the connection's editable fields."""
-    if not isinstance(ops, list) or not ops:
-        raise PatchError(1455, "The patch document must be a non-empty JSON array.")
-    name: str = conn["name"]
-    description: str | None = conn.get("description")
-    params: JSON = dict(conn["auth"]["params"])
-    for i, op in enumerate(ops):
-        if not isinstance(op, dict):
-            raise PatchError(1455, f"Patch operation {i} must be an object.")
-        kind, path = op.get("op"), op.get("path")
-        if kind not in ("add", "replace", "remove"):
-            raise PatchError(1434, f"Unsupported operation '{kind}' received.")
-        if not isinstance(path, str):
-            raise PatchError(1455, f'Missing field "path" in operation {i}.')
-        if kind != "remove" and "value" not in op:
-            raise PatchError(1455, f'Missing field "value" in operation {i}.')
-        value = op.get("value")
-        if path == "/name":
-            if kind == "remove":
-                raise PatchError(1455, "The field 'name' cannot be removed.")
-            if not isinstance(value, str) or not value.strip():
-                raise PatchError(1455, "The field 'name' must be a non-empty string.")
-            name = value
-        elif path == "/description":
-            if kind == "remove":
-                if description is None:
-                    raise PatchError(1455, 'Missing field "description".')
-                description = None
-            else:
-                if not isinstance(value, str):
-                    raise PatchError(1455, "The field 'description' must be a string.")
-                if kind == "replace" and description is None:
-                    raise PatchError(1455, 'Missing field "description".')
-                description = value
-        elif path == "/auth/params":
-            if kind == "remove":
-                raise PatchError(1455, "The field 'auth.params' cannot be removed.")
-            if not isinstance(value, dict):
-                raise PatchError(1455, "The field 'auth.params' must be an object.")
-            params = dict(value)
-        elif path.startswith("/auth/params/") and len(path) > len("/auth/params/"):
-            key = _unescape(path[len("/auth/params/") :])
-            if "/" in path[len("/auth/params/") :]:
-                raise PatchError(1455, f"Unsupported patch path '{path}'.")
-            if kind in ("replace", "remove") and key not in params:
-                raise PatchError(1455, f'Missing field "{key}".')
-            if kind == "remove":
-                del params[key]
-            else:
-                params[key] = value
-        else:
-            raise PatchError(1455, f"Unsupported patch path '{path}'.")
-    return {"name": name, "description": description, "params": params}
 
 
 class AdobeSim(ProviderSim):

@@ -9,7 +9,8 @@ botocore's ``SigV4Auth`` over the request as received (the signed headers only) 
 Unknown key -> 403 UnrecognizedClientException; wrong signature, service scope or a date more
 than 15 minutes off -> 403 InvalidSignatureException; no header -> 403
 MissingAuthenticationTokenException. Errors: status + ``x-amzn-ErrorType`` + ``{"message"}``;
-every answer carries ``x-amzn-RequestId``.
+every answer carries ``x-amzn-RequestId``. That wire (errors, SigV4, model-driven validation)
+lives in ``rotator.sandbox.aws``; this module holds AppFlow's profiles and operations.
 
 Input is validated against botocore's service model (required members, types, lengths, enums,
 patterns as full matches) -> 400 ValidationException in AWS's "N validation errors detected"
@@ -36,25 +37,23 @@ Clients (``PUT /_sandbox/appflow/clients/{access_key_id}``):
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import hmac
 import json
-import re
-from calendar import timegm
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, ClassVar
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from botocore.session import get_session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rotator.sandbox import defaults
+from rotator.sandbox.aws import (
+    Caller,
+    authenticate,
+    aws_error,
+    service_model,
+    validation_errors,
+    validation_response,
+)
 from rotator.sandbox.common import AdminError, ProviderSim, json_response, str_field
 from rotator.sandbox.state import (
     JSON,
@@ -68,162 +67,19 @@ from rotator.sandbox.state import (
 )
 
 IDEMPOTENCY_WINDOW = 8 * 3600.0
-MAX_SKEW = 15 * 60.0
 DEFAULT_PAGE = 50
-_CORAL = ":http://internal.amazon.com/coral/com.amazonaws.sandfly/"
-
-
-@functools.cache
-def service_model() -> Any:
-    return get_session().get_service_model("appflow")
-
-
-@functools.cache
-def _pattern(p: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(p, re.DOTALL)
-    except re.error:
-        return None
-
-
-def aws_error(status: int, name: str, message: str, coral: bool = True) -> Response:
-    headers = {
-        "x-amzn-ErrorType": name + (_CORAL if coral else ""),
-        "x-amzn-RequestId": request_id(),
-    }
-    return json_response({"message": message}, status, headers)
+SERVICE = "appflow"
 
 
 def _ok(body: JSON) -> Response:
     return json_response(body, 200, {"x-amzn-RequestId": request_id()})
 
 
-# --------------------------------------------------------------------------------------------
-# Model-driven validation
-
-
-def _validate(value: Any, shape: Any, path: str, errors: list[str], secret: bool) -> None:
-    t = shape.type_name
-    meta = shape.metadata
-    secret = secret or bool(meta.get("sensitive"))
-    shown = "" if secret else f" '{value}'" if not isinstance(value, dict | list) else ""
-
-    def fail(constraint: str) -> None:
-        errors.append(f"Value{shown} at '{path}' failed to satisfy constraint: {constraint}")
-
-    if t == "structure":
-        if not isinstance(value, dict):
-            fail("Member must be a structure")
-            return
-        for req in shape.required_members:
-            if value.get(req) is None:
-                errors.append(
-                    f"Value null at '{_join(path, req)}' failed to satisfy constraint: "
-                    "Member must not be null"
-                )
-        for key, sub in value.items():
-            member = shape.members.get(key)
-            if member is None or sub is None:
-                continue  # unknown members are ignored, as the service does
-            inner_secret = secret or key == "connectorProfileCredentials"
-            _validate(sub, member, _join(path, key), errors, inner_secret)
-    elif t == "string":
-        if not isinstance(value, str):
-            fail("Member must be a string")
-            return
-        _check_len(len(value), meta, fail)
-        enum = getattr(shape, "enum", None) or []
-        if enum and value not in enum:
-            fail(f"Member must satisfy enum value set: [{', '.join(enum)}]")
-        pattern = meta.get("pattern")
-        compiled = _pattern(pattern) if pattern else None
-        if compiled is not None and compiled.fullmatch(value) is None:
-            fail(f"Member must satisfy regular expression pattern: {pattern}")
-    elif t in ("integer", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail("Member must be an integer")
-            return
-        if "min" in meta and value < meta["min"]:
-            fail(f"Member must have value greater than or equal to {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            fail(f"Member must have value less than or equal to {meta['max']}")
-    elif t == "boolean":
-        if not isinstance(value, bool):
-            fail("Member must be a boolean")
-    elif t in ("double", "float", "timestamp"):
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            fail("Member must be a number")
-    elif t == "list":
-        if not isinstance(value, list):
-            fail("Member must be a list")
-            return
-        _check_len(len(value), meta, fail)
-        for i, item in enumerate(value):
-            _validate(item, shape.member, f"{path}.{i + 1}.member", errors, secret)
-    elif t == "map":
-        if not isinstance(value, dict):
-            fail("Member must be a map")
-            return
-        _check_len(len(value), meta, fail)
-        for key, item in value.items():
-            _validate(key, shape.key, f"{path}.{key}.key", errors, secret)
-            _validate(item, shape.value, f"{path}.{key}.value", errors, secret)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _check_len(n: int, meta: JSON, fail: Any) -> None:
-    if "min" in meta and n < meta["min"]:
-        fail(f"Member must have length greater than or equal to {meta['min']}")
-    if "max" in meta and n > meta["max"]:
-        fail(f"Member must have length less than or equal to {meta['max']}")
-
-
-def validation_errors(operation: str, body: JSON) -> list[str]:
-    errors: list[str] = []
-    shape = service_model().operation_model(operation).input_shape
-    _validate(body, shape, "", errors, False)
-    return errors
-
-
-def validation_response(errors: list[str]) -> Response:
-    n = len(errors)
-    noun = "validation error" if n == 1 else "validation errors"
-    return aws_error(400, "ValidationException", f"{n} {noun} detected: " + "; ".join(errors))
-
-
-# --------------------------------------------------------------------------------------------
-# SigV4
-
-
-@dataclass(frozen=True)
-class Caller:
-    access_key: str
-    account: str
-    region: str
-
-
-def _parse_authorization(header: str) -> dict[str, str] | None:
-    algorithm, _, rest = header.strip().partition(" ")
-    if algorithm != "AWS4-HMAC-SHA256":
-        return None
-    parts: dict[str, str] = {}
-    for piece in rest.split(","):
-        key, eq, value = piece.strip().partition("=")
-        if eq:
-            parts[key.strip()] = value.strip()
-    if not {"Credential", "SignedHeaders", "Signature"} <= set(parts):
-        return None
-    return parts
-
-
 class AppFlowSim(ProviderSim):
     name: ClassVar[str] = "appflow"
 
     def __init__(self, sandbox: Any) -> None:
-        service_model()  # load the model at startup, not on the first request
+        service_model(SERVICE)  # load the model at startup, not on the first request
         super().__init__(sandbox)
 
     def reset(self) -> None:
@@ -259,106 +115,7 @@ class AppFlowSim(ProviderSim):
     # --- signature ----------------------------------------------------------------------------
 
     def _authenticate(self, request: Request, body: bytes) -> Caller | Response:
-        header = request.headers.get("authorization")
-        if not header:
-            return aws_error(
-                403, "MissingAuthenticationTokenException", "Missing Authentication Token", False
-            )
-        parts = _parse_authorization(header)
-        if parts is None:
-            return aws_error(
-                400,
-                "IncompleteSignatureException",
-                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
-                "parameters.",
-                False,
-            )
-        scope = parts["Credential"].split("/")
-        if len(scope) != 5 or scope[4] != "aws4_request":
-            return aws_error(400, "IncompleteSignatureException", "Credential is malformed.", False)
-        access_key, date, region, service, _ = scope
-        if service != "appflow":
-            return aws_error(
-                403,
-                "InvalidSignatureException",
-                "Credential should be scoped to correct service: 'appflow'.",
-                False,
-            )
-        client = self.clients.get(access_key)
-        if client is None:
-            return aws_error(
-                403,
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-                False,
-            )
-        amz_date = request.headers.get("x-amz-date", "")
-        try:
-            signed_at = timegm(datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").timetuple())
-        except ValueError:
-            return aws_error(
-                400,
-                "IncompleteSignatureException",
-                "Authorization header requires existence of a valid 'X-Amz-Date' header.",
-                False,
-            )
-        if abs(now() - signed_at) > MAX_SKEW:
-            return aws_error(
-                403, "InvalidSignatureException", f"Signature expired: {amz_date}.", False
-            )
-        if date != amz_date[:8]:
-            return aws_error(
-                403,
-                "InvalidSignatureException",
-                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
-                "date from HTTP.",
-                False,
-            )
-        signed = [h for h in parts["SignedHeaders"].split(";") if h]
-        if "host" not in signed:
-            return aws_error(
-                403, "InvalidSignatureException", "'Host' must be a signed header.", False
-            )
-        content_sha = request.headers.get("x-amz-content-sha256")
-        if content_sha and content_sha != "UNSIGNED-PAYLOAD":
-            if content_sha != hashlib.sha256(body).hexdigest():
-                return aws_error(
-                    400,
-                    "XAmzContentSHA256Mismatch",
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                    False,
-                )
-        headers = {}
-        for name in signed:
-            values = request.headers.getlist(name)
-            if not values:
-                return aws_error(
-                    403,
-                    "InvalidSignatureException",
-                    f"Signed header '{name}' is missing from the request.",
-                    False,
-                )
-            headers[name] = ",".join(values)
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        url = f"http://{headers['host']}{raw_path.decode('latin-1')}"
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        if query:
-            url += "?" + query
-        aws_request = AWSRequest(method=request.method, url=url, headers=headers, data=body)
-        aws_request.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(access_key, client["secret_access_key"]), "appflow", region)
-        canonical = signer.canonical_request(aws_request)
-        expected = signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
-        if not hmac.compare_digest(expected, parts["Signature"]):
-            return aws_error(
-                403,
-                "InvalidSignatureException",
-                "The request signature we calculated does not match the signature you "
-                "provided. Check your AWS Secret Access Key and signing method. Consult the "
-                "service documentation for details.",
-                False,
-            )
-        return Caller(access_key, str(client["account_id"]), region)
+        return authenticate(request, body, self.clients, SERVICE)
 
     def _profile(self, caller: Caller, name: str) -> Record | None:
         rec = self.profiles.get(name)
@@ -389,7 +146,7 @@ class AppFlowSim(ProviderSim):
         if isinstance(prepared, Response):
             return prepared
         caller, body = prepared
-        errors = validation_errors("UpdateConnectorProfile", body)
+        errors = validation_errors(SERVICE, "UpdateConnectorProfile", body)
         if errors:
             return validation_response(errors)
         name: str = body["connectorProfileName"]
@@ -471,7 +228,7 @@ class AppFlowSim(ProviderSim):
         if isinstance(prepared, Response):
             return prepared
         caller, body = prepared
-        errors = validation_errors("DescribeConnectorProfiles", body)
+        errors = validation_errors(SERVICE, "DescribeConnectorProfiles", body)
         if errors:
             return validation_response(errors)
         names = body.get("connectorProfileNames") or []

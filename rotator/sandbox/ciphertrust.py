@@ -58,6 +58,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rotator.sandbox import defaults
+from rotator.sandbox.ciphertrust_records import (
+    HIDDEN,
+    SECRET_FIELDS,
+    STRING_FIELDS,
+    check_fields,
+    credentials_ok,
+    ct_error,
+    new_connection,
+    new_org,
+)
 from rotator.sandbox.common import AdminError, ProviderSim, json_response, str_field
 from rotator.sandbox.state import (
     JSON,
@@ -69,63 +79,12 @@ from rotator.sandbox.state import (
     iso_utc,
     now,
     random_secret,
-    request_id,
     snapshot,
     tick,
 )
 
 TOKEN_TTL = 300.0
-ACCOUNT = "kylo:kylo:admin:accounts:kylo"
 CONNECTIONS = "/api/v1/connectionmgmt/services/salesforce/connections"
-CLOUDS = ("Salesforce Cloud", "Salesforce Sandbox Cloud")
-SECRET_FIELDS = ("client_id", "client_secret", "username", "password")
-HIDDEN = frozenset({"client_secret", "password", "certificate"})
-STRING_FIELDS = (
-    "cloud_name",
-    "client_id",
-    "client_secret",
-    "username",
-    "password",
-    "domain_name",
-    "description",
-    "certificate",
-)
-_CODES = {
-    400: (10, "NCERRBadRequest"),
-    401: (5, "NCERRUnauthorizedAccess"),
-    403: (5, "NCERRUnauthorizedAccess"),
-    404: (3, "NCERRResourceNotFound"),
-    409: (4, "NCERRResourceAlreadyExists"),
-    422: (10, "NCERRInvalidParamValue"),
-    429: (14, "NCERRTooManyRequests"),
-    503: (1, "NCERRServiceUnavailable"),
-}
-
-
-def ct_error(status: int, message: str, code_desc: str | None = None) -> Response:
-    code, desc = _CODES.get(status, (1, "NCERRInternalServerError"))
-    body = {
-        "code": code,
-        "codeDesc": code_desc or desc,
-        "message": message,
-        "requestID": request_id(),
-    }
-    return json_response(body, status)
-
-
-def credentials_ok(fields: JSON) -> tuple[bool, str]:
-    """The sandbox's stand-in for reaching Salesforce with these connection fields."""
-    if not fields.get("client_id"):
-        return False, "client_id is missing"
-    if not fields.get("client_secret") and not fields.get("certificate"):
-        return False, "client_secret is missing"
-    if fields.get("username") and not fields.get("password"):
-        return False, "password is missing"
-    for key in SECRET_FIELDS:
-        value = fields.get(key)
-        if isinstance(value, str) and value.startswith("invalid"):
-            return False, f"Salesforce rejected the {key}"
-    return True, "connection ok"
 
 
 class CipherTrustSim(ProviderSim):
@@ -337,61 +296,6 @@ class CipherTrustSim(ProviderSim):
             }
         )
 
-    def _check_fields(self, body: JSON, creating: bool) -> str | None:
-        for key in STRING_FIELDS:
-            if key in body and body[key] is not None and not isinstance(body[key], str):
-                return f"{key} must be a string"
-        if "products" in body or creating:
-            products = body.get("products")
-            if not isinstance(products, list) or not products or any(p != "cckm" for p in products):
-                return 'products: products must be ["cckm"]'
-        if body.get("cloud_name") is not None and body["cloud_name"] not in CLOUDS:
-            return f"cloud_name must be one of {', '.join(CLOUDS)}"
-        if "meta" in body and body["meta"] is not None and not isinstance(body["meta"], dict):
-            return "meta must be an object"
-        if creating:
-            name = body.get("name")
-            if not isinstance(name, str) or not name.strip():
-                return "name: name is a required field"
-            if not body.get("client_id"):
-                return "client_id: client_id is a required field"
-            if not body.get("client_secret") and not body.get("certificate"):
-                return "client_secret: client_secret is a required field"
-            if body.get("username") and not body.get("password"):
-                return "password: password is required with username"
-        return None
-
-    def _new_connection(self, cid: str, body: JSON) -> Record:
-        t = tick(None, 6)
-        name = str(body.get("name") or cid)
-        d: JSON = {
-            "id": cid,
-            "uri": f"kylo:kylo:connectionmgmt:connections:{name}-{cid}",
-            "account": ACCOUNT,
-            "createdAt": iso_units(t, 6),
-            "updatedAt": iso_units(t, 6),
-            "name": name,
-            "products": list(body.get("products") or ["cckm"]),
-            "service": "salesforce",
-            "category": "cloud",
-            "cloud_name": body.get("cloud_name") or "Salesforce Cloud",
-            "client_id": body.get("client_id") or "",
-            "client_secret": body.get("client_secret") or "",
-            "username": body.get("username") or "",
-            "password": body.get("password") or "",
-            "domain_name": body.get("domain_name") or "",
-            "description": body.get("description") or "",
-            "meta": snapshot(body.get("meta") or {}),
-            "last_connection_ok": None,
-            "last_connection_error": "",
-            "last_connection_at": None,
-            "_created": t,
-            "_updated": t,
-        }
-        if body.get("certificate"):
-            d["certificate"] = body["certificate"]
-        return Record(d)
-
     @staticmethod
     def _secret(d: JSON) -> JSON:
         return {k: d.get(k, "") for k in SECRET_FIELDS}
@@ -403,12 +307,12 @@ class CipherTrustSim(ProviderSim):
             return auth
         if isinstance(body, Response):
             return body
-        problem = self._check_fields(body, creating=True)
+        problem = check_fields(body, creating=True)
         if problem:
             return ct_error(422, f"Validation errors:\n{problem}")
         if self._connection(body["name"]) is not None:
             return ct_error(409, f"Connection with name {body['name']!r} already exists.")
-        rec = self._new_connection(str(uuid.uuid4()), body)
+        rec = new_connection(str(uuid.uuid4()), body)
         self.connections[rec.data["id"]] = rec
         rec.note("api", self._secret(rec.data), rec.data["updatedAt"])
         self.count_update()
@@ -436,7 +340,7 @@ class CipherTrustSim(ProviderSim):
         d = rec.data
         if "name" in body and body["name"] != d["name"]:
             return ct_error(422, "Validation errors:\nname: name cannot be changed")
-        problem = self._check_fields(body, creating=False)
+        problem = check_fields(body, creating=False)
         if problem:
             return ct_error(422, f"Validation errors:\n{problem}")
         merged = {**d, **{k: v for k, v in body.items() if v is not None}}
@@ -510,9 +414,7 @@ class CipherTrustSim(ProviderSim):
 
     def admin_put(self, kind: str, rid: str, body: JSON) -> JSON:
         if kind == "connections":
-            problem = self._check_fields(
-                {**body, "products": body.get("products", ["cckm"])}, False
-            )
+            problem = check_fields({**body, "products": body.get("products", ["cckm"])}, False)
             if problem:
                 raise AdminError(400, problem)
             name = str_field(body, "name", rid)
@@ -527,31 +429,15 @@ class CipherTrustSim(ProviderSim):
                 **{k: v for k, v in body.items() if v is not None},
                 "name": name,
             }
-            rec = self._new_connection(rid, filled)
+            rec = new_connection(rid, filled)
             rec.initial = {"secret": self._secret(rec.data), "version": rec.data["updatedAt"]}
             self.connections[rid] = rec
             self.deleted.pop(rid, None)
             return self._admin_view(rec)
-        t = tick(None, 6)
         target = str_field(body, "connection", "")
         conn = self._connection(target) if target else None
-        d: JSON = {
-            "id": rid,
-            "uri": f"kylo:kylo:cckm:sfdc-organizations:{rid}",
-            "account": str_field(body, "account", ACCOUNT),
-            "application": str_field(body, "application", "ncryptify:gemalto:admin:apps:kylo"),
-            "devAccount": str_field(body, "devAccount", ACCOUNT),
-            "createdAt": iso_units(t, 6),
-            "updatedAt": iso_units(t, 6),
-            "name": str_field(body, "name", rid),
-            "organization_id": str_field(
-                body, "organization_id", "00D" + random_secret(self.sb.rng, 15)
-            ),
-            "connection": conn.data["name"] if conn is not None else target,
-            "cloud_name": "sfdc",
-            "type": "salesforce",
-            "_updated": t,
-        }
+        org_id = "00D" + random_secret(self.sb.rng, 15)
+        d = new_org(rid, body, conn.data["name"] if conn is not None else target, org_id)
         rec = Record(d)
         rec.initial = {"secret": {"connection": d["connection"]}, "version": d["updatedAt"]}
         self.orgs[rid] = rec

@@ -21,6 +21,7 @@ Errors: ``{"errors": [{"title", "detail", "code", "source": {"pointer"}, "status
 (status as a string, JSON:API style); codes used: UNAUTHORIZED, NOT_ACCEPTABLE,
 UNSUPPORTED_MEDIA_TYPE, BAD_REQUEST, RECORD_NOT_FOUND, VALIDATION_ERROR, TOO_MANY_REQUESTS,
 INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE (the last few are the sandbox's own names).
+The media types, error objects and PATCH rules live in ``rotator.sandbox.commercelayer_jsonapi``.
 
 Admin bodies: ``PUT /_sandbox/commercelayer/resources/{id}``, all optional::
 
@@ -38,7 +39,6 @@ Secret part (history): ``{name, reference, reference_origin, metadata, role_id}`
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, ClassVar
 
@@ -47,6 +47,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rotator.sandbox import defaults
+from rotator.sandbox.commercelayer_jsonapi import (
+    EXPIRES_MIN,
+    MEDIA,
+    accept_ok,
+    content_type_ok,
+    err,
+    errors_response,
+    one_error,
+    parse_patch,
+    validate_patch,
+)
 from rotator.sandbox.common import AdminError, ProviderSim, form_or_json, json_response, str_field
 from rotator.sandbox.state import (
     JSON,
@@ -62,23 +73,7 @@ from rotator.sandbox.state import (
     tick,
 )
 
-MEDIA = "application/vnd.api+json"
 TOKEN_TTL = 14400.0
-EXPIRES_MIN, EXPIRES_MAX = 7200, 31536000
-READ_ONLY = frozenset(
-    {
-        "client_id",
-        "client_secret",
-        "scopes",
-        "confidential",
-        "created_at",
-        "updated_at",
-        "kind",
-        "mode",
-        "custom",
-    }
-)
-UPDATABLE = ("name", "redirect_uri", "expires_in", "reference", "reference_origin", "metadata")
 ATTRIBUTES = (
     "name",
     "kind",
@@ -99,50 +94,6 @@ ATTRIBUTES = (
 # (burst per 10 s, average per 60 s) by method class.
 LIMITS = {"read": (250, 1000), "write": (50, 200)}
 AUTH_LIMIT = 30
-
-
-def err(
-    status: int,
-    code: str,
-    title: str,
-    detail: str,
-    pointer: str | None = None,
-    meta: JSON | None = None,
-) -> JSON:
-    e: JSON = {"title": title, "detail": detail, "code": code, "status": str(status)}
-    if pointer is not None:
-        e["source"] = {"pointer": pointer}
-    e["meta"] = meta if meta is not None else {"error": detail}
-    return e
-
-
-def errors_response(
-    status: int, errors: list[JSON], headers: dict[str, str] | None = None
-) -> Response:
-    return json_response({"errors": errors}, status, headers, media_type=MEDIA)
-
-
-def one_error(
-    status: int, code: str, title: str, detail: str, pointer: str | None = None
-) -> Response:
-    return errors_response(status, [err(status, code, title, detail, pointer)])
-
-
-def _media_ok(value: str, allowed_params: frozenset[str]) -> bool:
-    media, *params = [p.strip() for p in value.split(";")]
-    if media.lower() != MEDIA:
-        return False
-    return all(p.split("=", 1)[0].strip().lower() in allowed_params for p in params if p)
-
-
-def accept_ok(header: str | None) -> bool:
-    if not header:
-        return False
-    return any(_media_ok(part, frozenset({"ext", "profile"})) for part in header.split(","))
-
-
-def content_type_ok(header: str | None) -> bool:
-    return bool(header) and _media_ok(header or "", frozenset({"ext", "profile", "charset"}))
 
 
 class CommerceLayerSim(ProviderSim):
@@ -380,37 +331,11 @@ class CommerceLayerSim(ProviderSim):
         rec = self.credentials.get(cid)
         if rec is None:
             return self._not_found(cid)
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return one_error(400, "BAD_REQUEST", "Bad request", "The body is not valid JSON")
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, dict):
-            return one_error(400, "BAD_REQUEST", "Bad request", "data must be an object", "/data")
-        if data.get("type") != "api_credentials":
-            return one_error(
-                400, "BAD_REQUEST", "Type mismatch", "type must be api_credentials", "/data/type"
-            )
-        if data.get("id") != cid:
-            return one_error(
-                400, "BAD_REQUEST", "Id mismatch", "id must match the URL's id", "/data/id"
-            )
-        attributes = data.get("attributes", {})
-        relationships = data.get("relationships", {})
-        if not isinstance(attributes, dict) or not isinstance(relationships, dict):
-            return one_error(
-                400, "BAD_REQUEST", "Bad request", "attributes/relationships must be objects"
-            )
-        unknown = sorted(set(attributes) - READ_ONLY - set(UPDATABLE))
-        if unknown:
-            return one_error(
-                400,
-                "BAD_REQUEST",
-                "Unknown attribute",
-                f"{unknown[0]} is not an attribute of api_credentials",
-                f"/data/attributes/{unknown[0]}",
-            )
-        problems, changes = self._validate(attributes, relationships)
+        parsed = parse_patch(raw, cid)
+        if isinstance(parsed, Response):
+            return parsed
+        attributes, relationships = parsed
+        problems, changes = validate_patch(attributes, relationships, self.roles)
         if problems:
             return errors_response(422, problems)
         d = rec.data
@@ -421,61 +346,6 @@ class CommerceLayerSim(ProviderSim):
             rec.note("api", self._secret(d), d["updated_at"])
             self.count_update()
         return json_response(self._document(d, self._base(request), False), media_type=MEDIA)
-
-    def _validate(self, attributes: JSON, relationships: JSON) -> tuple[list[JSON], JSON]:
-        problems: list[JSON] = []
-        changes: JSON = {}
-
-        def invalid(attr: str, detail: str, base: str = "/data/attributes") -> None:
-            problems.append(
-                err(
-                    422,
-                    "VALIDATION_ERROR",
-                    f"{attr} - {detail}",
-                    f"{attr} - {detail}",
-                    f"{base}/{attr}",
-                    {"error": detail},
-                )
-            )
-
-        for attr in sorted(attributes):
-            value = attributes[attr]
-            if attr in READ_ONLY:
-                invalid(attr, "is read-only and cannot be updated")
-            elif attr == "name":
-                if not isinstance(value, str) or not value.strip():
-                    invalid(attr, "can't be blank")
-                else:
-                    changes[attr] = value
-            elif attr == "expires_in":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    invalid(attr, "is not a number")
-                elif not EXPIRES_MIN <= value <= EXPIRES_MAX:
-                    invalid(attr, f"must be between {EXPIRES_MIN} and {EXPIRES_MAX}")
-                else:
-                    changes[attr] = value
-            elif attr == "metadata":
-                if not isinstance(value, dict):
-                    invalid(attr, "must be an object")
-                else:
-                    changes[attr] = value
-            else:  # redirect_uri, reference, reference_origin
-                if value is not None and not isinstance(value, str):
-                    invalid(attr, "must be a string")
-                else:
-                    changes[attr] = value
-        for rel, value in sorted(relationships.items()):
-            if rel != "role":
-                invalid(rel, "cannot be updated", "/data/relationships")
-                continue
-            linkage = value.get("data") if isinstance(value, dict) else None
-            if not isinstance(linkage, dict) or linkage.get("type") != "roles":
-                invalid("role", "must be a roles resource identifier", "/data/relationships")
-            elif linkage.get("id") not in self.roles:
-                invalid("role", "must exist", "/data/relationships")
-            else:
-                changes["role_id"] = linkage["id"]
-        return problems, changes
 
     @staticmethod
     def _secret(d: JSON) -> JSON:

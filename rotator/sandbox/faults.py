@@ -109,6 +109,14 @@ def _number(raw: Mapping[str, Any], key: str, where: str) -> float | None:
 
 def parse_rule(raw: Any, index: int) -> FaultRule:
     where = f"rules[{index}]"
+    provider, kind = _identity(raw, where)
+    rule = FaultRule(provider=provider, kind=kind)
+    _parse_matching(rule, raw, where)
+    _parse_effect(rule, raw, where)
+    return rule
+
+
+def _identity(raw: Any, where: str) -> tuple[str, str]:
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be an object")
     known = {"provider", "kind", "rate", "count", "methods", "path", "ms", "status", "retry_after"}
@@ -121,7 +129,11 @@ def parse_rule(raw: Any, index: int) -> FaultRule:
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{where}.kind must be one of {', '.join(KINDS)}")
-    rule = FaultRule(provider=provider, kind=kind)
+    return provider, kind
+
+
+def _parse_matching(rule: FaultRule, raw: Mapping[str, Any], where: str) -> None:
+    """Which requests the rule applies to: rate, count, methods, path."""
     rate = _number(raw, "rate", where)
     if rate is not None and not 0.0 <= rate <= 1.0:
         raise ValueError(f"{where}.rate must be within 0..1")
@@ -144,6 +156,11 @@ def parse_rule(raw: Any, index: int) -> FaultRule:
             rule.path = re.compile(path)
         except re.error as exc:
             raise ValueError(f"{where}.path is not a valid regex: {exc}") from None
+
+
+def _parse_effect(rule: FaultRule, raw: Mapping[str, Any], where: str) -> None:
+    """What the rule does to a matching request: latency, status, Retry-After."""
+    kind = rule.kind
     ms = _number(raw, "ms", where)
     if ms is not None and ms < 0:
         raise ValueError(f"{where}.ms must be >= 0")
@@ -163,7 +180,6 @@ def parse_rule(raw: Any, index: int) -> FaultRule:
     rule.retry_after = (
         retry_after if retry_after is not None else (1.0 if kind == "rate_limit" else None)
     )
-    return rule
 
 
 @dataclass

@@ -229,29 +229,10 @@ class UiPathSim(ProviderSim):
         auth = self._auth(request, WRITE_SCOPES)
         if isinstance(auth, Response):
             return auth
-        body = parse_json_object(raw)
-        if body is None:
-            return problem(400, "The request body must be a JSON object.")
-        partition = body.get("partitionGlobalId")
-        if not isinstance(partition, str) or not partition:
-            return problem(400, "partitionGlobalId is required.")
-        display = body.get("displayName")
-        if display is not None and (not isinstance(display, str) or not display.strip()):
-            return problem(400, "displayName must be a non-empty string.")
-        if isinstance(display, str) and len(display) > 256:
-            return problem(400, "displayName must be at most 256 characters.")
-        deltas: list[list[str]] = []
-        for key in ("groupIDsToAdd", "groupIDsToRemove"):
-            value = body.get(key)
-            if value is None:
-                value = []
-            if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
-                return problem(400, f"{key} must be a list of group ids.")
-            deltas.append(value)
-        to_add, to_remove = deltas
-        both = sorted(set(to_add) & set(to_remove))
-        if both:
-            return problem(400, f"Groups both added and removed: {', '.join(both)}.")
+        update = _account_update(parse_json_object(raw))
+        if isinstance(update, str):
+            return problem(400, update)
+        partition, display, to_add, to_remove = update
         rid = request.path_params["rid"]
         rec = self._account(request, rid, partition)
         if rec is None:
@@ -353,3 +334,30 @@ class UiPathSim(ProviderSim):
             "organization": org,
         }
         return {"client_id": client_id, "scopes": sorted(scopes), "organization": org}
+
+
+def _account_update(body: JSON | None) -> tuple[str, str | None, list[str], list[str]] | str:
+    """``(partition, displayName, groups to add, groups to remove)`` of a PUT, or the 400 detail."""
+    if body is None:
+        return "The request body must be a JSON object."
+    partition = body.get("partitionGlobalId")
+    if not isinstance(partition, str) or not partition:
+        return "partitionGlobalId is required."
+    display = body.get("displayName")
+    if display is not None and (not isinstance(display, str) or not display.strip()):
+        return "displayName must be a non-empty string."
+    if isinstance(display, str) and len(display) > 256:
+        return "displayName must be at most 256 characters."
+    deltas: list[list[str]] = []
+    for key in ("groupIDsToAdd", "groupIDsToRemove"):
+        value = body.get(key)
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(g, str) and g for g in value):
+            return f"{key} must be a list of group ids."
+        deltas.append(value)
+    to_add, to_remove = deltas
+    both = sorted(set(to_add) & set(to_remove))
+    if both:
+        return f"Groups both added and removed: {', '.join(both)}."
+    return partition, display, to_add, to_remove

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.chaos import ChaosOptions, run
+from tools.chaos import ChaosOptions, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

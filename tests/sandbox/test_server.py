@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,11 @@ import httpx
 
 from rotator.sandbox.app import create_app
 from rotator.sandbox.server import SandboxServer
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tools.common import free_port
 
 
 def test_given_port_start_stop_and_restart() -> None:
-    port = _free_port()
+    port = free_port()
     server = SandboxServer(port=port)
     server.start()
     try:
@@ -42,7 +35,7 @@ def test_servers_have_independent_state() -> None:
 
 
 def test_module_entry_point_serves() -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rotator.sandbox", "--port", str(port), "--seed", "3"],
         stdout=subprocess.DEVNULL,

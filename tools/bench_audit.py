@@ -1,6 +1,6 @@
 """Audit log benchmark: write N events the way the engine does, then time the review paths.
 
-    python -m rotator.bench_audit [--events 1000000] [--processes 2] [--redis-url URL]
+    python -m tools.bench_audit [--events 1000000] [--processes 2] [--redis-url URL]
 
 Writes simulated rotations (six events each, many in flight per process, several processes
 sharing one chain) under a fresh key prefix in the given Redis database, then times: a
@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from rotator.audit import AuditEvent, AuditFilter, AuditLog, AuditReader
 from rotator.store.audit import parse_id
 from rotator.store.keys import Keys
+from tools.common import delete_prefix, with_tools_path
 
 T = TypeVar("T")
 
@@ -118,19 +119,6 @@ def _timed(fn: Callable[[], T], repeat: int = 1) -> tuple[T, float]:
     return result, statistics.median(times)
 
 
-def _delete_prefix(client: redis.Redis, prefix: str) -> int:
-    deleted = 0
-    batch: list[Any] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += int(client.unlink(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.unlink(*batch))
-    return deleted
-
-
 def _used_memory(client: redis.Redis) -> int:
     info: dict[str, Any] = client.info("memory")
     return int(info["used_memory"])
@@ -145,7 +133,7 @@ def _rate(count: int, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rotator.bench_audit", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_audit", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
@@ -190,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "rotator.bench_audit",
+                    "tools.bench_audit",
                     "--worker",
                     str(n),
                     "--prefix",
@@ -206,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
+                env=with_tools_path(os.environ),
             )
             for n, count in enumerate(share)
         ]
@@ -292,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         del page2, found
     finally:
         if not args.keep:
-            deleted = _delete_prefix(client, prefix)
+            deleted = delete_prefix(client, prefix)
             print(f"cleanup: deleted {deleted:,} keys under {prefix}")
         client.close()
     return 0

@@ -1,6 +1,6 @@
 """The benchmark's peer: a well-tuned, hand-written Celery rotation task (no journal, no audit).
 
-``rotator.bench`` runs it side by side with rotator against the same sandbox. It is what a
+``tools.bench`` runs it side by side with rotator against the same sandbox. It is what a
 careful engineer would write without rotator: one Celery task per rotation on a threads pool
 (64), one pooled ``httpx.Client`` for the whole process, a cached IMS token shared by every
 thread, and per rotation a GET, a PATCH with ``If-Match`` and a verifying GET. Nothing is
@@ -8,7 +8,7 @@ journalled or audited and nothing is stored in Redis besides the Celery messages
 
 Started by the benchmark as::
 
-    python -m celery -A rotator.bench_baseline worker --pool threads --concurrency 64 ...
+    python -m celery -A tools.bench_baseline worker --pool threads --concurrency 64 ...
 
 Configuration (environment, set by the benchmark):
 
@@ -19,7 +19,7 @@ Configuration (environment, set by the benchmark):
   ``<tag> <start unix time> <end unix time> <ok|error class>`` (one ``os.write``: the cost of
   measuring is a few microseconds, nothing on the network)
 
-Like rotator's worker it uses ``celeryconfig`` (late acks, prefetch 1, JSON), so the broker
+Like rotator's worker it uses ``rotator.celeryconfig`` (late acks, prefetch 1, JSON), so the broker
 semantics are the same for both.
 """
 
@@ -34,8 +34,9 @@ from typing import Any
 import httpx
 from celery import Celery
 
-import celeryconfig
+from rotator import celeryconfig
 from rotator.sandbox import defaults
+from tools.common import kombu_prefix_for
 
 TASK_NAME = "bench_baseline.rotate"
 PASSWORD_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"  # noqa: S105
@@ -47,7 +48,7 @@ def make_app(broker_url: str, prefix: str) -> Any:
     app.config_from_object(celeryconfig)
     options: dict[str, Any] = dict(celeryconfig.broker_transport_options)
     if broker_url.startswith(("redis", "rediss", "unix")):
-        options["global_keyprefix"] = f"{prefix}kombu:"
+        options["global_keyprefix"] = kombu_prefix_for(prefix)
     app.conf.update(broker_url=broker_url, broker_transport_options=options)
     return app
 

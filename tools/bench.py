@@ -1,6 +1,6 @@
 """Rotation benchmark: rotator against a hand-written Celery peer, on the same sandbox.
 
-    python -m rotator.bench [--rotations 2000] [--targets N] [--latency-ms 50] [--workers 1]
+    python -m tools.bench [--rotations 2000] [--targets N] [--latency-ms 50] [--workers 1]
                             [--concurrency 64] [--baseline/--no-baseline] [--repeat 1]
                             [--embedded | --redis-url URL] [--enqueue api|dispatch]
                             [--delivery-batch 32] [--worker-env KEY=VALUE ...]
@@ -24,7 +24,7 @@ start, IMS token, HTTP connections) and then, per repeat:
   ``--profile DIR`` samples the workers with py-spy (if installed) and prints where their CPU
   goes; profiled repeats run slower, so take throughput from unprofiled ones.
 
-The baseline (``rotator.bench_baseline``: one Celery task per rotation, threads pool, one pooled
+The baseline (``tools.bench_baseline``: one Celery task per rotation, threads pool, one pooled
 ``httpx.Client``, cached token, GET + PATCH If-Match + GET) is measured the same way, and a
 rich table prints both side by side with their ratio. ``--scheduled N`` instead loads N targets
 into the schedule set and times claims per batch at several set sizes, full dispatch batches,
@@ -44,7 +44,6 @@ import os
 import random
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,17 +62,26 @@ from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
 
-import celeryconfig
-from rotator import embedded
+from rotator import celeryconfig, embedded
 from rotator.dispatch import DELIVERY_BATCH
 from rotator.sandbox import defaults
+from tools.common import (
+    Proc,
+    SandboxProcess,
+    delete_prefix,
+    kombu_prefix_for,
+    queue_for,
+    sandbox_credentials,
+    with_tools_path,
+)
 
 console = Console(width=None if sys.stdout.isatty() else 132)
 
 SHARED_REDIS = "redis://127.0.0.1:6379/12"
 SECRET_NAME = "bench-login"  # noqa: S105 - a secret's name, not a value
-CLIENT_ID_VAR = "BENCH_ADOBE_CLIENT_ID"
-CLIENT_SECRET_VAR = "BENCH_ADOBE_CLIENT_SECRET"  # noqa: S105 - an environment variable name
+# The worker environment gets every sandbox credential (tools.common.sandbox_credentials).
+CLIENT_ID_VAR = "BENCH_ADOBE_ID"
+CLIENT_SECRET_VAR = "BENCH_ADOBE_SECRET"  # noqa: S105 - an environment variable name
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,78 +140,13 @@ def tree_peak_rss_bytes(root: int) -> int:
     return total
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Proc:
-    """A child process in its own session; stopping it signals only that process group."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
-        self.name = name
-        self.log = log
-        self._log_handle = log.open("wb")
-        self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            list(argv),
-            env=dict(env),
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        self._log_handle.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # Sandbox and Redis
 # ---------------------------------------------------------------------------------------------
 
 
-class Sandbox:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = Proc(
-            "sandbox",
-            [sys.executable, "-m", "rotator.sandbox", "--port", str(self.port)],
-            os.environ,
-            workdir / "sandbox.log",
-        )
-        self.admin = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.admin.get("/_sandbox/stats").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or not self.proc.alive():
-                    raise RuntimeError(f"sandbox did not start:\n{self.proc.tail()}") from None
-                time.sleep(0.1)
+class Sandbox(SandboxProcess):
+    """The sandbox with what the benchmark adds: Adobe latency, call counts, bulk seeding."""
 
     def set_latency(self, ms: int) -> None:
         if ms > 0:
@@ -238,10 +181,6 @@ class Sandbox:
 
         asyncio.run(run())
 
-    def close(self) -> None:
-        self.admin.close()
-        self.proc.stop()
-
 
 @dataclass
 class RedisInfo:
@@ -265,19 +204,6 @@ def snapshot_redis(client: redis.Redis) -> tuple[dict[str, int], float]:
     return calls, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
-def delete_prefix(client: redis.Redis, prefix: str) -> int:
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=2000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            deleted += int(client.unlink(*batch))
-            batch.clear()
-    if batch:
-        deleted += int(client.unlink(*batch))
-    return deleted
-
-
 # ---------------------------------------------------------------------------------------------
 # Targets file
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +218,7 @@ def write_targets(
 ) -> None:
     urls = defaults.base_urls(sandbox_url)
     lines = [
-        "# Written by rotator.bench",
+        "# Written by tools.bench",
         "secrets:",
         f"  {SECRET_NAME}: {{source: generate, field: password, length: 24, "
         'static: {username: "etl@example.com"}}',
@@ -561,7 +487,7 @@ def rotator_env(
         {
             "ROTATOR_REDIS_URL": rinfo.url,
             "ROTATOR_KEY_PREFIX": prefix,
-            "ROTATOR_QUEUE": f"{prefix}q",
+            "ROTATOR_QUEUE": queue_for(prefix),
             "ROTATOR_MASTER_KEY": Fernet.generate_key().decode(),
             "ROTATOR_AUDIT_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
             "ROTATOR_TARGETS_FILE": str(targets_file),
@@ -570,10 +496,9 @@ def rotator_env(
             "ROTATOR_WORKER_CONCURRENCY": str(opts.concurrency),
             "ROTATOR_DISPATCH_INTERVAL": "1",
             "ROTATOR_LEASE_TTL": "120",
-            CLIENT_ID_VAR: defaults.ADOBE_CLIENT_ID,
-            CLIENT_SECRET_VAR: defaults.ADOBE_CLIENT_SECRET,
         }
     )
+    env.update(sandbox_credentials("BENCH"))
     env.update(opts.worker_env)
     return env
 
@@ -612,6 +537,108 @@ async def _read_audit(
     return spans
 
 
+class _RotatorDriver:
+    """Feeds rotator's workers from this process the way the API and the dispatcher do."""
+
+    def __init__(
+        self, runtime: Any, app: Any, queue: str, workers: Sequence[Proc], opts: Options
+    ) -> None:
+        self.runtime = runtime
+        self.app = app
+        self.queue = queue
+        self.workers = workers
+        self.opts = opts
+        self.keys = runtime.keys
+
+    async def enqueue(self, targets: Sequence[str]) -> list[str]:
+        # Fewer in flight than the Runtime's Redis pool holds: redis.asyncio raises
+        # MaxConnectionsError instead of waiting for a free connection.
+        limit = asyncio.Semaphore(48)
+
+        async def one(target: str) -> str:
+            async with limit:
+                job_id, _ = await self.runtime.enqueue(target, actor="bench", note="bench")
+                return str(job_id)
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+    async def deliver(self, batch: int) -> int:
+        lease_ttl = self.runtime.settings.lease_ttl
+        ids = await self.runtime.store.claim_due_jobs(time.time(), 1_000_000, lease_ttl)
+        send_all(
+            self.app,
+            "rotator.rotate",
+            self.queue,
+            [[ids[i : i + batch]] for i in range(0, len(ids), batch)],
+        )
+        return len(ids)
+
+    def _check_workers(self) -> None:
+        for proc in self.workers:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+
+    async def wait_done(self, expected: int, since: float, dispatch: bool) -> float:
+        """Wait until ``expected`` jobs were created since ``since`` and none is due or
+        running; keep delivering retries (and, in dispatch mode, dispatching) like beat."""
+        redis_ = self.runtime.redis
+        deadline = time.monotonic() + self.opts.timeout
+        last_tick = 0.0
+        while time.monotonic() < deadline:
+            self._check_workers()
+            created = await redis_.zcount(self.keys.job_index, since, "+inf")
+            due = await redis_.zcard(self.keys.due)
+            if created >= expected and due == 0:
+                return time.time()
+            if time.monotonic() - last_tick >= 1.0:
+                last_tick = time.monotonic()
+                if dispatch:
+                    send_all(self.app, "rotator.dispatch", self.queue, [[]])
+                else:
+                    await self.deliver(self.opts.delivery_batch)
+            await asyncio.sleep(0.2)
+        raise RuntimeError(
+            f"timed out after {self.opts.timeout:.0f}s waiting for rotations\n"
+            + "\n".join(w.tail(2000) for w in self.workers)
+        )
+
+    async def measure(self, repeat: int, names: Sequence[str], meter: Meter) -> RunResult:
+        """One repeat: every target in ``names`` rotated once, measured."""
+        opts, redis_ = self.opts, self.runtime.redis
+        dispatch = opts.enqueue == "dispatch"
+        if dispatch and repeat > 0:
+            await redis_.zadd(self.keys.schedule, dict.fromkeys(names, time.time() - 1), xx=True)
+        profiler = Profiler(opts.profile, f"rotator-r{repeat}", meter.worker_pids)
+        before = meter.snap()
+        started = time.time()
+        enqueue_s = enqueue_cpu = None
+        if dispatch:
+            sent = time.time()
+            send_all(self.app, "rotator.dispatch", self.queue, [[]])
+        else:
+            cpu0 = time.process_time()
+            ids = await self.enqueue(names)
+            enqueue_s = time.time() - started
+            enqueue_cpu = (time.process_time() - cpu0) * 1000 / len(names)
+            sent = time.time()
+            await self.deliver(opts.delivery_batch)
+        done = await self.wait_done(len(names), started - 0.001, dispatch)
+        # A job's last audit event is written just after it leaves the due set.
+        await asyncio.sleep(0.25)
+        after = meter.snap()
+        profile = profiler.stop()
+        if dispatch:
+            raw_ids = await redis_.zrangebyscore(self.keys.job_index, started - 0.001, "+inf")
+            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
+        result = await _rotator_result(
+            self.runtime, meter, before, after, ids, started, sent, done, repeat
+        )
+        result.enqueue_s = enqueue_s
+        result.enqueue_cpu_ms_per_rotation = enqueue_cpu
+        result.profile = profile
+        return result
+
+
 def run_rotator(
     opts: Options,
     rinfo: RedisInfo,
@@ -637,15 +664,15 @@ def run_rotator(
     env = rotator_env(rinfo, prefix, targets_file, workdir / "state", opts)
     queue = env["ROTATOR_QUEUE"]
     sync_client = rinfo.client()
-    app = publisher(rinfo.broker_url, f"{prefix}kombu:")
+    app = publisher(rinfo.broker_url, kombu_prefix_for(prefix))
     workers = [
         Proc(
             f"rotator-worker-{i}",
             [sys.executable, "-m", "rotator", "worker", "--concurrency", str(opts.concurrency)]
             + ["--loglevel", "WARNING"],
             env,
-            workdir / f"rotator-worker-{i}.log",
-        )
+            workdir,
+        ).start()
         for i in range(opts.workers)
     ]
     results: list[RunResult] = []
@@ -662,108 +689,23 @@ def run_rotator(
         meter = Meter([w.pid for w in workers], sandbox, rinfo, sync_client)
 
         async def main() -> None:
-            runtime = Runtime(settings, holder)
-            keys, store = runtime.keys, runtime.store
-
-            async def enqueue(targets: Sequence[str]) -> list[str]:
-                # Fewer in flight than the Runtime's Redis pool holds: redis.asyncio raises
-                # MaxConnectionsError instead of waiting for a free connection.
-                limit = asyncio.Semaphore(48)
-
-                async def one(target: str) -> str:
-                    async with limit:
-                        job_id, _ = await runtime.enqueue(target, actor="bench", note="bench")
-                        return job_id
-
-                return list(await asyncio.gather(*(one(t) for t in targets)))
-
-            async def deliver(batch: int) -> int:
-                ids = await store.claim_due_jobs(time.time(), 1_000_000, settings.lease_ttl)
-                send_all(
-                    app,
-                    "rotator.rotate",
-                    queue,
-                    [[ids[i : i + batch]] for i in range(0, len(ids), batch)],
-                )
-                return len(ids)
-
-            async def wait_done(expected: int, since: float, dispatch: bool) -> float:
-                """Wait until ``expected`` jobs were created since ``since`` and none is due or
-                running; keep delivering retries (and, in dispatch mode, dispatching) like beat."""
-                deadline = time.monotonic() + opts.timeout
-                last_tick = 0.0
-                while time.monotonic() < deadline:
-                    for proc in workers:
-                        if not proc.alive():
-                            raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
-                    created = await runtime.redis.zcount(keys.job_index, since, "+inf")
-                    due = await runtime.redis.zcard(keys.due)
-                    if created >= expected and due == 0:
-                        return time.time()
-                    if time.monotonic() - last_tick >= 1.0:
-                        last_tick = time.monotonic()
-                        if dispatch:
-                            send_all(app, "rotator.dispatch", queue, [[]])
-                        else:
-                            await deliver(opts.delivery_batch)
-                    await asyncio.sleep(0.2)
-                raise RuntimeError(
-                    f"timed out after {opts.timeout:.0f}s waiting for rotations\n"
-                    + "\n".join(w.tail(2000) for w in workers)
-                )
-
+            driver = _RotatorDriver(Runtime(settings, holder), app, queue, workers, opts)
             try:
                 # Warm-up: Runtime start, IMS token, HTTP and Redis pools in every worker.
                 t0 = time.time()
-                await enqueue(warm)
-                await deliver(1)
-                await wait_done(len(warm), t0 - 1, dispatch=False)
-
+                await driver.enqueue(warm)
+                await driver.deliver(1)
+                await driver.wait_done(len(warm), t0 - 1, dispatch=False)
                 for repeat in range(opts.repeat):
-                    if opts.enqueue == "dispatch" and repeat > 0:
-                        await runtime.redis.zadd(
-                            keys.schedule, dict.fromkeys(names, time.time() - 1), xx=True
-                        )
-                    profiler = Profiler(opts.profile, f"rotator-r{repeat}", meter.worker_pids)
-                    before = meter.snap()
-                    started = time.time()
-                    enqueue_s = enqueue_cpu = None
-                    if opts.enqueue == "api":
-                        cpu0 = time.process_time()
-                        ids = await enqueue(names)
-                        enqueue_s = time.time() - started
-                        enqueue_cpu = (time.process_time() - cpu0) * 1000 / len(names)
-                        sent = time.time()
-                        await deliver(opts.delivery_batch)
-                    else:
-                        sent = time.time()
-                        send_all(app, "rotator.dispatch", queue, [[]])
-                    done = await wait_done(len(names), started - 0.001, opts.enqueue == "dispatch")
-                    # A job's last audit event is written just after it leaves the due set.
-                    await asyncio.sleep(0.25)
-                    after = meter.snap()
-                    profile = profiler.stop()
-                    if opts.enqueue == "dispatch":
-                        raw_ids = await runtime.redis.zrangebyscore(
-                            keys.job_index, started - 0.001, "+inf"
-                        )
-                        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in raw_ids]
-                    results.append(
-                        await _rotator_result(
-                            runtime, meter, before, after, ids, started, sent, done, repeat
-                        )
-                    )
-                    results[-1].enqueue_s = enqueue_s
-                    results[-1].enqueue_cpu_ms_per_rotation = enqueue_cpu
-                    results[-1].profile = profile
+                    results.append(await driver.measure(repeat, names, meter))
                     _progress(results[-1])
             finally:
-                await runtime.aclose()
+                await driver.runtime.aclose()
 
         asyncio.run(main())
     finally:
         for proc in workers:
-            proc.stop()
+            proc.stop(timeout=20)
         with contextlib.suppress(redis.RedisError):
             delete_prefix(sync_client, prefix)
         sync_client.close()
@@ -822,10 +764,10 @@ async def _rotator_result(
 def run_baseline(
     opts: Options, rinfo: RedisInfo, sandbox: Sandbox, workdir: Path, names: Sequence[str]
 ) -> list[RunResult]:
-    from rotator import bench_baseline
+    from tools import bench_baseline
 
     prefix = f"rotator-bench-base:{uuid.uuid4().hex[:10]}:"
-    queue = f"{prefix}q"
+    queue = queue_for(prefix)
     timings = workdir / "baseline-timings.txt"
     timings.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
@@ -837,17 +779,18 @@ def run_baseline(
             "BENCH_BASELINE_TIMINGS": str(timings),
         }
     )
+    env = with_tools_path(env)
     app = bench_baseline.make_app(rinfo.broker_url, prefix)
     sync_client = rinfo.client()
     workers = [
         Proc(
             f"baseline-worker-{i}",
-            [sys.executable, "-m", "celery", "-A", "rotator.bench_baseline", "worker"]
+            [sys.executable, "-m", "celery", "-A", "tools.bench_baseline", "worker"]
             + ["--pool", "threads", "--concurrency", str(opts.concurrency), "--queues", queue]
             + ["--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
             env,
-            workdir / f"baseline-worker-{i}.log",
-        )
+            workdir,
+        ).start()
         for i in range(opts.workers)
     ]
     meter = Meter([w.pid for w in workers], sandbox, rinfo, sync_client)
@@ -914,7 +857,7 @@ def run_baseline(
             _progress(result)
     finally:
         for proc in workers:
-            proc.stop()
+            proc.stop(timeout=20)
         with contextlib.suppress(redis.RedisError):
             delete_prefix(sync_client, prefix)
         sync_client.close()
@@ -969,6 +912,22 @@ def _used_memory(client: redis.Redis) -> int:
     return int(info["used_memory"])
 
 
+async def _claim_timings(store: Any, size: int, batch: int) -> list[float]:
+    """Milliseconds per claim of ``batch`` due targets, until a set of ``size`` is drained."""
+    await store.claim_due_targets(0.0, 1, claim_ttl=300)  # loads the script
+    timings: list[float] = []
+    now = time.time()
+    while True:
+        t = time.perf_counter()
+        got = await store.claim_due_targets(now, batch, claim_ttl=300)
+        elapsed = time.perf_counter() - t
+        # A short last batch is not a batch: time full ones (or the only one).
+        if got and (len(got) == min(batch, size) or not timings):
+            timings.append(elapsed * 1000)
+        if len(got) < batch:
+            return timings
+
+
 def run_scheduled(
     count: int, batch: int, dispatch_batches: int, rinfo: RedisInfo, workdir: Path
 ) -> ScheduledResult:
@@ -1020,18 +979,7 @@ def run_scheduled(
                     for start in range(0, size, 10_000):
                         chunk = names[start : min(size, start + 10_000)]
                         await client.zadd(sub.keys.schedule, dict.fromkeys(chunk, 1.0))
-                await sub.claim_due_targets(0.0, 1, claim_ttl=300)  # loads the script
-                timings: list[float] = []
-                now = time.time()
-                while True:
-                    t = time.perf_counter()
-                    got = await sub.claim_due_targets(now, batch, claim_ttl=300)
-                    elapsed = time.perf_counter() - t
-                    # A short last batch is not a batch: time full ones (or the only one).
-                    if got and (len(got) == min(batch, size) or not timings):
-                        timings.append(elapsed * 1000)
-                    if len(got) < batch:
-                        break
+                timings = await _claim_timings(sub, size, batch)
                 median = statistics.median(timings)
                 claims.append(
                     {
@@ -1244,7 +1192,7 @@ def print_scheduled(result: ScheduledResult) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m rotator.bench",
+        prog="python -m tools.bench",
         description="rotator throughput and CPU per rotation, side by side with a hand-written "
         "Celery task; or (--scheduled N) dispatch costs with N scheduled targets.",
     )
@@ -1365,6 +1313,7 @@ def _rotation_runs(
     console.print(f"starting the sandbox and seeding {len(names) + len(warm)} connections")
     sandbox = Sandbox(workdir)
     try:
+        sandbox.start()
         sandbox.seed([*warm, *names])
         sandbox.set_latency(opts.latency_ms)
         measured = names[: opts.rotations]
@@ -1376,7 +1325,7 @@ def _rotation_runs(
             base = run_baseline(opts, rinfo, sandbox, workdir, measured)
         return rot, base
     finally:
-        sandbox.close()
+        sandbox.close(timeout=20)
 
 
 if __name__ == "__main__":

