@@ -368,9 +368,12 @@ class Profiler:
 
 # Coarse buckets for "where does the CPU go", checked in order against each frame's file.
 _BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("audit (rotator.audit/store.audit)", ("rotator/audit.py", "rotator/store/audit.py")),
-    ("store (rotator.store)", ("rotator/store/__init__.py",)),
-    ("engine (rotator.engine)", ("rotator/engine.py",)),
+    ("audit (rotator.audit/store.audit)", ("rotator/audit/", "rotator/store/audit.py")),
+    ("store (rotator.store)", ("rotator/store/",)),
+    (
+        "engine (rotator.engine)",
+        ("rotator/engine.py", "rotator/attempt.py", "rotator/retry.py", "rotator/resolve.py"),
+    ),
     ("providers (rotator.providers)", ("rotator/providers/",)),
     ("crypto (cryptography/hmac)", ("cryptography/", "hmac.py", "rotator/crypto.py")),
     ("secret sources", ("rotator/sources/",)),

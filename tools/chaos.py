@@ -71,7 +71,7 @@ PROVIDERS = ("adobe", "appflow", "uipath", "commercelayer", "ciphertrust")
 CANARY = "chaoscanary-"
 # Terminal job state -> the audit events that may close it.
 TERMINAL_EVENTS: Mapping[str, frozenset[str]] = {
-    "completed": frozenset({"job.completed", "version.promoted", "job.noop"}),
+    "completed": frozenset({"job.completed", "job.noop"}),
     "conflict": frozenset({"job.conflict"}),
     "failed": frozenset({"job.failed"}),
     "dead": frozenset({"job.dead"}),
@@ -84,11 +84,10 @@ OWN_VERSION_EVENTS = frozenset(
         "update.applied",
         "update.verified",
         "job.completed",
-        "version.promoted",
     }
 )
-# The event a promotion ends with ("version.promoted" in earlier engine versions).
-PROMOTION_EVENTS = frozenset({"job.completed", "version.promoted"})
+# The event a promotion ends with.
+PROMOTION_EVENTS = frozenset({"job.completed"})
 CT_SECRET_FIELDS = ("client_id", "client_secret", "username", "password")
 CL_SECRET_FIELDS = ("name", "reference", "reference_origin", "metadata", "role_id")
 _GENERATED_RUN = re.compile(r"[A-Za-z0-9\-_.~]{32,}")

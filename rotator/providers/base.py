@@ -237,7 +237,7 @@ class ProviderContext:
     max_connections: int = 128
     # httpcore's pool does work proportional to its size on every request, so many rotations
     # in flight are spread over several small pools instead of one large one (measured by
-    # rotator.bench: ~7 ms of CPU per request with one 256-connection pool, <1 ms with 8s).
+    # tools/bench.py: ~7 ms of CPU per request with one 256-connection pool, <1 ms with 8s).
     connections_per_client: int = 8
     tokens: TokenCache = field(default_factory=TokenCache)
     transport: httpx.AsyncBaseTransport | None = None  # tests inject httpx.MockTransport here

@@ -20,7 +20,7 @@ def _rabbit_available() -> bool:
         with kombu.Connection(AMQP_URL, connect_timeout=2) as connection:
             connection.ensure_connection(max_retries=1)
         return True
-    except Exception:  # noqa: BLE001 - any failure means "no broker here"
+    except Exception:
         return False
 
 
