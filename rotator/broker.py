@@ -167,14 +167,24 @@ class QuarantiningSentinelTransport(kombu_redis.SentinelTransport):
     Channel = QuarantiningSentinelChannel
 
 
-TRANSPORTS = {
+class QuarantiningSocketTransport(QuarantiningTransport):
+    # kombu must hand "socket:///path" to the channel as-is (its own redis+socket:// spelling
+    # would pick kombu's transport by name and bypass ours).
+    can_parse_url = True
+
+
+_TRANSPORTS = {
     "redis": "rotator.broker:QuarantiningTransport",
     "rediss": "rotator.broker:QuarantiningTransport",
     "sentinel": "rotator.broker:QuarantiningSentinelTransport",
+    "redis+socket": "rotator.broker:QuarantiningSocketTransport",
 }
 
 
-def transport_for(broker_url: str) -> str | None:
-    """The transport class path for a broker URL, or None to keep kombu's choice."""
+def transport_for(broker_url: str) -> tuple[str | None, str]:
+    """(transport class path, broker URL to give kombu); (None, url) keeps kombu's choice."""
     scheme = broker_url.partition("://")[0]
-    return TRANSPORTS.get(scheme)
+    transport = _TRANSPORTS.get(scheme)
+    if scheme == "redis+socket":
+        return transport, broker_url.removeprefix("redis+")
+    return transport, broker_url
