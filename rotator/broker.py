@@ -1,4 +1,4 @@
-"""A Redis broker transport that survives any bytes on its queue.
+"""A Redis broker transport that survives any bytes on its queue and a restart of Redis.
 
 kombu's Redis transport JSON-decodes every item it pops from a queue list and lets a decode
 error escape into the consumer, which Celery treats as unrecoverable: one non-JSON item pushed
@@ -11,6 +11,10 @@ task or arguments are wrong are left to Celery and ``rotator.tasks``, which alre
 
 The check hooks redis-py's per-client response callbacks for ``BRPOP`` (the consumer's blocking
 pop) and ``RPOP`` (kombu's ``basic_get``), so kombu's own read path runs unchanged.
+
+It also turns kombu's crash on a Redis restart with messages in flight (closing the channel
+needs the connection parameters that kombu has just dropped) into a connection error, which
+Celery answers by reconnecting instead of exiting.
 """
 
 from __future__ import annotations
@@ -88,6 +92,16 @@ class QuarantiningChannel(kombu_redis.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._rejected: list[tuple[bytes, str, str]] = []
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        # After a lost connection Celery closes the channel, and closing restores unacked
+        # messages through a fresh pool built from the connection's parameters, which kombu
+        # has already dropped: an AttributeError that Celery treats as unrecoverable. Saying
+        # "connection error" instead lets Celery reconnect; the unacked messages are restored
+        # after the visibility timeout, and rotator's due set re-delivers the jobs sooner.
+        if self.connection.client is None:
+            raise redis.ConnectionError("broker connection already closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         client = super()._create_client(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
