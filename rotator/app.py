@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 
 from rotator import celeryconfig
+from rotator.broker import transport_for
 from rotator.config import Settings, load_settings
 from rotator.embedded import broker_url_from
 
@@ -20,8 +21,12 @@ def make_app(settings: Settings | None = None) -> Celery:
     if broker.startswith(("redis", "rediss", "unix")):
         # Several deployments (or test runs) can share one Redis: kombu's keys get our prefix.
         transport_options["global_keyprefix"] = f"{settings.key_prefix}kombu:"
+        transport_options["broker_quarantine_key"] = f"{settings.key_prefix}broker:quarantine"
+    # A malformed item on the queue is quarantined instead of stopping the worker.
+    transport, broker = transport_for(broker)
     app.conf.update(
         broker_url=broker,
+        broker_transport=transport,
         broker_transport_options=transport_options,
         task_default_queue=settings.queue,
         worker_concurrency=settings.worker_concurrency,

@@ -129,11 +129,8 @@ targets:
 """
 
 
-@pytest.fixture
-def system(
-    tmp_path: Path, redis_url: str, key_prefix: str, sandbox: SandboxServer
-) -> Iterator[System]:
-    admin = httpx.Client(base_url=sandbox.url, timeout=10)
+def seed_adobe(admin: httpx.Client, tmp_path: Path) -> None:
+    """A fresh sandbox with the integration connection, and the targets file that points at it."""
     admin.post("/_sandbox/reset").raise_for_status()
     admin.put(
         "/_sandbox/adobe/resources/conn-it-1",
@@ -144,10 +141,14 @@ def system(
             }
         },
     ).raise_for_status()
-    urls = defaults.base_urls(sandbox.url)
+    urls = defaults.base_urls(str(admin.base_url).rstrip("/"))
     (tmp_path / "rotator.yaml").write_text(
         TARGETS.format(adobe=urls["adobe"], adobe_ims=urls["adobe_ims"], org=defaults.ADOBE_ORG_ID)
     )
+
+
+def make_env(tmp_path: Path, redis_url: str, key_prefix: str, sandbox_url: str) -> dict[str, str]:
+    """The environment of rotator processes under test: fast timings, fresh keys."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
     env.update(
         {
@@ -167,6 +168,16 @@ def system(
             "IT_ADOBE_CLIENT_SECRET": defaults.ADOBE_CLIENT_SECRET,
         }
     )
+    return env
+
+
+@pytest.fixture
+def system(
+    tmp_path: Path, redis_url: str, key_prefix: str, sandbox: SandboxServer
+) -> Iterator[System]:
+    admin = httpx.Client(base_url=sandbox.url, timeout=10)
+    seed_adobe(admin, tmp_path)
+    env = make_env(tmp_path, redis_url, key_prefix, sandbox.url)
     client = redis.Redis.from_url(redis_url)
     system = System(tmp_path, env, sandbox.url, key_prefix, client, admin)
     try:
