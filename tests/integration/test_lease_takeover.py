@@ -61,7 +61,5 @@ def test_killed_workers_job_completes_on_another_worker_within_a_minute(system: 
     assert took < 60
     assert system.current_secret("adobe-sfdc", "sfdc")["password"] == canary
     state = system.admin.get("/_sandbox/adobe/resources/conn-it-1").json()
-    assert [h["secret"].get("password") for h in state["history"] if h["by"] == "api"] == [
-        canary
-    ]
+    assert [h["secret"].get("password") for h in state["history"] if h["by"] == "api"] == [canary]
     assert int(system.job(job_id)["attempts"]) == 2
