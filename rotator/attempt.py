@@ -16,7 +16,8 @@ Steps the engine records (adapters may add their own, e.g. a desired state befor
     applied       the remote version after a successful update
 
 Every record is a fenced write that renews the lease, so a worker that lost its lease can no
-longer add to the journal.
+longer add to the journal. Between records the attempt's ``LeaseKeeper`` (``rotator.lease``)
+renews it on a heartbeat.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rotator.lease import LeaseKeeper
 from rotator.models import Job, Lease
 from rotator.protocols import JobStore, audit_event_type
 
@@ -84,6 +86,14 @@ class Attempt:
     fingerprint: str | None = None
     # The pinned secret, when this attempt produced it: never in a repr.
     fields: dict[str, Any] | None = field(default=None, repr=False)
+    # Renews the lease while the attempt runs; None in attempts built without one (tests).
+    keeper: LeaseKeeper | None = field(default=None, repr=False)
+
+    async def release_lease(self) -> None:
+        """Before the fenced write that ends the attempt: the heartbeat stops, so the lease it
+        deletes is not mistaken for a lost one."""
+        if self.keeper is not None:
+            await self.keeper.release()
 
     def event(self, name: str, **fields: Any) -> AuditEvent:
         base: dict[str, Any] = {

@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -62,7 +63,12 @@ class Settings(BaseSettings):
     queue: str = "rotator"
     dispatch_interval: float = Field(default=5.0, gt=0)
     dispatch_batch: int = Field(default=2000, gt=0)
-    lease_ttl: float = Field(default=300.0, gt=0)
+    lease_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds after a worker's death before another may take its target over; "
+        "a running attempt renews its lease every third of this.",
+    )
     max_attempts: int = Field(default=6, ge=1)
     retry_base_delay: float = Field(default=2.0, gt=0)
     retry_max_delay: float = Field(default=600.0, gt=0)
@@ -81,6 +87,19 @@ class Settings(BaseSettings):
     @classmethod
     def _retention(cls, value: str) -> str:
         parse_interval(value)
+        return value
+
+    @field_validator("http_timeout")
+    @classmethod
+    def _write_fits_in_lease(cls, value: float, info: ValidationInfo) -> float:
+        # A remote write is sent only while the lease covers its whole deadline, so a deadline
+        # as long as the lease would refuse every write.
+        lease_ttl = info.data.get("lease_ttl")
+        if lease_ttl is not None and value >= lease_ttl:
+            raise ValueError(
+                f"must be shorter than ROTATOR_LEASE_TTL ({lease_ttl:g}s): a remote write is "
+                "sent only while the target's lease covers its whole deadline"
+            )
         return value
 
     @field_validator("master_key")

@@ -11,7 +11,9 @@ One attempt of one job, under the target's fenced lease::
       -> journal the intent (expected remote version), audit it  -> update (If-Match / CAS)
       -> journal the result -> re-read and verify -> promote pending to current, release
 
-A worker killed anywhere leaves the job in the due set with its lease's expiry as score; the next
+While the attempt runs, a heartbeat renews the short lease (``rotator.lease``) and every remote
+write first checks that the lease covers it. A worker killed anywhere leaves the job in the due
+set with its lease's expiry as score (one ``lease_ttl`` after its last heartbeat); the next
 attempt finds the pinned version and the journalled intent and converges from the remote state
 instead of guessing. Retry delays go back into the due set (never Celery countdowns).
 
@@ -43,6 +45,7 @@ from rotator.errors import (
     VerificationFailed,
     VersionConflict,
 )
+from rotator.lease import LeaseKeeper
 from rotator.models import BeginRefused, Job, JobState, Outcome, Reason, version_seq
 from rotator.protocols import AuditSink, JobStore, audit_event_type
 from rotator.providers.base import (
@@ -68,7 +71,9 @@ log = structlog.get_logger("rotator.engine")
 
 @dataclass
 class EngineOptions:
-    lease_ttl: float = 300.0
+    lease_ttl: float = 30.0
+    # Lease time a remote write needs (the HTTP call deadline); less left refuses the write.
+    remote_write_time: float = 15.0
     busy_retry_delay: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
@@ -116,8 +121,12 @@ class Engine:
         journal = JobJournal(self.store, lease, self.options.lease_ttl, begun.journal)
         started = time.monotonic()
         ctx = Attempt(job=job, lease=lease, journal=journal, started=started)
+        ctx.keeper = LeaseKeeper(
+            self.store, lease, self.options.lease_ttl, write_time=self.options.remote_write_time
+        )
         try:
-            return await self._attempt(ctx, begun.target_state)
+            async with ctx.keeper:  # heartbeat; a lost lease cancels the attempt (LeaseLost)
+                return await self._attempt(ctx, begun.target_state)
         except LeaseLost:
             log.warning("lease lost; another attempt owns the target", job_id=job.id)
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
@@ -392,7 +401,7 @@ class Engine:
         # Be due when the job can start, not at a claim's visibility deadline: our own attempt
         # on a worker that may have died ends with its lease; another job's is polled for.
         lease_left = refused.lease_ms / 1000
-        own = refused.detail.partition(":")[2] == job.id
+        own = refused.detail == job.id
         wait = lease_left if own else min(lease_left, self.options.busy_retry_delay)
         await self.store.defer(job.id, time.time() + wait + 0.25)
         return Outcome.SKIPPED if own else Outcome.DEFERRED
@@ -446,6 +455,7 @@ class Engine:
         due, so a crash in between is repaired by the next delivery (see ``_refused``).
         """
         owed = json.dumps(event.to_dict(), sort_keys=True)
+        await ctx.release_lease()
         await self.store.finish(
             ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish
         )

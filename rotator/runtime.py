@@ -139,6 +139,7 @@ class Runtime:
             config.get,
             EngineOptions(
                 lease_ttl=settings.lease_ttl,
+                remote_write_time=settings.http_timeout,
                 retry=RetryPolicy(
                     max_attempts=settings.max_attempts,
                     base_delay=settings.retry_base_delay,

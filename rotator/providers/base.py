@@ -45,6 +45,7 @@ from rotator.errors import (
     TransportError,
     error_class_for_status,
 )
+from rotator.lease import before_remote_write
 
 
 class SecretPayload:
@@ -294,6 +295,8 @@ async def send(
     non-GET) is flagged ``maybe_applied``: the engine then re-reads instead of assuming nothing
     happened.
     """
+    if method.upper() not in _SAFE_METHODS:
+        await before_remote_write()  # inside an attempt: only with enough lease left for it
     try:
         return await client.request(method, url, **kwargs)
     except httpx.ConnectError as exc:

@@ -2,14 +2,19 @@
 
 A job's life in keys (see ``rotator.store.keys``): ``create_job`` writes ``job:{id}``, points
 ``target:{name}:active`` at it and adds it to ``jobs:due`` and ``jobs:index``; ``begin`` takes
-``target:{name}:lease`` with a new fencing token from ``target:{name}:fence``; ``record``,
-``stage``, ``finish`` and ``reschedule`` are fenced by that token; ``finish`` promotes the
-version on ``target:{name}`` and releases the lease in the same write.
+``target:{name}:lease`` with a new fencing token from ``target:{name}:fence``; ``renew``,
+``record``, ``stage``, ``finish`` and ``reschedule`` are fenced by that lease; ``finish``
+promotes the version on ``target:{name}`` and releases the lease in the same write.
+
+The lease value is ``"{fence}:{nonce}:{job_id}"`` and every fenced script compares the whole
+value (``lua/fence_check.lua``): the counter alone can repeat after a Redis failover or an AOF
+rollback, and the random nonce keeps one lease holder from passing for another.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -120,19 +125,38 @@ class JobStore(StoreBase):
                 k.target(target),
                 k.due,
             ],
-            args=[job_id, int(lease_ttl * 1000), now, now + lease_ttl + 1, TERMINAL_ARG],
+            args=[
+                job_id,
+                int(lease_ttl * 1000),
+                now,
+                now + lease_ttl + 1,
+                TERMINAL_ARG,
+                secrets.token_hex(8),
+            ],
         )
         status = text(result[0])
         if status == "terminal":
             return BeginRefused(status, text(result[1]), audit_owed=text(result[2]))
         if status != "ok":
-            detail = text(result[1]) if len(result) > 1 else ""
+            # busy: the detail is the job holding the lease (the value's last part).
+            holder = text(result[1]).split(":", 2)[-1] if len(result) > 1 else ""
             lease_ms = int(text(result[2])) if len(result) > 2 else 0
-            return BeginRefused(status, detail, max(0, lease_ms))
+            return BeginRefused(status, holder, max(0, lease_ms))
         lease = Lease(target, job_id, text(result[1]))
         job_raw = as_dict(result[2])
         journal = {step: json.loads(v) for step, v in as_dict(result[3]).items()}
         return Begun(lease, Job.from_redis(job_id, job_raw), journal, as_dict(result[4]))
+
+    async def renew(self, lease: Lease, lease_ttl: float, now: float | None = None) -> None:
+        """Heartbeat: extend the lease to ``lease_ttl`` from now and keep the job due at its
+        expiry (``LeaseLost`` when the lease is no longer exactly ours)."""
+        now = time.time() if now is None else now
+        k = self.keys
+        await self._fenced(
+            "renew",
+            keys=[k.lease(lease.target), k.due],
+            args=[lease.fence, int(lease_ttl * 1000), lease.job_id, now + lease_ttl + 1],
+        )
 
     async def record(
         self,

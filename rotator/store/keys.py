@@ -20,7 +20,8 @@ key                             type     contents
                                          pending_job, rotated_at, last_job, last_outcome,
                                          remote_version
 {p}target:{name}:active         string   id of the target's queued/running job (dedupe)
-{p}target:{name}:lease          string   "{fence}:{job_id}" with a TTL: one rotation at a time
+{p}target:{name}:lease          string   "{fence}:{nonce}:{job_id}" with a TTL (renewed by the
+                                         attempt's heartbeat): one rotation at a time
 {p}target:{name}:fence          string   monotonically increasing fencing-token counter
 {p}schedule                     zset     target -> unix time of its next scheduled rotation
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record

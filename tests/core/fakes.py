@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rotator.errors import ProviderError, VersionConflict
+from rotator.lease import before_remote_write
 from rotator.providers.base import (
     ApplyResult,
     Evidence,
@@ -72,6 +73,7 @@ class FakeProvider:
         want: Want,
         journal: Journal,
     ) -> ApplyResult:
+        await before_remote_write()  # as every adapter's write does, through providers.send
         if self.apply_faults:
             raise self.apply_faults.pop(0)
         if expected.version != self.remote.version:

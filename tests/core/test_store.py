@@ -48,7 +48,7 @@ def test_no_script_builds_a_key_or_lists_job_states(name: str) -> None:
 
 def test_fenced_scripts_start_with_the_lease_check() -> None:
     check = scripts.load("fence_check")
-    for name in ("record", "stage", "finish", "reschedule"):
+    for name in ("renew", "record", "stage", "finish", "reschedule"):
         assert check in scripts.load(name)
         assert not any(line.startswith("-- include:") for line in scripts.load(name).splitlines())
 

@@ -162,7 +162,8 @@ def make_env(tmp_path: Path, redis_url: str, key_prefix: str, sandbox_url: str) 
             "ROTATOR_DISPATCH_INTERVAL": "0.5",
             "ROTATOR_RETRY_BASE_DELAY": "0.2",
             "ROTATOR_LEASE_TTL": "4",
-            "ROTATOR_HTTP_TIMEOUT": "8",
+            # A remote write must fit in the lease (see rotator.lease).
+            "ROTATOR_HTTP_TIMEOUT": "3.5",
             "ROTATOR_LOG_LEVEL": "DEBUG",
             "IT_ADOBE_CLIENT_ID": defaults.ADOBE_CLIENT_ID,
             "IT_ADOBE_CLIENT_SECRET": defaults.ADOBE_CLIENT_SECRET,
