@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rotator import deadline
 from rotator.models import Job, Lease
 from rotator.protocols import JobStore, audit_event_type
 
@@ -43,6 +44,7 @@ class JobJournal:
         self._lease = lease
         self._ttl = ttl
         self.steps = steps
+        deadline.lease_taken(ttl)  # built right after begin took the lease
 
     def get(self, step: str) -> Mapping[str, Any] | None:
         return self.steps.get(step)
@@ -51,6 +53,7 @@ class JobJournal:
         self, step: str, data: Mapping[str, Any], job_fields: Mapping[str, Any] | None = None
     ) -> None:
         await self._store.record(self._lease, self._ttl, step, data, job_fields)
+        deadline.lease_taken(self._ttl)  # the fenced write renewed the lease
         self.steps[step] = dict(data)
 
     def earlier_update_may_have_applied(self) -> bool:
