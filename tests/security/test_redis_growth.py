@@ -168,5 +168,6 @@ def test_dispatch_task_archives_the_audit_stream_on_schedule(
         assert reader.verify(archive_dir=archive_dir).ok
     finally:
         loop.run(runtime.aclose())
+        loop.run(runtime.redis.connection_pool.disconnect())  # a passed-in pool stays open
         loop.loop.call_soon_threadsafe(loop.loop.stop)
         client.close()
