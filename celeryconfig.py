@@ -19,8 +19,10 @@ broker_connection_retry_on_startup = True
 worker_hijack_root_logger = False
 worker_send_task_events = False
 task_send_sent_event = False
-# A rotation attempt is bounded by HTTP timeouts and the lease; a task that overruns this is
-# stuck, and the lease lets another worker take the target over safely.
+# A rotation attempt is bounded by the lease (every provider call ends before what is left of
+# it, rotator.deadline) and each call by ROTATOR_HTTP_TIMEOUT as a whole. The threads pool does
+# not enforce these limits itself: rotator.tasks passes the soft limit to its wait on the event
+# loop and cancels what still runs then; the lease lets another worker take over safely.
 task_time_limit = 900
 task_soft_time_limit = 840
 broker_transport_options = {"visibility_timeout": 3600}

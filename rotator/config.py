@@ -82,6 +82,28 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = True
+    # Bounded work (README "Bounded work"): caps on what a slow or hostile peer can hold.
+    http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
+    redis_socket_timeout: float = Field(default=30.0, gt=0)
+    redis_health_check_interval: float = Field(default=15.0, ge=0)
+    job_retention: str = Field(default="30d", description="Age after which ended jobs go")
+    secret_versions_kept: int = Field(default=10, ge=1)
+    housekeeping_interval: str = Field(default="10m")
+    audit_archive_interval: str = Field(default="", description="'' = no scheduled archive")
+    audit_archive_dir: Path | None = None
+
+    @field_validator("job_retention", "housekeeping_interval")
+    @classmethod
+    def _bounded_interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @field_validator("audit_archive_interval")
+    @classmethod
+    def _archive_interval(cls, value: str) -> str:
+        if value:
+            parse_interval(value)
+        return value
 
     @field_validator("audit_retention")
     @classmethod

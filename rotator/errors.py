@@ -18,6 +18,8 @@
         │   ├── ProviderUnavailable     5xx, 423
         │   ├── RateLimited             429 (retry_after honoured)
         │   ├── TransportError          timeout, connection refused/reset, protocol error
+    │   │   ├── CallDeadlineExceeded    the call (or the attempt's lease) ran out of time
+    │   │   └── ResponseTooLarge        the decoded body is over the cap (a hostile/broken peer)
         │   └── VerificationFailed      the update succeeded but a re-read does not show it yet
         └── PermanentError          retrying cannot help
             ├── BadRequest              400, 406, 415, 422
@@ -161,6 +163,16 @@ class TransportError(TransientError):
     def __init__(self, message: str, *, maybe_applied: bool = False, **kw: object) -> None:
         self.maybe_applied = maybe_applied
         super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class CallDeadlineExceeded(TransportError):
+    """A provider call ran past its total deadline (``ROTATOR_HTTP_TIMEOUT`` for the whole
+    call, body included, and never beyond what is left of the attempt's lease)."""
+
+
+class ResponseTooLarge(TransportError):
+    """A response body, after decompression, is larger than ``ROTATOR_HTTP_MAX_RESPONSE_BYTES``:
+    reading stopped there instead of holding whatever a hostile or broken peer sends."""
 
 
 class VerificationFailed(TransientError):

@@ -119,9 +119,17 @@ class Runtime:
         self.keys = Keys(settings.key_prefix)
         # Blocking pool: a burst beyond the pool waits for a connection instead of failing
         # with "Too many connections"; headroom covers the audit writer and dispatch.
+        # socket_timeout: a Redis that stops answering (half-open connection, paused VM) fails
+        # the command instead of hanging the attempt forever; health checks find dead pooled
+        # connections before a command is sent on them.
         self.redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
-                redis_url_for(settings), max_connections=settings.max_in_flight + 32, timeout=30
+                redis_url_for(settings),
+                max_connections=settings.max_in_flight + 32,
+                timeout=30,
+                socket_timeout=settings.redis_socket_timeout,
+                socket_connect_timeout=settings.redis_socket_timeout,
+                health_check_interval=settings.redis_health_check_interval,
             )
         )
         self.vault = Vault(settings.master_keys(), settings.audit_key_bytes())
@@ -129,7 +137,9 @@ class Runtime:
         # Spooling to state_dir keeps events written while Redis is unreachable (fail closed).
         self.audit = AuditLog.from_settings(self.redis, settings)
         self.providers = ProviderContext(
-            timeout=settings.http_timeout, max_connections=settings.max_in_flight
+            timeout=settings.http_timeout,
+            max_connections=settings.max_in_flight,
+            max_response_bytes=settings.http_max_response_bytes,
         )
         self._adapters: dict[str, Provider] = {}
         self.engine = Engine(
@@ -230,8 +240,20 @@ class LoopThread:
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    # What a caller waits at most when it names no bound of its own (Celery's hard task limit).
+    default_timeout: float = 900.0
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return self.submit(coro).result(timeout)
+        """Run ``coro`` on the loop and wait at most ``timeout`` seconds (default
+        ``default_timeout``). On timeout the coroutine is cancelled, so it stops holding the
+        loop's resources, and ``TimeoutError`` is raised to the (Celery) thread, which is free
+        again: the threads pool never enforces ``task_time_limit`` itself."""
+        future = self.submit(coro)
+        try:
+            return future.result(self.default_timeout if timeout is None else timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
 
 _process_lock = threading.Lock()

@@ -9,9 +9,11 @@ from typing import Any
 
 import structlog
 
+from rotator import celeryconfig
 from rotator.app import celery_app
 from rotator.dispatch import DELIVERY_BATCH
 from rotator.dispatch import dispatch as run_dispatch
+from rotator.housekeeping import Retention, archive_audit, housekeep
 from rotator.runtime import process_runtime
 
 log = structlog.get_logger("rotator.tasks")
@@ -42,7 +44,9 @@ def rotate(job_ids: Any) -> list[str]:
         outcomes = await asyncio.gather(*(runtime.process(j) for j in ids))
         return [str(o) for o in outcomes]
 
-    return loop.run(run_all())
+    # The threads pool never enforces task_time_limit: bound the wait here. What is still
+    # running then is cancelled; its jobs resume after their lease, as after a worker crash.
+    return loop.run(run_all(), timeout=celeryconfig.task_soft_time_limit)
 
 
 def send_jobs(job_ids: Sequence[str]) -> None:
@@ -58,7 +62,7 @@ def dispatch() -> dict[str, int]:
     async def collect(job_ids: Sequence[str]) -> None:
         claimed.extend(job_ids)
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], bool]:
         await runtime.ensure_schedule_synced()
         result = await run_dispatch(
             runtime.store,
@@ -70,9 +74,19 @@ def dispatch() -> dict[str, int]:
             # job began) comes due again after one lease, as a job whose worker died does.
             visibility=runtime.settings.lease_ttl,
         )
-        return {"scheduled": result.scheduled, "delivered": result.delivered}
+        summary = {"scheduled": result.scheduled, "delivered": result.delivered}
+        try:
+            kept = await housekeep(
+                runtime.store, runtime.config.get(), Retention.from_settings(runtime.settings)
+            )
+        except Exception as exc:  # retention must never stop dispatching
+            log.error("housekeeping failed", error=type(exc).__name__)
+            return summary, False
+        return summary, kept.archive_due
 
-    summary = loop.run(run())
+    summary, archive_due = loop.run(run())
     # Publishing is blocking I/O: do it on this Celery thread, not on the shared event loop.
     send_jobs(claimed)
+    if archive_due:
+        archive_audit(runtime.settings)
     return summary

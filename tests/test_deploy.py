@@ -289,6 +289,31 @@ def test_rotator_service_is_hardened(services: dict[str, dict[str, Any]], name: 
     assert service.get("restart") == "unless-stopped"
 
 
+STATE_DIR = "/var/lib/rotator"
+
+
+@pytest.mark.parametrize("name", ROTATOR_SERVICES)
+def test_state_dir_is_a_persistent_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]], name: str
+) -> None:
+    # Issue 10.15: the audit spool (events not yet in Redis) and the verify checkpoint live in
+    # the state dir; on a tmpfs they were lost with every container restart.
+    service = services[name]
+    assert env_map(service)["ROTATOR_STATE_DIR"] == STATE_DIR
+    tmpfs = service.get("tmpfs") or []
+    tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+    assert STATE_DIR not in [str(t).split(":")[0] for t in tmpfs], "state dir on tmpfs"
+    mounts = [str(v).split(":") for v in service.get("volumes", [])]
+    sources = [source for source, target, *_ in mounts if target == STATE_DIR]
+    assert sources and sources[0] in (compose.get("volumes") or {}), "state dir not a volume"
+
+
+def test_compose_comments_do_not_call_the_state_dir_scratch() -> None:
+    for line in COMPOSE.read_text().splitlines():
+        if "state dir" in line.lower():
+            assert not re.search(r"(?<!not )scratch", line.lower()), line
+
+
 def test_exactly_one_beat(services: dict[str, dict[str, Any]]) -> None:
     beat = services["beat"]
     assert int((beat.get("deploy") or {}).get("replicas", 1)) == 1

@@ -36,9 +36,11 @@ from typing import Any, ClassVar, Protocol
 import certifi
 import httpx
 
+from rotator import deadline
 from rotator.errors import (
     AuthError,
     BadRequest,
+    CallDeadlineExceeded,
     ProviderError,
     RateLimited,
     TLSVerificationFailed,
@@ -46,6 +48,12 @@ from rotator.errors import (
     error_class_for_status,
 )
 from rotator.lease import before_remote_write
+from rotator.providers.bounded import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BoundedClient,
+    bounds,
+    exchange,
+)
 
 
 class SecretPayload:
@@ -234,7 +242,9 @@ class TokenCache:
 class ProviderContext:
     """What adapters share inside one process: pooled HTTP clients and the token cache."""
 
+    # Per read/connect for httpx AND for each call as a whole (headers and body), in seconds.
     timeout: float = 10.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_connections: int = 128
     # httpcore's pool does work proportional to its size on every request, so many rotations
     # in flight are spread over several small pools instead of one large one (measured by
@@ -258,13 +268,17 @@ class ProviderContext:
                 verify.load_verify_locations(cafile=key)
             size = max(1, min(self.connections_per_client, self.max_connections))
             count = max(1, self.max_connections // size)
-            clients = [
-                httpx.AsyncClient(
+            clients: list[httpx.AsyncClient] = [
+                BoundedClient(
+                    total_timeout=self.timeout,
+                    max_response_bytes=self.max_response_bytes,
                     timeout=httpx.Timeout(self.timeout),
                     limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                     verify=verify,
                     transport=self.transport,
                     follow_redirects=False,
+                    # Only encodings ``send`` can inflate a bounded amount at a time.
+                    headers={"Accept-Encoding": "gzip, deflate"},
                 )
                 for _ in range(count)
             ]
@@ -289,16 +303,38 @@ async def send(
     url: str,
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send one request, turning transport failures into TransportError.
+    """Send one request and read its body, bounded in time and size; failures become
+    TransportError.
 
-    A failure after the request may have been written (read timeout, reset, protocol error on a
-    non-GET) is flagged ``maybe_applied``: the engine then re-reads instead of assuming nothing
-    happened.
+    The whole call (connect, headers, body) must end within the client's total timeout and
+    within what is left of the attempt (``rotator.deadline``): httpx's own timeouts are per
+    read, which a peer trickling a few bytes a second never trips. The body is inflated a
+    bounded amount at a time and reading stops past the size cap (``ResponseTooLarge``), so a
+    small gzip bomb cannot become megabytes in memory.
+
+    A failure after the request may have been written (read timeout, reset, protocol error,
+    deadline or oversized answer on a non-GET) is flagged ``maybe_applied``: the engine then
+    re-reads instead of assuming nothing happened.
     """
-    if method.upper() not in _SAFE_METHODS:
+    unsafe = method.upper() not in _SAFE_METHODS
+    if unsafe:
         await before_remote_write()  # inside an attempt: only with enough lease left for it
+    total, cap = bounds(client)
+    left = deadline.remaining()
+    budget = total if left is None else min(total, left)
+    if budget <= 0:
+        raise CallDeadlineExceeded(
+            "no time left of the attempt's lease for another provider call", provider=provider
+        )
     try:
-        return await client.request(method, url, **kwargs)
+        async with asyncio.timeout(budget):
+            return await exchange(client, method, url, cap, provider, unsafe, kwargs)
+    except TimeoutError:
+        raise CallDeadlineExceeded(
+            f"provider call did not finish within {budget:.1f}s",
+            provider=provider,
+            maybe_applied=unsafe,
+        ) from None
     except httpx.ConnectError as exc:
         if _certificate_rejected(exc):
             raise TLSVerificationFailed(
@@ -314,9 +350,7 @@ async def send(
         ) from None
     except httpx.TransportError as exc:
         raise TransportError(
-            f"{type(exc).__name__} talking to provider",
-            provider=provider,
-            maybe_applied=method.upper() not in _SAFE_METHODS,
+            f"{type(exc).__name__} talking to provider", provider=provider, maybe_applied=unsafe
         ) from None
 
 
@@ -420,6 +454,7 @@ __all__ = [
     "ApplyResult",
     "AuthError",
     "BaseProvider",
+    "BoundedClient",
     "Evidence",
     "Journal",
     "Provider",

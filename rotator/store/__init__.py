@@ -9,14 +9,16 @@ token, so a worker that stalled past its lease can no longer change anything.
 Hot paths are O(log n): claims use ZRANGEBYSCORE with LIMIT on sorted sets; nothing scans keys.
 
 ``RotatorStore`` is assembled from one part per concern: ``jobs`` (job records and their
-transitions), ``schedule``, ``secrets`` (sealed secret versions) and ``views`` (read models for
-the CLI and the report); ``audit`` holds the audit log's own scripts.
+transitions), ``schedule``, ``secrets`` (sealed secret versions), ``views`` (read models for
+the CLI and the report) and ``retention`` (deleting what has aged out); ``audit`` holds the
+audit log's own scripts.
 """
 
 from __future__ import annotations
 
 from rotator.models import BeginRefused, Begun, Lease
 from rotator.store.jobs import JobStore
+from rotator.store.retention import RetentionStore
 from rotator.store.schedule import ScheduleStore
 from rotator.store.secrets import SecretStore
 from rotator.store.views import ViewStore
@@ -24,5 +26,5 @@ from rotator.store.views import ViewStore
 __all__ = ["BeginRefused", "Begun", "Lease", "RotatorStore"]
 
 
-class RotatorStore(JobStore, ScheduleStore, SecretStore, ViewStore):
+class RotatorStore(JobStore, ScheduleStore, SecretStore, ViewStore, RetentionStore):
     """The store: ``RotatorStore(redis, keys, vault)``; see the parts for each concern."""

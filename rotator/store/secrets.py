@@ -3,11 +3,15 @@
 ``put_secret_version`` reserves a sequence number only for a value it has not seen (one
 script), seals the value outside Redis, then commits it unless the same value was committed
 meanwhile (a second script), so two workers loading the same value agree on one version.
+
+``prune_secret_versions`` caps how many versions a secret keeps (``ROTATOR_SECRET_VERSIONS_KEPT``
+newest, plus any version a target or its active job still names), so a secret rotated every
+hour does not fill Redis over the years.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rotator.errors import MalformedJob
@@ -62,3 +66,26 @@ class SecretStore(StoreBase):
         }
         await self.redis.hset(key, mapping=resealed)  # type: ignore[arg-type]
         return len(resealed)
+
+    async def secrets_over_cap(self, secrets: Sequence[str], keep: int) -> list[str]:
+        """The secrets holding more than ``keep`` versions (one pipelined round trip)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in secrets:
+                pipe.hlen(self.keys.secret_versions(name))
+            counts = await pipe.execute()
+        return [name for name, count in zip(secrets, counts, strict=True) if int(count) > keep]
+
+    async def prune_secret_versions(self, secret: str, targets: Sequence[str], keep: int) -> int:
+        """Delete versions of ``secret`` beyond the newest ``keep``, except those that the
+        ``targets`` using it name as current, previous or pending, or that their active job
+        pinned or asked for. Returns how many were deleted."""
+        k = self.keys
+        if await self.redis.hlen(k.secret_versions(secret)) <= keep:
+            return 0
+        active = await self.redis.mget([k.active(t) for t in targets]) if targets else []
+        holders = [k.target(t) for t in targets] + [k.job(text(a)) for a in active if a]
+        deleted = await self._lua("prune_versions")(
+            keys=[k.secret_versions(secret), k.secret_fingerprints(secret), *holders],
+            args=[keep],
+        )
+        return int(deleted)
