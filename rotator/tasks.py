@@ -10,8 +10,7 @@ from typing import Any
 import structlog
 
 from rotator.app import celery_app
-from rotator.dispatch import DELIVERY_BATCH
-from rotator.dispatch import dispatch as run_dispatch
+from rotator.dispatch import DELIVERY_BATCH, dispatch_pass
 from rotator.runtime import process_runtime
 
 log = structlog.get_logger("rotator.tasks")
@@ -59,17 +58,7 @@ def dispatch() -> dict[str, int]:
         claimed.extend(job_ids)
 
     async def run() -> dict[str, int]:
-        await runtime.ensure_schedule_synced()
-        result = await run_dispatch(
-            runtime.store,
-            runtime.config.get(),
-            runtime.audit,
-            collect,
-            batch=runtime.settings.dispatch_batch,
-            # A delivery lost with its worker (killed after receiving the message, before the
-            # job began) comes due again after one lease, as a job whose worker died does.
-            visibility=runtime.settings.lease_ttl,
-        )
+        result = await dispatch_pass(runtime, collect)
         return {"scheduled": result.scheduled, "delivered": result.delivered}
 
     summary = loop.run(run())
