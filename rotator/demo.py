@@ -38,10 +38,37 @@ class DemoTarget:
     provider: str
     secret_name: str
     resource_id: str
-    seed_path: str  # admin path to seed the resource
-    seed_body: dict[str, Any]
-    yaml: str  # the target's block in the targets file (without the name line)
+    seed_body: dict[str, Any]  # the sandbox resource the target rotates, as the admin API seeds it
+    base_url: str
+    credentials: dict[str, str]  # adapter credential field -> environment variable naming it
+    options: dict[str, Any]
     secret_source: str  # the secret's definition, YAML flow style
+
+    @property
+    def seed_path(self) -> str:
+        return f"/_sandbox/{self.provider}/resources/{self.resource_id}"
+
+    @property
+    def yaml(self) -> str:
+        """The target's block in the targets file (without the name line)."""
+        lines = [
+            f"provider: {self.provider}",
+            f"base_url: {self.base_url}",
+            f"resource_id: {self.resource_id}",
+            f"secret: {self.secret_name}",
+            "schedule: 1h",
+            "credentials:",
+            *(f"  {field}: env:{var}" for field, var in self.credentials.items()),
+            "options:",
+            # JSON scalars are YAML scalars: an org id with an '@' stays one quoted string.
+            *(f"  {key}: {json.dumps(value)}" for key, value in self.options.items()),
+        ]
+        return "".join(f"    {line}\n" for line in lines)
+
+
+def _client_credentials(env_prefix: str) -> dict[str, str]:
+    """An OAuth client-credentials adapter's references: ``<prefix>_CLIENT_ID`` and ``_SECRET``."""
+    return {"client_id": f"{env_prefix}_CLIENT_ID", "client_secret": f"{env_prefix}_CLIENT_SECRET"}
 
 
 def demo_targets(url: str) -> list[DemoTarget]:
@@ -55,7 +82,6 @@ def demo_targets(url: str) -> list[DemoTarget]:
             provider="adobe",
             secret_name="sfdc-login",
             resource_id="conn-demo-1",
-            seed_path="/_sandbox/adobe/resources/conn-demo-1",
             seed_body={
                 "name": "Salesforce (demo)",
                 "auth": {
@@ -63,19 +89,13 @@ def demo_targets(url: str) -> list[DemoTarget]:
                     "params": {"username": "etl@example.com", "password": "initial"},
                 },
             },
-            yaml=f"""    provider: adobe
-    base_url: {urls["adobe"]}
-    resource_id: conn-demo-1
-    secret: sfdc-login
-    schedule: 1h
-    credentials:
-      client_id: env:DEMO_ADOBE_CLIENT_ID
-      client_secret: env:DEMO_ADOBE_CLIENT_SECRET
-    options:
-      ims_url: {urls["adobe_ims"]}
-      org_id: "{d.ADOBE_ORG_ID}"
-      sandbox_name: {d.ADOBE_SANDBOX_NAME}
-""",
+            base_url=urls["adobe"],
+            credentials=_client_credentials("DEMO_ADOBE"),
+            options={
+                "ims_url": urls["adobe_ims"],
+                "org_id": d.ADOBE_ORG_ID,
+                "sandbox_name": d.ADOBE_SANDBOX_NAME,
+            },
             secret_source="{source: generate, field: password, length: 24, "
             'static: {username: "etl@example.com"}}',
         ),
@@ -84,24 +104,18 @@ def demo_targets(url: str) -> list[DemoTarget]:
             provider="appflow",
             secret_name="appflow-oauth",
             resource_id="sfdc-profile",
-            seed_path="/_sandbox/appflow/resources/sfdc-profile",
             seed_body={
                 "connectorType": "Salesforce",
                 "connectorProfileProperties": {
                     "Salesforce": {"instanceUrl": "https://example.my.salesforce.com"}
                 },
             },
-            yaml=f"""    provider: appflow
-    base_url: {urls["appflow"]}
-    resource_id: sfdc-profile
-    secret: appflow-oauth
-    schedule: 1h
-    credentials:
-      aws_access_key_id: env:DEMO_AWS_ACCESS_KEY_ID
-      aws_secret_access_key: env:DEMO_AWS_SECRET_ACCESS_KEY
-    options:
-      region: {d.AWS_REGION}
-""",
+            base_url=urls["appflow"],
+            credentials={
+                "aws_access_key_id": "DEMO_AWS_ACCESS_KEY_ID",
+                "aws_secret_access_key": "DEMO_AWS_SECRET_ACCESS_KEY",
+            },
+            options={"region": d.AWS_REGION},
             secret_source="{source: generate, field: accessToken, length: 40}",
         ),
         DemoTarget(
@@ -109,19 +123,10 @@ def demo_targets(url: str) -> list[DemoTarget]:
             provider="uipath",
             secret_name="robot-access",
             resource_id="robot-demo-1",
-            seed_path="/_sandbox/uipath/resources/robot-demo-1",
             seed_body={"displayName": "ETL robot", "groupIds": ["g-old-1", "g-shared"]},
-            yaml=f"""    provider: uipath
-    base_url: {urls["uipath"]}
-    resource_id: robot-demo-1
-    secret: robot-access
-    schedule: 1h
-    credentials:
-      client_id: env:DEMO_UIPATH_CLIENT_ID
-      client_secret: env:DEMO_UIPATH_CLIENT_SECRET
-    options:
-      partition_global_id: {d.UIPATH_PARTITION_GLOBAL_ID}
-""",
+            base_url=urls["uipath"],
+            credentials=_client_credentials("DEMO_UIPATH"),
+            options={"partition_global_id": d.UIPATH_PARTITION_GLOBAL_ID},
             secret_source="{source: store}",
         ),
         DemoTarget(
@@ -129,19 +134,10 @@ def demo_targets(url: str) -> list[DemoTarget]:
             provider="commercelayer",
             secret_name="cl-integration",
             resource_id="apiCredDemo1",
-            seed_path="/_sandbox/commercelayer/resources/apiCredDemo1",
             seed_body={"name": "storefront integration"},
-            yaml=f"""    provider: commercelayer
-    base_url: {urls["commercelayer"]}
-    resource_id: apiCredDemo1
-    secret: cl-integration
-    schedule: 1h
-    credentials:
-      client_id: env:DEMO_CL_CLIENT_ID
-      client_secret: env:DEMO_CL_CLIENT_SECRET
-    options:
-      auth_url: {urls["commercelayer_auth"]}
-""",
+            base_url=urls["commercelayer"],
+            credentials=_client_credentials("DEMO_CL"),
+            options={"auth_url": urls["commercelayer_auth"]},
             secret_source="{source: generate, field: reference, length: 16, "
             "static: {role_id: rolReadOnly1}}",
         ),
@@ -150,20 +146,10 @@ def demo_targets(url: str) -> list[DemoTarget]:
             provider="ciphertrust",
             secret_name="ctm-sfdc-app",
             resource_id="org-demo-1",
-            seed_path="/_sandbox/ciphertrust/resources/org-demo-1",
             seed_body={"name": "Acme Salesforce org", "connection": "sfdc-conn"},
-            yaml=f"""    provider: ciphertrust
-    base_url: {urls["ciphertrust"]}
-    resource_id: org-demo-1
-    secret: ctm-sfdc-app
-    schedule: 1h
-    credentials:
-      username: env:DEMO_CTM_USERNAME
-      password: env:DEMO_CTM_PASSWORD
-    options:
-      strategy: blue-green
-      grace_period_seconds: 0
-""",
+            base_url=urls["ciphertrust"],
+            credentials={"username": "DEMO_CTM_USERNAME", "password": "DEMO_CTM_PASSWORD"},
+            options={"strategy": "blue-green", "grace_period_seconds": 0},
             secret_source="{source: generate, fields: [client_secret, password], length: 32}",
         ),
     ]
@@ -252,6 +238,12 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> bool:
     return False
 
 
+def _fault_once(admin: httpx.Client, provider: str, **rule: Any) -> None:
+    """A sandbox fault on the provider's next PATCH: the request every demo adapter updates with."""
+    body = {"provider": provider, "methods": ["PATCH"], "count": 1, **rule}
+    admin.put("/_sandbox/faults", json={"rules": [body]}).raise_for_status()
+
+
 def _job_state(env: dict[str, str], job_id: str) -> str:
     return str(_cli_json(env, "job", job_id).get("state"))
 
@@ -318,19 +310,7 @@ def run_demo() -> int:
         console.print(f"job {job['job_id']}: [green]{_job_state(env, job['job_id'])}[/green]")
 
         console.rule("3. a lost response: the update applies, the reply never arrives")
-        admin.put(
-            "/_sandbox/faults",
-            json={
-                "rules": [
-                    {
-                        "provider": first.provider,
-                        "kind": "drop_response",
-                        "methods": ["PATCH"],
-                        "count": 1,
-                    }
-                ]
-            },
-        ).raise_for_status()
+        _fault_once(admin, first.provider, kind="drop_response")
         job = _cli_json(env, "enqueue", first.name, "--reason", "demo: fault")
         ok &= _wait(
             "retrying and converging", lambda: _job_state(env, job["job_id"]) == "completed"
@@ -342,20 +322,7 @@ def run_demo() -> int:
         )
 
         console.rule("4. an out-of-band edit: rotator refuses to overwrite it")
-        admin.put(
-            "/_sandbox/faults",
-            json={
-                "rules": [
-                    {
-                        "provider": first.provider,
-                        "kind": "error",
-                        "status": 503,
-                        "methods": ["PATCH"],
-                        "count": 1,
-                    }
-                ]
-            },
-        ).raise_for_status()
+        _fault_once(admin, first.provider, kind="error", status=503)
         job = _cli_json(env, "enqueue", first.name, "--reason", "demo: conflict")
         ok &= _wait(
             "first attempt fails with 503", lambda: _job_state(env, job["job_id"]) == "retrying"

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,6 +23,9 @@ from rotator.config import TargetsConfig
 from rotator.errors import AuditUnavailable
 from rotator.models import Reason
 from rotator.store import RotatorStore
+
+if TYPE_CHECKING:  # the runtime imports this module; only its type is needed here
+    from rotator.runtime import Runtime
 
 log = structlog.get_logger("rotator.dispatch")
 
@@ -107,3 +111,19 @@ async def dispatch(
     if job_ids:
         await deliver(job_ids)
     return DispatchResult(scheduled=scheduled, delivered=len(job_ids))
+
+
+async def dispatch_pass(runtime: Runtime, deliver: Deliver) -> DispatchResult:
+    """One dispatch with a process's store, targets, audit and settings: the beat task's and
+    ``rotator run --once``'s (a reloaded targets file is synced into the schedule first)."""
+    await runtime.ensure_schedule_synced()
+    return await dispatch(
+        runtime.store,
+        runtime.config.get(),
+        runtime.audit,
+        deliver,
+        batch=runtime.settings.dispatch_batch,
+        # A delivery lost with its worker (killed after receiving the message, before the
+        # job began) comes due again after one lease, as a job whose worker died does.
+        visibility=runtime.settings.lease_ttl,
+    )

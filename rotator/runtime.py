@@ -289,9 +289,8 @@ async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[st
     Jobs rescheduled for a retry within ``max_wait`` seconds are waited for; later ones stay
     queued for the next run.
     """
-    from rotator.dispatch import dispatch
+    from rotator.dispatch import dispatch_pass
 
-    await runtime.ensure_schedule_synced()
     counts: dict[str, int] = {}
     deadline = time.time() + max_wait
     batch: list[str] = []
@@ -301,14 +300,7 @@ async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[st
 
     while True:
         batch.clear()
-        await dispatch(
-            runtime.store,
-            runtime.config.get(),
-            runtime.audit,
-            collect,
-            batch=runtime.settings.dispatch_batch,
-            visibility=runtime.settings.lease_ttl,
-        )
+        await dispatch_pass(runtime, collect)
         if batch:
             for outcome in await deliver_locally(runtime, list(batch)):
                 counts[str(outcome)] = counts.get(str(outcome), 0) + 1

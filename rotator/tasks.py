@@ -11,8 +11,7 @@ import structlog
 
 from rotator import celeryconfig
 from rotator.app import celery_app
-from rotator.dispatch import DELIVERY_BATCH
-from rotator.dispatch import dispatch as run_dispatch
+from rotator.dispatch import DELIVERY_BATCH, dispatch_pass
 from rotator.housekeeping import Retention, archive_audit, housekeep
 from rotator.runtime import process_runtime
 
@@ -63,17 +62,7 @@ def dispatch() -> dict[str, int]:
         claimed.extend(job_ids)
 
     async def run() -> tuple[dict[str, int], bool]:
-        await runtime.ensure_schedule_synced()
-        result = await run_dispatch(
-            runtime.store,
-            runtime.config.get(),
-            runtime.audit,
-            collect,
-            batch=runtime.settings.dispatch_batch,
-            # A delivery lost with its worker (killed after receiving the message, before the
-            # job began) comes due again after one lease, as a job whose worker died does.
-            visibility=runtime.settings.lease_ttl,
-        )
+        result = await dispatch_pass(runtime, collect)
         summary = {"scheduled": result.scheduled, "delivered": result.delivered}
         try:
             kept = await housekeep(

@@ -48,6 +48,11 @@ STEPS = (
 PROVIDERS = ("adobe", "uipath", "appflow", "commercelayer", "ciphertrust")
 
 
+def _target_of(job: int, worker: int, targets: int) -> str:
+    """The target a worker's ``job``-th rotation writes to (spread over ``targets`` names)."""
+    return f"target-{(job * 7919 + worker) % targets:05d}"
+
+
 async def _emit_rotations(
     url: str, prefix: str, events: int, targets: int, concurrency: int, worker: int
 ) -> dict[str, Any]:
@@ -61,7 +66,7 @@ async def _emit_rotations(
     async def rotation(job: int) -> None:
         nonlocal written
         job_id = f"w{worker}-{job:08d}"
-        target = f"target-{(job * 7919 + worker) % targets:05d}"
+        target = _target_of(job, worker, targets)
         for name, outcome in STEPS:
             if written >= events:
                 return
@@ -159,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker_stats))
         return 0
 
+    if min(args.events, args.targets, args.processes) < 1:
+        parser.error("--events, --targets and --processes must be at least 1")
+
     prefix = f"bench-audit:{uuid.uuid4().hex[:10]}:"
     keys = Keys(prefix)
     client = redis.Redis.from_url(args.redis_url)
@@ -221,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         _line("Redis memory used by the log", f"{(memory_after - memory_before) / 2**20:,.0f} MiB")
 
         reader = AuditReader(client, keys, BENCH_KEY)
-        target = f"target-{args.targets // 2:05d}"
+        # A target the run wrote to: with fewer rotations than targets most names get none.
+        # Worker 0 always has a share; its middle rotation is a typical one.
+        worker0_jobs = (share[0] + len(STEPS) - 1) // len(STEPS)
+        target = _target_of(worker0_jobs // 2, 0, args.targets)
         per_target = reader.store.redis.zcard(keys.audit_target(target))
         print(f"queries ({target}: {per_target:,} events of {written:,})")
         page, seconds = _timed(lambda: reader.query(AuditFilter(target=target), limit=50), 5)

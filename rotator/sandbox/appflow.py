@@ -128,7 +128,9 @@ class AppFlowSim(ProviderSim):
 
     # --- operations ---------------------------------------------------------------------------
 
-    async def _prepare(self, request: Request) -> tuple[Caller, JSON] | Response:
+    async def _prepare(self, request: Request, operation: str) -> tuple[Caller, JSON] | Response:
+        """The signed caller and the body of an ``operation`` request checked against the
+        service model, or the error to answer (signature first, then JSON, then validation)."""
         raw = await request.body()
         caller = self._authenticate(request, raw)
         if isinstance(caller, Response):
@@ -139,16 +141,16 @@ class AppFlowSim(ProviderSim):
             return aws_error(400, "SerializationException", "Malformed JSON request body.")
         if not isinstance(body, dict):
             return aws_error(400, "SerializationException", "Request body must be an object.")
+        errors = validation_errors(SERVICE, operation, body)
+        if errors:
+            return validation_response(errors)
         return caller, body
 
     async def update(self, request: Request) -> Response:
-        prepared = await self._prepare(request)
+        prepared = await self._prepare(request, "UpdateConnectorProfile")
         if isinstance(prepared, Response):
             return prepared
         caller, body = prepared
-        errors = validation_errors(SERVICE, "UpdateConnectorProfile", body)
-        if errors:
-            return validation_response(errors)
         name: str = body["connectorProfileName"]
         token = body.get("clientToken")
         fingerprint = hashlib.sha256(
@@ -224,13 +226,10 @@ class AppFlowSim(ProviderSim):
         return None
 
     async def describe(self, request: Request) -> Response:
-        prepared = await self._prepare(request)
+        prepared = await self._prepare(request, "DescribeConnectorProfiles")
         if isinstance(prepared, Response):
             return prepared
         caller, body = prepared
-        errors = validation_errors(SERVICE, "DescribeConnectorProfiles", body)
-        if errors:
-            return validation_response(errors)
         names = body.get("connectorProfileNames") or []
         ctype = body.get("connectorType")
         label = body.get("connectorLabel")

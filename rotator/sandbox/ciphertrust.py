@@ -75,16 +75,20 @@ from rotator.sandbox.state import (
     Token,
     bearer,
     format_retry_after,
-    iso_units,
     iso_utc,
     now,
     random_secret,
     snapshot,
-    tick,
+    touch,
 )
 
 TOKEN_TTL = 300.0
 CONNECTIONS = "/api/v1/connectionmgmt/services/salesforce/connections"
+
+
+def _found(rec: Record | None) -> Record | Response:
+    """The record, or CipherTrust's 404 answer for every missing organization or connection."""
+    return ct_error(404, "Resource not found") if rec is None else rec
 
 
 class CipherTrustSim(ProviderSim):
@@ -194,8 +198,16 @@ class CipherTrustSim(ProviderSim):
             return ct_error(401, f"Token is expired by {late}s")
         return token
 
-    async def _json(self, request: Request) -> JSON | Response:
+    async def _authed_json(self, request: Request) -> JSON | Response:
+        """The JSON object body of an authenticated request, or the error to answer.
+
+        The body is read first (handlers do their state work after the last ``await``), but a
+        bad token is answered before a bad body, as CipherTrust does.
+        """
         raw = await request.body()
+        auth = self._auth(request)
+        if isinstance(auth, Response):
+            return auth
         try:
             body = json.loads(raw) if raw.strip() else {}
         except (ValueError, UnicodeDecodeError):
@@ -204,6 +216,13 @@ class CipherTrustSim(ProviderSim):
             return ct_error(422, "Invalid JSON: expected an object.")
         return body
 
+    def _authed(self, request: Request, rec: Record | None) -> Record | Response:
+        """``rec`` for an authenticated request: the 401 first, then the 404 if there is none."""
+        auth = self._auth(request)
+        if isinstance(auth, Response):
+            return auth
+        return _found(rec)
+
     # --- organizations ------------------------------------------------------------------------
 
     @staticmethod
@@ -211,24 +230,18 @@ class CipherTrustSim(ProviderSim):
         return {k: v for k, v in d.items() if not k.startswith("_")}
 
     async def get_org(self, request: Request) -> Response:
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
-        rec = self.orgs.get(request.path_params["oid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = self._authed(request, self.orgs.get(request.path_params["oid"]))
+        if isinstance(rec, Response):
+            return rec
         return json_response(self._org_view(rec.data))
 
     async def patch_org(self, request: Request) -> Response:
-        body = await self._json(request)
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
+        body = await self._authed_json(request)
         if isinstance(body, Response):
             return body
-        rec = self.orgs.get(request.path_params["oid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = _found(self.orgs.get(request.path_params["oid"]))
+        if isinstance(rec, Response):
+            return rec
         target = body.get("connection")
         if not isinstance(target, str) or not target:
             return ct_error(422, "Validation errors:\nconnection: connection is a required field")
@@ -244,8 +257,7 @@ class CipherTrustSim(ProviderSim):
 
     @staticmethod
     def _touch(d: JSON) -> None:
-        d["_updated"] = tick(d["_updated"], 6)
-        d["updatedAt"] = iso_units(d["_updated"], 6)
+        touch(d, "_updated", "updatedAt", 6)
 
     # --- connections --------------------------------------------------------------------------
 
@@ -301,10 +313,7 @@ class CipherTrustSim(ProviderSim):
         return {k: d.get(k, "") for k in SECRET_FIELDS}
 
     async def create_connection(self, request: Request) -> Response:
-        body = await self._json(request)
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
+        body = await self._authed_json(request)
         if isinstance(body, Response):
             return body
         problem = check_fields(body, creating=True)
@@ -319,24 +328,18 @@ class CipherTrustSim(ProviderSim):
         return json_response(self._conn_view(rec.data), 201)
 
     async def get_connection(self, request: Request) -> Response:
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
-        rec = self._connection(request.path_params["cid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = self._authed(request, self._connection(request.path_params["cid"]))
+        if isinstance(rec, Response):
+            return rec
         return json_response(self._conn_view(rec.data))
 
     async def patch_connection(self, request: Request) -> Response:
-        body = await self._json(request)
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
+        body = await self._authed_json(request)
         if isinstance(body, Response):
             return body
-        rec = self._connection(request.path_params["cid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = _found(self._connection(request.path_params["cid"]))
+        if isinstance(rec, Response):
+            return rec
         d = rec.data
         if "name" in body and body["name"] != d["name"]:
             return ct_error(422, "Validation errors:\nname: name cannot be changed")
@@ -355,12 +358,9 @@ class CipherTrustSim(ProviderSim):
         return json_response(self._conn_view(d))
 
     async def delete_connection(self, request: Request) -> Response:
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
-        rec = self._connection(request.path_params["cid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = self._authed(request, self._connection(request.path_params["cid"]))
+        if isinstance(rec, Response):
+            return rec
         users = self._in_use(rec.data["name"])
         if users:
             return ct_error(
@@ -381,28 +381,22 @@ class CipherTrustSim(ProviderSim):
         return {"connection_ok": ok, "message": message}
 
     async def test_existing(self, request: Request) -> Response:
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
-        rec = self._connection(request.path_params["cid"])
-        if rec is None:
-            return ct_error(404, "Resource not found")
+        rec = self._authed(request, self._connection(request.path_params["cid"]))
+        if isinstance(rec, Response):
+            return rec
         return json_response(self._record_test(rec))
 
     async def test_parameters(self, request: Request) -> Response:
-        body = await self._json(request)
-        auth = self._auth(request)
-        if isinstance(auth, Response):
-            return auth
+        body = await self._authed_json(request)
         if isinstance(body, Response):
             return body
         ref = body.get("connection") or body.get("id")
         if ref is None and body.get("name") and not body.get("client_id"):
             ref = body["name"]
         if ref is not None:
-            rec = self._connection(str(ref))
-            if rec is None:
-                return ct_error(404, "Resource not found")
+            rec = _found(self._connection(str(ref)))
+            if isinstance(rec, Response):
+                return rec
             return json_response(self._record_test(rec))
         for key in STRING_FIELDS:
             if key in body and body[key] is not None and not isinstance(body[key], str):

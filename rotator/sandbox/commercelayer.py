@@ -71,6 +71,7 @@ from rotator.sandbox.state import (
     random_secret,
     snapshot,
     tick,
+    touch,
 )
 
 TOKEN_TTL = 14400.0
@@ -341,11 +342,14 @@ class CommerceLayerSim(ProviderSim):
         d = rec.data
         if any(d[k] != v for k, v in changes.items()):
             d.update(snapshot(changes))
-            d["_updated"] = tick(d["_updated"], 3)
-            d["updated_at"] = iso_units(d["_updated"], 3)
+            self._touch(d)
             rec.note("api", self._secret(d), d["updated_at"])
             self.count_update()
         return json_response(self._document(d, self._base(request), False), media_type=MEDIA)
+
+    @staticmethod
+    def _touch(d: JSON) -> None:
+        touch(d, "_updated", "updated_at", 3)
 
     @staticmethod
     def _secret(d: JSON) -> JSON:
@@ -442,8 +446,7 @@ class CommerceLayerSim(ProviderSim):
             if role_id is not None and role_id not in self.roles:
                 raise AdminError(400, f"role {role_id!r} does not exist")
             d["role_id"] = role_id
-        d["_updated"] = tick(d["_updated"], 3)
-        d["updated_at"] = iso_units(d["_updated"], 3)
+        self._touch(d)
         rec.note("oob", self._secret(d), d["updated_at"])
         return self._admin_view(rec)
 

@@ -57,6 +57,13 @@ def iso_units(units: int, digits: int) -> str:
     return f"{base}.{frac:0{digits}d}Z"
 
 
+def touch(d: JSON, units_key: str, stamp_key: str, digits: int) -> None:
+    """Advance a resource's version stamp: :func:`tick` units under ``units_key`` (kept so
+    the next update is strictly later) and the ISO form the API shows under ``stamp_key``."""
+    d[units_key] = tick(d[units_key], digits)
+    d[stamp_key] = iso_units(d[units_key], digits)
+
+
 def request_id() -> str:
     return str(uuid.uuid4())
 

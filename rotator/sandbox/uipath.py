@@ -51,6 +51,7 @@ from rotator.sandbox.state import (
     parse_json_object,
     random_secret,
     tick,
+    touch,
 )
 
 TOKEN_TTL = 3600.0
@@ -254,8 +255,7 @@ class UiPathSim(ProviderSim):
 
     @staticmethod
     def _touch(d: JSON) -> None:
-        d["_modified"] = tick(d["_modified"], 6)
-        d["lastModificationTime"] = iso_units(d["_modified"], 6)
+        touch(d, "_modified", "lastModificationTime", 6)
 
     @staticmethod
     def _secret(d: JSON) -> JSON:

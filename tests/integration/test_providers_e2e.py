@@ -7,6 +7,7 @@ the provider's live state must then equal rotator's `current` (or be left untouc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 import uuid
@@ -315,17 +316,8 @@ def test_fifty_targets_across_five_providers_converge_under_faults(
         for t in base:
             rid = f"{t.resource_id}-{i}"
             targets.append(
-                DemoTarget(
-                    name=f"{t.name}-{i}",
-                    provider=t.provider,
-                    secret_name=f"{t.secret_name}-{i}",
-                    resource_id=rid,
-                    seed_path=t.seed_path.replace(t.resource_id, rid),
-                    seed_body=t.seed_body,
-                    yaml=t.yaml.replace(
-                        f"resource_id: {t.resource_id}", f"resource_id: {rid}"
-                    ).replace(f"secret: {t.secret_name}", f"secret: {t.secret_name}-{i}"),
-                    secret_source=t.secret_source,
+                dataclasses.replace(
+                    t, name=f"{t.name}-{i}", secret_name=f"{t.secret_name}-{i}", resource_id=rid
                 )
             )
     seed_sandbox(admin, targets)

@@ -3,7 +3,8 @@
 Every adapter: caches its token (one mint for many calls, a fresh one after expiry), answers a
 401 with exactly one re-mint and then an AuthError, maps every status its API documents to one
 error class (never quoting the secret), and refuses to overwrite a change made since its read.
-Provider-specific behaviour stays in ``test_<provider>.py``; the sandbox contract runs in
+Provider-specific behaviour stays in ``test_<provider>.py``; the sandbox contract (token expiry,
+injected faults) runs in ``test_contract_sandbox.py``, each provider's own sandbox behaviour in
 ``test_contract_<provider>.py``.
 """
 

@@ -10,8 +10,6 @@ from rotator.errors import (
     AuthError,
     BadRequest,
     NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
     VersionConflict,
 )
@@ -28,8 +26,7 @@ PROPS = {"Salesforce": {"instanceUrl": "https://acme.my.salesforce.com"}}
 NEW = {"accessToken": "access-" + CANARY, "refreshToken": "refresh-" + CANARY}
 
 
-@pytest.fixture
-def profile(admin: Admin) -> Admin:
+def seed(admin: Admin) -> None:
     admin.put(
         "appflow",
         PROFILE,
@@ -40,6 +37,11 @@ def profile(admin: Admin) -> Admin:
             },
         },
     )
+
+
+@pytest.fixture
+def profile(admin: Admin) -> Admin:
+    seed(admin)
     return admin
 
 
@@ -138,32 +140,6 @@ def test_bad_aws_credentials_are_auth_errors(
     with pytest.raises(AuthError) as info:
         run_live(go)
     assert info.value.status == 403
-
-
-@pytest.mark.parametrize(
-    ("rule", "cls"),
-    [
-        ({"kind": "error", "status": 500}, ProviderUnavailable),
-        ({"kind": "error", "status": 503}, ProviderUnavailable),
-        ({"kind": "rate_limit", "retry_after": 2}, RateLimited),
-    ],
-)
-def test_injected_faults(
-    profile: Admin, sandbox_url: str, rule: dict[str, Any], cls: type[Exception]
-) -> None:
-    async def go(ctx: ProviderContext):
-        adapter = AppFlow(ctx)
-        live = await adapter.read(spec(sandbox_url), MemoryJournal())
-        profile.faults(
-            {"provider": "appflow", "path": "update-connector-profile", "count": 1, **rule}
-        )
-        await adapter.apply(spec(sandbox_url), secret(NEW), live, want(), MemoryJournal())
-
-    with pytest.raises(cls) as info:
-        run_live(go)
-    if cls is RateLimited:
-        assert info.value.retry_after == 2.0
-    assert live_credentials(profile)["Salesforce"]["accessToken"] == "a0"
 
 
 def test_drop_response_then_replay_with_same_client_token(profile: Admin, sandbox_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 
 from rotator.errors import AuthError, NotFound, PermanentError, TransportError, VersionConflict
-from rotator.providers.base import Evidence, ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.ciphertrust import STEP_NEW, CipherTrust
 
 from .conftest import Admin
@@ -25,8 +24,7 @@ OLD = "c-old"
 NEW_SECRET = {"client_secret": "cs-" + CANARY, "password": "pw-" + CANARY}
 
 
-@pytest.fixture
-def cm(admin: Admin) -> Admin:
+def seed(admin: Admin) -> None:
     admin.put(
         "ciphertrust",
         OLD,
@@ -41,6 +39,11 @@ def cm(admin: Admin) -> Admin:
         kind="connections",
     )
     admin.put("ciphertrust", ORG, {"name": "acme", "connection": "sfdc-main"})
+
+
+@pytest.fixture
+def cm(admin: Admin) -> Admin:
+    seed(admin)
     return admin
 
 
@@ -164,20 +167,6 @@ def test_errors(cm: Admin, sandbox_url: str) -> None:
     with pytest.raises(AuthError) as info:
         run_live(wrong_password)
     assert info.value.code == "NCERRUnauthorizedAccess" and CANARY not in str(info.value)
-
-
-def test_expired_jwt_is_renewed_with_the_refresh_token(cm: Admin, sandbox_url: str) -> None:
-    cm.config({"token_ttl": {"ciphertrust": 1}})
-    frozen = TokenCache(clock=lambda: 0.0)  # our cache believes the JWT is still fresh
-
-    async def go(ctx: ProviderContext):
-        adapter = CipherTrust(ctx)
-        await adapter.read(spec(sandbox_url, OLD), MemoryJournal())
-        await asyncio.sleep(1.2)
-        await adapter.read(spec(sandbox_url, OLD), MemoryJournal())  # 401 -> refresh -> ok
-
-    run_live(go, frozen)
-    assert frozen.mints == 2
 
 
 # -- blue-green ------------------------------------------------------------------------------

@@ -11,11 +11,9 @@ from rotator.errors import (
     AuthError,
     BadRequest,
     NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
 )
-from rotator.providers.base import Evidence, ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.commercelayer import CommerceLayer
 
 from .conftest import Admin
@@ -33,9 +31,13 @@ FIELDS = {
 }
 
 
+def seed(admin: Admin) -> None:
+    admin.put("commercelayer", CRED, {"name": "Storefront", "metadata": {"team": "eu"}})
+
+
 @pytest.fixture
 def credential(admin: Admin) -> Admin:
-    admin.put("commercelayer", CRED, {"name": "Storefront", "metadata": {"team": "eu"}})
+    seed(admin)
     return admin
 
 
@@ -123,44 +125,6 @@ def test_unknown_credential_and_bad_client(credential: Admin, sandbox_url: str) 
         run_live(unknown)
     with pytest.raises(AuthError):
         run_live(bad_client)
-
-
-def test_token_expired_server_side_is_reminted_once(credential: Admin, sandbox_url: str) -> None:
-    credential.config({"token_ttl": {"commercelayer": 1}})
-    frozen = TokenCache(clock=lambda: 0.0)
-
-    async def go(ctx: ProviderContext):
-        adapter = CommerceLayer(ctx)
-        await adapter.read(spec(sandbox_url), MemoryJournal())
-        await adapter.read(spec(sandbox_url), MemoryJournal())
-        await asyncio.sleep(1.2)
-        await adapter.read(spec(sandbox_url), MemoryJournal())  # 401 UNAUTHORIZED -> re-mint
-
-    run_live(go, frozen)
-    assert credential.stats()["tokens_minted"]["commercelayer"] == 2
-
-
-@pytest.mark.parametrize(
-    ("rule", "cls"),
-    [
-        ({"kind": "error", "status": 500}, ProviderUnavailable),
-        ({"kind": "rate_limit", "retry_after": 4}, RateLimited),
-    ],
-)
-def test_injected_faults(
-    credential: Admin, sandbox_url: str, rule: dict[str, Any], cls: type[Exception]
-) -> None:
-    async def go(ctx: ProviderContext):
-        adapter = CommerceLayer(ctx)
-        live = await adapter.read(spec(sandbox_url), MemoryJournal())
-        credential.faults({"provider": "commercelayer", "methods": ["PATCH"], "count": 1, **rule})
-        await adapter.apply(spec(sandbox_url), secret(FIELDS), live, want(), MemoryJournal())
-
-    with pytest.raises(cls) as info:
-        run_live(go)
-    if cls is RateLimited:
-        assert info.value.retry_after == 4.0
-    assert CANARY not in str(info.value)
 
 
 def test_drop_response_is_recognised_as_ours(credential: Admin, sandbox_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -10,11 +9,9 @@ import pytest
 from rotator.errors import (
     AuthError,
     NotFound,
-    ProviderUnavailable,
-    RateLimited,
     TransportError,
 )
-from rotator.providers.base import Evidence, ProviderContext, TokenCache
+from rotator.providers.base import Evidence, ProviderContext
 from rotator.providers.uipath import UiPathRobotAccounts
 
 from .conftest import Admin
@@ -26,9 +23,13 @@ ROBOT = "robot-7"
 DESIRED = {"groupIds": ["grp-b", "grp-c"], "displayName": "Invoice Robot"}
 
 
+def seed(admin: Admin) -> None:
+    admin.put("uipath", ROBOT, {"displayName": "Robot Seven", "groupIds": ["grp-a", "grp-b"]})
+
+
 @pytest.fixture
 def robot(admin: Admin) -> Admin:
-    admin.put("uipath", ROBOT, {"displayName": "Robot Seven", "groupIds": ["grp-a", "grp-b"]})
+    seed(admin)
     return admin
 
 
@@ -128,42 +129,6 @@ def test_read_only_scope_cannot_update(robot: Admin, sandbox_url: str) -> None:
     with pytest.raises(AuthError) as info:
         run_live(go)
     assert info.value.status == 403
-    assert live_state(robot) == (["grp-a", "grp-b"], "Robot Seven")
-
-
-def test_token_expired_server_side_is_reminted_once(robot: Admin, sandbox_url: str) -> None:
-    robot.config({"token_ttl": {"uipath": 1}})
-    frozen = TokenCache(clock=lambda: 0.0)  # our cache believes the token is still fresh
-
-    async def go(ctx: ProviderContext):
-        adapter = UiPathRobotAccounts(ctx)
-        await adapter.read(spec(sandbox_url), MemoryJournal())
-        await asyncio.sleep(1.2)
-        await adapter.read(spec(sandbox_url), MemoryJournal())  # 401 -> one re-mint -> ok
-
-    run_live(go, frozen)
-    assert robot.stats()["tokens_minted"]["uipath"] == 2
-    assert frozen.mints == 2
-
-
-@pytest.mark.parametrize(
-    ("rule", "cls"),
-    [
-        ({"kind": "error", "status": 503}, ProviderUnavailable),
-        ({"kind": "rate_limit", "retry_after": 3}, RateLimited),
-    ],
-)
-def test_injected_faults(
-    robot: Admin, sandbox_url: str, rule: dict[str, Any], cls: type[Exception]
-) -> None:
-    async def go(ctx: ProviderContext):
-        adapter = UiPathRobotAccounts(ctx)
-        live = await adapter.read(spec(sandbox_url), MemoryJournal())
-        robot.faults({"provider": "uipath", "methods": ["PUT"], "count": 1, **rule})
-        await adapter.apply(spec(sandbox_url), secret(DESIRED), live, want(), MemoryJournal())
-
-    with pytest.raises(cls):
-        run_live(go)
     assert live_state(robot) == (["grp-a", "grp-b"], "Robot Seven")
 
 

@@ -71,15 +71,14 @@ def test_wrong_password_and_bad_refresh_are_401(client: httpx.Client) -> None:
     _assert_error(r, 401)
 
 
-def test_jwt_expires_after_duration(client: httpx.Client, api: Api, seeded: None) -> None:
+def test_refresh_grant_renews_an_expired_jwt(client: httpx.Client, api: Api, seeded: None) -> None:
+    # The expired JWT's 401 itself is checked for every token API in test_token_expiry.py.
     client.put("/_sandbox/config", json={"token_ttl": {"ciphertrust": 1}})
     login = api.ct_login()
     assert login["duration"] == 1
     headers = api.ct_headers(login["jwt"])
-    assert client.get(ORG, headers=headers).status_code == 200
     time.sleep(1.1)
-    body = _assert_error(client.get(ORG, headers=headers), 401)
-    assert body["codeDesc"] == "NCERRUnauthorizedAccess" and "expired" in body["message"]
+    _assert_error(client.get(ORG, headers=headers), 401)
     refreshed = client.post(
         "/api/v1/auth/tokens/",
         json={"grant_type": "refresh_token", "refresh_token": login["refresh_token"]},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -171,7 +170,7 @@ def test_unknown_credential_is_404(client: httpx.Client, api: Api) -> None:
     assert r.status_code == 404 and _codes(r) == ["RECORD_NOT_FOUND"]
 
 
-def test_missing_unknown_or_expired_token_is_401(
+def test_missing_or_unknown_token_is_401(
     client: httpx.Client, api: Api, cred: dict[str, Any]
 ) -> None:
     headers = api.cl_headers()
@@ -179,12 +178,6 @@ def test_missing_unknown_or_expired_token_is_401(
     r = client.get(PATH, headers=headers)
     assert r.status_code == 401 and _codes(r) == ["UNAUTHORIZED"]
     r = client.get(PATH, headers={**headers, "Authorization": "Bearer junk"})
-    assert r.status_code == 401 and _codes(r) == ["UNAUTHORIZED"]
-    client.put("/_sandbox/config", json={"token_ttl": {"commercelayer": 0.2}})
-    short = api.cl_headers()
-    assert client.get(PATH, headers=short).status_code == 200
-    time.sleep(0.3)
-    r = client.get(PATH, headers=short)
     assert r.status_code == 401 and _codes(r) == ["UNAUTHORIZED"]
 
 
