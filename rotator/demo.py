@@ -322,7 +322,8 @@ def run_demo() -> int:
         )
 
         console.rule("4. an out-of-band edit: rotator refuses to overwrite it")
-        _fault_once(admin, first.provider, kind="error", status=503)
+        # Retry-After keeps the retry pending long enough to edit by hand, even on a busy machine.
+        _fault_once(admin, first.provider, kind="error", status=503, retry_after=12)
         job = _cli_json(env, "enqueue", first.name, "--reason", "demo: conflict")
         ok &= _wait(
             "first attempt fails with 503", lambda: _job_state(env, job["job_id"]) == "retrying"
