@@ -34,6 +34,8 @@ key                             type     contents
                                          max_lead (seconds, event time vs. storage time)
 {p}audit:target:{name}          zset     stream id -> audit seq: per-target index
 {p}audit:job:{job_id}           list     stream ids of one job's events, in chain order
+{p}api:idempotency:{digest}     string   JSON of an HTTP API response stored under an
+                                         Idempotency-Key (digest of token name + key), TTL
 ==============================  =======  ===================================================
 """
 
@@ -106,3 +108,6 @@ class Keys:
 
     def audit_job(self, job_id: str) -> str:
         return f"{self.prefix}audit:job:{job_id}"
+
+    def api_idempotency(self, digest: str) -> str:
+        return f"{self.prefix}api:idempotency:{digest}"
