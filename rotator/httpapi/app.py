@@ -30,7 +30,7 @@ from rotator.httpapi import routes
 from rotator.httpapi.auth import ApiToken, TokenTable, bearer
 from rotator.httpapi.idempotency import IdempotencyStore
 from rotator.httpapi.openapi import document
-from rotator.httpapi.queries import BadInput
+from rotator.httpapi.queries import JOB_ID, TARGET_NAME, BadInput
 from rotator.httpapi.routes import ApiError, Noted, reply
 from rotator.runtime import ConfigHolder, Runtime
 
@@ -69,7 +69,7 @@ def _endpoint(route: str, scope: str, handler: Handler) -> Callable[[Request], A
             )
             _log(request, route, denied.status_code, None, request_id, started)
             return _with_id(denied, request_id)
-        noted = Noted()
+        noted = _noted_from_path(request)
         response: Response
         if scope not in token.scopes:
             response = _error(403, "forbidden", f"this token lacks the {scope!r} scope")
@@ -114,6 +114,16 @@ async def _handle(
     except Exception as exc:
         log.error("api: unexpected error", error_class=type(exc).__name__, exc_info=True)
         return _error(500, "internal_error", "unexpected error (logged on the server)")
+
+
+def _noted_from_path(request: Request) -> Noted:
+    """The target or job a call names in its path, if well-formed (so a denied call's audit
+    event says what was asked for); handlers refine it."""
+    name, job_id = request.path_params.get("name", ""), request.path_params.get("id", "")
+    return Noted(
+        target=name if TARGET_NAME.match(name) else None,
+        job_id=job_id if JOB_ID.match(job_id) else None,
+    )
 
 
 def _auth(request: Request) -> str | None:
