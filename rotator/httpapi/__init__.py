@@ -10,7 +10,8 @@ auth        bearer tokens: ``ROTATOR_API_TOKENS`` parsing, hashed constant-time 
 settings    the API's own settings (``ROTATOR_API_*``): tokens, idempotency TTL, body bound
 idempotency ``Idempotency-Key``: one stored response per (token, key), with a TTL, in Redis
 queries    request parsing for the read endpoints (job ids, audit filters, limits)
-app         the starlette application: routes, the auth/audit wrapper, JSON errors
+app         the starlette application: route table, the auth/audit wrapper, JSON errors
+routes      the endpoint bodies (enqueue, job, targets, target, audit)
 openapi     the OpenAPI 3.1 document served at ``/v1/openapi.json``
 server      running it under uvicorn
 ==========  ==================================================================================
