@@ -38,6 +38,8 @@ key                             type     contents
 {p}housekeeping:{task}          string   set with a TTL by whichever dispatcher runs a
                                          periodic task (``retention``, ``archive``): one run
                                          per interval across all dispatchers
+{p}api:idempotency:{digest}     string   JSON of an HTTP API response stored under an
+                                         Idempotency-Key (digest of token name + key), TTL
 ==============================  =======  ===================================================
 """
 
@@ -113,3 +115,6 @@ class Keys:
 
     def housekeeping(self, task: str) -> str:
         return f"{self.prefix}housekeeping:{task}"
+
+    def api_idempotency(self, digest: str) -> str:
+        return f"{self.prefix}api:idempotency:{digest}"
