@@ -24,7 +24,7 @@ def config_check(
         settings = load_settings()
         settings.validate_runtime()
         path = file or settings.targets_file
-        config = load_targets(path, provider_names())
+        config = load_targets(path, provider_names(), settings)
     except ConfigError as exc:
         for issue in exc.issues:
             err.print(f"[red]✗[/red] {issue}", highlight=False)

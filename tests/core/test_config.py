@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import load_settings, load_targets, resolve_reference
+from rotator.config import load_settings, load_targets
+from rotator.resolve import resolve_reference
 from rotator.errors import ConfigError
 from rotator.providers import provider_names
 
