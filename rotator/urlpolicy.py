@@ -98,6 +98,13 @@ def parse_allowed_hosts(text: str, providers: Iterable[str]) -> dict[str, tuple[
     return {name: tuple(patterns) for name, patterns in extra.items()}
 
 
+def insecure_entry(url: str) -> str:
+    """The ``ROTATOR_INSECURE_HOSTS`` entry that opts one local server (the sandbox) in:
+    exactly its ``host:port``."""
+    parsed = httpx.URL(url)
+    return f"{parsed.host}:{parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 80)}"
+
+
 def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -193,6 +200,7 @@ __all__ = [
     "HostPattern",
     "UrlPolicy",
     "adapter_rules",
+    "insecure_entry",
     "parse_allowed_hosts",
     "parse_insecure_hosts",
 ]
