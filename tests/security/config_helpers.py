@@ -51,7 +51,7 @@ def capturing_server(status: int = 200, location: str | None = None) -> Iterator
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PATCH = do_PUT = _record  # noqa: N815
+        do_GET = do_POST = do_PATCH = do_PUT = _record
 
         def log_message(self, *args: object) -> None:
             return None

@@ -54,9 +54,7 @@ def test_proc_environ_refused_even_towards_an_allowed_host(
         (tmp_path / "rotator.yaml").write_text(
             adobe_target(f"{server.url}/flow", f"{server.url}/ims", "file:/proc/self/environ")
         )
-        env = rotator_env(
-            tmp_path, redis_url, key_prefix, ROTATOR_INSECURE_HOSTS=server.host_port
-        )
+        env = rotator_env(tmp_path, redis_url, key_prefix, ROTATOR_INSECURE_HOSTS=server.host_port)
         output = attack(env)
         assert all(AUDIT_KEY.encode() not in body for _, _, body in server.requests)
         assert server.requests == []
@@ -114,9 +112,7 @@ def test_a_redirect_is_not_followed(tmp_path: Path, redis_url: str, key_prefix: 
         (tmp_path / "rotator.yaml").write_text(
             adobe_target(f"{allowed.url}/flow", f"{allowed.url}/ims", "env:ATTACK_CLIENT_ID")
         )
-        env = rotator_env(
-            tmp_path, redis_url, key_prefix, ROTATOR_INSECURE_HOSTS=allowed.host_port
-        )
+        env = rotator_env(tmp_path, redis_url, key_prefix, ROTATOR_INSECURE_HOSTS=allowed.host_port)
         attack(env)
         assert allowed.requests  # the rotation did talk to the allowed server
         assert evil.requests == []
