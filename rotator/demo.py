@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rotator import embedded
+from rotator.urlpolicy import insecure_entry
 
 # Piped output (make, CI logs) gets a readable width instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -188,7 +189,7 @@ def write_targets(path: Path, targets: list[DemoTarget]) -> None:
     path.write_text(f"# Written by 'rotator demo'\nsecrets:\n{secrets}\ntargets:\n{blocks}")
 
 
-def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
+def _env(state_dir: Path, targets_file: Path, prefix: str, sandbox_url: str) -> dict[str, str]:
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("ROTATOR_")]:
         del env[key]
@@ -203,6 +204,8 @@ def _env(state_dir: Path, targets_file: Path, prefix: str) -> dict[str, str]:
             "ROTATOR_HTTP_TIMEOUT": "3",
             "ROTATOR_LEASE_TTL": "20",
             "ROTATOR_LOG_LEVEL": "WARNING",
+            # The sandbox speaks plain http on loopback: the operator-side opt-in for it.
+            "ROTATOR_INSECURE_HOSTS": insecure_entry(sandbox_url),
             **sandbox_credentials_env(),
         }
     )
@@ -271,7 +274,7 @@ def run_demo() -> int:
         admin = httpx.Client(base_url=sandbox.url, timeout=10)
         seed_sandbox(admin, targets)
         write_targets(targets_file, targets)
-        env = _env(root, targets_file, prefix)
+        env = _env(root, targets_file, prefix, sandbox.url)
         check = _cli(env, "config", "check")
         console.print(f"• {check.stdout.strip() or check.stderr.strip()}")
         # The robot's desired access is pushed like any 'store' secret: from a file or stdin.

@@ -161,7 +161,7 @@ class Engine:
         await self.audit.emit(ctx.event("job.started"))
 
         provider = self.providers(spec.provider)
-        target = resolve_target(job.target, spec, config, self.options.environ)
+        target = await resolve_target(job.target, spec, config, self.options.environ)
         version, fingerprint = await self._pin_version(ctx, spec, config)
         ctx.version, ctx.fingerprint = version, fingerprint
         want = Want(version, fingerprint, job.id)
@@ -373,7 +373,7 @@ class Engine:
         recorded = journal.get("secret")
         if job.secret_version and recorded:
             return job.secret_version, str(recorded["fingerprint"])
-        sources = SourceContext(self.store, config.path.parent, self.options.environ)
+        sources = SourceContext(self.store, config.credentials_dir, self.options.environ)
         pinned = await pin_version(
             spec.secret, config.secrets[spec.secret], sources, job.requested_version
         )

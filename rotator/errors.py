@@ -26,6 +26,7 @@
             ├── AuthError               401, 403 (after one token refresh)
             ├── NotFound                404
             ├── TLSVerificationFailed   the provider's certificate is not trusted (never skipped)
+            ├── URLRefused              the URL is outside the operator's allow-list (urlpolicy)
             └── VersionConflict         412 / compare-before-write mismatch: the engine re-reads
                                         and decides between "already ours" and "conflict"
 
@@ -201,6 +202,11 @@ class VersionConflict(PermanentError):
 
 class TLSVerificationFailed(PermanentError):
     """Retrying cannot make an untrusted certificate trusted: configure ``ca_bundle``."""
+
+
+class URLRefused(PermanentError):
+    """A request to a URL the operator's policy does not allow (``rotator.urlpolicy``): no
+    request is sent, and retrying cannot help."""
 
 
 _STATUS_CLASSES: dict[int, type[ProviderError]] = {

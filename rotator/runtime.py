@@ -74,7 +74,7 @@ class ConfigHolder:
         self.generation = 0
         self.last_error: ConfigError | None = None
         try:
-            self._config = load_targets(settings.targets_file, provider_names())
+            self._config = load_targets(settings.targets_file, provider_names(), settings)
         except ConfigError as exc:
             if not lenient:
                 raise
@@ -96,7 +96,9 @@ class ConfigHolder:
         if mtime == self._config.mtime:
             return
         try:
-            self._config = load_targets(self._settings.targets_file, provider_names())
+            self._config = load_targets(
+                self._settings.targets_file, provider_names(), self._settings
+            )
             self.generation += 1
             self.last_error = None
             log.info("targets file reloaded", targets=len(self._config.targets))
@@ -140,6 +142,7 @@ class Runtime:
             timeout=settings.http_timeout,
             max_connections=settings.max_in_flight,
             max_response_bytes=settings.http_max_response_bytes,
+            url_policy=settings.url_policy(),
         )
         self._adapters: dict[str, Provider] = {}
         self.engine = Engine(

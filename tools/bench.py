@@ -65,6 +65,7 @@ from rich.table import Table
 from rotator import celeryconfig, embedded
 from rotator.dispatch import DELIVERY_BATCH
 from rotator.sandbox import defaults
+from rotator.urlpolicy import insecure_entry
 from tools.common import (
     Proc,
     SandboxProcess,
@@ -483,7 +484,12 @@ class Options:
 
 
 def rotator_env(
-    rinfo: RedisInfo, prefix: str, targets_file: Path, state_dir: Path, opts: Options
+    rinfo: RedisInfo,
+    prefix: str,
+    targets_file: Path,
+    state_dir: Path,
+    opts: Options,
+    sandbox_url: str,
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
     env.update(
@@ -495,6 +501,7 @@ def rotator_env(
             "ROTATOR_AUDIT_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
             "ROTATOR_TARGETS_FILE": str(targets_file),
             "ROTATOR_STATE_DIR": str(state_dir),
+            "ROTATOR_INSECURE_HOSTS": insecure_entry(sandbox_url),
             "ROTATOR_LOG_LEVEL": "WARNING",
             "ROTATOR_WORKER_CONCURRENCY": str(opts.concurrency),
             "ROTATOR_DISPATCH_INTERVAL": "1",
@@ -664,7 +671,7 @@ def run_rotator(
         sandbox.url,
         scheduled=(lambda n: n in measured) if opts.enqueue == "dispatch" else (lambda _: False),
     )
-    env = rotator_env(rinfo, prefix, targets_file, workdir / "state", opts)
+    env = rotator_env(rinfo, prefix, targets_file, workdir / "state", opts, sandbox.url)
     queue = env["ROTATOR_QUEUE"]
     sync_client = rinfo.client()
     app = publisher(rinfo.broker_url, kombu_prefix_for(prefix))
@@ -935,7 +942,7 @@ def run_scheduled(
     count: int, batch: int, dispatch_batches: int, rinfo: RedisInfo, workdir: Path
 ) -> ScheduledResult:
     from rotator.audit import AuditLog
-    from rotator.config import load_targets
+    from rotator.config import Settings, load_targets
     from rotator.crypto import Vault
     from rotator.dispatch import dispatch, sync_schedule
     from rotator.providers import provider_names
@@ -945,10 +952,12 @@ def run_scheduled(
     prefix = f"rotator-bench-sched:{uuid.uuid4().hex[:10]}:"
     names = [f"t{i:07d}" for i in range(count)]
     path = workdir / "scheduled.yaml"
-    write_targets(path, names, "http://127.0.0.1:9", scheduled=lambda _: True)
+    sandbox_url = "http://127.0.0.1:9"  # never called: only dispatch is measured
+    write_targets(path, names, sandbox_url, scheduled=lambda _: True)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    config = load_targets(path, provider_names())
+    settings = Settings(insecure_hosts=insecure_entry(sandbox_url))
+    config = load_targets(path, provider_names(), settings)
     config_load_s = time.perf_counter() - t
     config_rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     console.print(f"targets file with {count} targets loaded in {config_load_s:.1f}s")

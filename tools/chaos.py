@@ -65,6 +65,7 @@ from rotator.crypto import Vault
 from rotator.models import TERMINAL_STATES, version_seq
 from rotator.sandbox import defaults as d
 from rotator.store.keys import Keys
+from rotator.urlpolicy import insecure_entry
 from tools.common import Proc, RedisServer, SandboxProcess, queue_for, sandbox_credentials
 
 PROVIDERS = ("adobe", "appflow", "uipath", "commercelayer", "ciphertrust")
@@ -520,6 +521,7 @@ class Experiment:
                 "ROTATOR_AUDIT_JSONL": str(self.logs / "audit.jsonl"),
                 "ROTATOR_LOG_LEVEL": "INFO",
                 "ROTATOR_LOG_JSON": "true",
+                "ROTATOR_INSECURE_HOSTS": insecure_entry(self.sandbox_url),
             }
         )
         return env
@@ -549,6 +551,7 @@ class Experiment:
                 state_dir=self.state_dir,
                 queue=queue_for(self.prefix),
                 log_level="WARNING",
+                insecure_hosts=insecure_entry(self.sandbox_url),
             )
             holder = ConfigHolder(settings)
             self._loop = asyncio.new_event_loop()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from rotator.cli.common import err, out, print_json
 from rotator.config import load_settings, load_targets, targets_json_schema
@@ -24,10 +25,12 @@ def config_check(
         settings = load_settings()
         settings.validate_runtime()
         path = file or settings.targets_file
-        config = load_targets(path, provider_names())
+        config = load_targets(path, provider_names(), settings)
     except ConfigError as exc:
         for issue in exc.issues:
-            err.print(f"[red]✗[/red] {issue}", highlight=False)
+            # One unwrapped line per issue (operators grep for the field), as plain Text: a key
+            # in the file such as "[/bold]" must not be read as markup.
+            err.print(Text.assemble(("✗", "red"), f" {issue}"), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     scheduled = sum(1 for t in config.targets.values() if t.schedule)
     out.print(

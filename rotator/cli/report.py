@@ -31,7 +31,7 @@ def report_command(
     start = parse_time(since)
     grace_seconds = duration(grace)
     with session() as (settings, client, keys):
-        config = load_targets(settings.targets_file, provider_names())
+        config = load_targets(settings.targets_file, provider_names(), settings)
         report = build_report(client, keys, config, since=start, grace=grace_seconds)
     if html_file is not None:
         try:

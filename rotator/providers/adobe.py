@@ -63,6 +63,8 @@ def split_marker(description: str) -> tuple[str, str | None]:
 
 class AdobeFlowService(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
+    allowed_hosts: ClassVar[tuple[str, ...]] = ("*.adobe.io", "*.adobelogin.com")
+    url_options: ClassVar[tuple[str, ...]] = ("ims_url",)
 
     def _token_url(self, target: TargetSpec) -> str:
         return str(target.options.get("ims_url", DEFAULT_IMS_URL))

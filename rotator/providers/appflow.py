@@ -154,6 +154,7 @@ def credential_key(connector_type: str) -> str:
 
 class AppFlow(BaseProvider):
     name: ClassVar[str] = NAME
+    allowed_hosts: ClassVar[tuple[str, ...]] = ("*.amazonaws.com", "*.amazonaws.com.cn")
     replay_safe: ClassVar[bool] = True  # same clientToken + same parameters replays
 
     def __init__(self, context: ProviderContext) -> None:

@@ -54,6 +54,7 @@ from rotator.providers.bounded import (
     bounds,
     exchange,
 )
+from rotator.urlpolicy import UrlPolicy
 
 
 class SecretPayload:
@@ -174,6 +175,10 @@ class BaseProvider:
 
     name: ClassVar[str]
     replay_safe: ClassVar[bool] = False  # see Provider.replay_safe: only blind providers use it
+    # rotator.urlpolicy: the hosts of the real service (patterns) and the options holding URLs
+    # the adapter calls; a self-hosted product has no default host.
+    allowed_hosts: ClassVar[tuple[str, ...]] = ()
+    url_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: ProviderContext) -> None:
         self._ctx = context
@@ -252,20 +257,25 @@ class ProviderContext:
     connections_per_client: int = 8
     tokens: TokenCache = field(default_factory=TokenCache)
     transport: httpx.AsyncBaseTransport | None = None  # tests inject httpx.MockTransport here
-    _pools: dict[str | None, tuple[list[httpx.AsyncClient], itertools.count[int]]] = field(
-        default_factory=dict
+    # Checked on every request (rotator.urlpolicy); the runtime always sets it. None only in
+    # adapter unit tests, whose injected transport never leaves the process.
+    url_policy: UrlPolicy | None = None
+    _pools: dict[tuple[str, str | None], tuple[list[httpx.AsyncClient], itertools.count[int]]] = (
+        field(default_factory=dict)
     )
 
     def client(self, target: TargetSpec) -> httpx.AsyncClient:
         """A pooled client for the target's TLS trust setting, taken in turn from a few small
         pools. Verification is always on: a target may add a CA bundle, never turn it off."""
-        key = target.ca_bundle
+        # Per provider too: the request hook checks each URL against that provider's hosts.
+        key = (target.provider, target.ca_bundle)
         pool = self._pools.get(key)
         if pool is None:
             # The same public roots httpx trusts by default, plus the target's private CA.
             verify = ssl.create_default_context(cafile=certifi.where())
-            if key:
-                verify.load_verify_locations(cafile=key)
+            if target.ca_bundle:
+                verify.load_verify_locations(cafile=target.ca_bundle)
+            hooks = [self.url_policy.request_hook(target.provider)] if self.url_policy else []
             size = max(1, min(self.connections_per_client, self.max_connections))
             count = max(1, self.max_connections // size)
             clients: list[httpx.AsyncClient] = [
@@ -276,7 +286,8 @@ class ProviderContext:
                     limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                     verify=verify,
                     transport=self.transport,
-                    follow_redirects=False,
+                    follow_redirects=False,  # a redirect must not take a request elsewhere
+                    event_hooks={"request": hooks},
                     # Only encodings ``send`` can inflate a bounded amount at a time.
                     headers={"Accept-Encoding": "gzip, deflate"},
                 )

@@ -178,6 +178,8 @@ def role_of(resource: Mapping[str, Any]) -> str | None:
 
 class CommerceLayer(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
+    allowed_hosts: ClassVar[tuple[str, ...]] = ("*.commercelayer.io",)
+    url_options: ClassVar[tuple[str, ...]] = ("auth_url",)
     token_json = True
     default_lifetime = 7200.0
     token_error_overrides = {400: AuthError}  # invalid_client: the credentials are wrong

@@ -78,6 +78,8 @@ def desired_groups(fields: Mapping[str, Any]) -> list[str]:
 
 class UiPathRobotAccounts(OAuthClientCredentialsProvider):
     name: ClassVar[str] = NAME
+    # UiPath cloud; Automation Suite is self-hosted: its host comes from ROTATOR_ALLOWED_HOSTS.
+    allowed_hosts: ClassVar[tuple[str, ...]] = ("*.uipath.com",)
     token_error_overrides = {400: AuthError}  # invalid_client / invalid_scope
 
     def _token_url(self, target: TargetSpec) -> str:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SourceContext:
     versions: SecretVersions  # where versions are stored (encrypted) and looked up
-    base_dir: Path  # relative paths resolve against the targets file's folder
+    base_dir: Path  # the credentials directory: file secrets are read only inside it
     env: Mapping[str, str] | None = None  # None: os.environ (tests inject a mapping)
 
 
@@ -41,7 +41,11 @@ class ValueSource(ABC):
     @abstractmethod
     def load(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]: ...
 
+    async def load_async(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]:
+        """``load`` from the event loop; sources that block (files) run it in a thread."""
+        return self.load(name, spec, ctx)
+
     async def pin(self, name: str, spec: SecretSpec, ctx: SourceContext) -> Pinned:
-        fields = self.load(name, spec, ctx)
+        fields = await self.load_async(name, spec, ctx)
         version, fingerprint = await ctx.versions.put_secret_version(name, fields)
         return Pinned(version, fingerprint, fields)

@@ -1,32 +1,42 @@
-"""``file``: a JSON object of fields in a file (relative paths: next to the targets file)."""
+"""``file``: a JSON object of fields in a file inside the credentials directory.
+
+Relative paths resolve against the credentials directory (``ROTATOR_CREDENTIALS_DIR``, default
+the targets file's folder); the file is read under ``rotator.filerefs``'s rules (inside that
+directory, a regular file, at most 64 KiB) and in a worker thread, off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+from rotator import filerefs
 from rotator.config import SecretSpec
 from rotator.errors import SecretSourceError
 from rotator.sources.base import SourceContext, ValueSource
 
 
 def load_file(name: str, path: str, base_dir: Path) -> dict[str, Any]:
-    """A JSON object of fields; relative paths resolve against the targets file's folder."""
-    file_path = Path(path) if Path(path).is_absolute() else base_dir / path
+    """A JSON object of fields. Errors name the secret and the path, never file content."""
     try:
-        text = file_path.read_text()
+        data = filerefs.read_bytes(path, base_dir)
+    except filerefs.FileRefused as exc:
+        raise SecretSourceError(f"secret {name}: {exc}") from None
     except OSError as exc:
-        raise SecretSourceError(f"secret {name}: cannot read {file_path}: {exc.strerror}") from None
+        raise SecretSourceError(f"secret {name}: cannot read {path}: {exc.strerror}") from None
     try:
-        value = json.loads(text)
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SecretSourceError(f"secret {name}: {path} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         # Position only: the message must not quote file content.
         raise SecretSourceError(
-            f"secret {name}: {file_path} is not valid JSON (line {exc.lineno})"
+            f"secret {name}: {path} is not valid JSON (line {exc.lineno})"
         ) from None
     if not isinstance(value, dict) or not value:
-        raise SecretSourceError(f"secret {name}: {file_path} must hold a non-empty JSON object")
+        raise SecretSourceError(f"secret {name}: {path} must hold a non-empty JSON object")
     return value
 
 
@@ -34,3 +44,6 @@ class FileSource(ValueSource):
     def load(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]:
         assert spec.path is not None  # the settings model requires it for this source
         return load_file(name, spec.path, ctx.base_dir)
+
+    async def load_async(self, name: str, spec: SecretSpec, ctx: SourceContext) -> dict[str, Any]:
+        return await asyncio.to_thread(self.load, name, spec, ctx)

@@ -82,6 +82,8 @@ def api_env(tmp: Path, redis_url: str, prefix: str, tokens: dict[str, str]) -> d
         ROTATOR_LOG_LEVEL="DEBUG",
         ROTATOR_API_TOKENS=",".join(entries),
         ROTATOR_API_MAX_BODY="2048",
+        # the targets point at a closed local port, never called: allow the host, https only
+        ROTATOR_ALLOWED_HOSTS="adobe=127.0.0.1",
     )
     return env
 

@@ -106,6 +106,7 @@ def test_openapi_document_matches_the_app_routes(
     (tmp_path / "rotator.yaml").write_text(TARGETS)
     monkeypatch.setenv("ROTATOR_TARGETS_FILE", str(tmp_path / "rotator.yaml"))
     monkeypatch.setenv("ROTATOR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ROTATOR_ALLOWED_HOSTS", "adobe=127.0.0.1")
     app = create_app(
         load_settings(), TokenTable(parse_tokens(f"bot:read:{D1}")), idempotency_ttl=60,
         max_body=2048,

@@ -42,6 +42,7 @@ class Cli:
             "ROTATOR_KEY_PREFIX": env.keys.prefix,
             "ROTATOR_STATE_DIR": str(tmp_path / "state"),
             "ROTATOR_TARGETS_FILE": str(tmp_path / "rotator.yaml"),
+            "ROTATOR_ALLOWED_HOSTS": "adobe=a.example,uipath=u.example,appflow=f.example",
         }
 
     def __call__(self, *args: str, code: int = 0, **env: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rotator.audit import AuditEvent
-from rotator.config import TargetsConfig, load_targets
+from rotator.config import Settings, TargetsConfig, load_targets
 from rotator.providers import provider_names
 from rotator.report import build_report, human_duration, render_html
 
@@ -35,7 +35,9 @@ targets:
 def targets_file(tmp_path: Path) -> TargetsConfig:
     path = tmp_path / "rotator.yaml"
     path.write_text(TARGETS_YAML)
-    return load_targets(path, provider_names())
+    # The example hosts stand in for the providers' real ones: the operator allows them.
+    hosts = "adobe=a.example,uipath=u.example,appflow=f.example"
+    return load_targets(path, provider_names(), Settings(allowed_hosts=hosts))
 
 
 def seed(env: FakeEnv, now: float) -> None:

@@ -48,6 +48,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     environ.update(
         ROTATOR_STATE_DIR=str(tmp_path / "state"),
         ROTATOR_TARGETS_FILE=str(tmp_path / "rotator.yaml"),
+        ROTATOR_ALLOWED_HOSTS="adobe=a.example",
         COLUMNS="200",
     )
     return environ

@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from rotator.audit import AuditLog
-from rotator.config import TargetsConfig, load_targets
+from rotator.config import Settings, TargetsConfig, load_targets
 from rotator.crypto import Vault
 from rotator.engine import Engine, EngineOptions
 from rotator.retry import RetryPolicy
@@ -72,7 +72,9 @@ class Harness:
 def harness(tmp_path: Path) -> Iterator[Harness]:
     loop = asyncio.new_event_loop()
     (tmp_path / "rotator.yaml").write_text(TARGETS)
-    config = load_targets(tmp_path / "rotator.yaml", ["fake"])
+    # fake.example stands in for the provider: the operator-side policy lets it through.
+    settings = Settings(insecure_hosts="fake.example:*")
+    config = load_targets(tmp_path / "rotator.yaml", ["fake"], settings)
     redis = fakeredis.FakeAsyncRedis()
     keys = Keys("t:")
     vault = Vault([Fernet.generate_key().decode()], b"audit-key")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import load_settings, load_targets, resolve_reference
+from rotator.config import load_settings, load_targets
 from rotator.errors import ConfigError
 from rotator.providers import provider_names
+from rotator.resolve import resolve_reference
 
 GOOD = """
 secrets:

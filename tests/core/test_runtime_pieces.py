@@ -27,7 +27,8 @@ from tests.core.conftest import TARGETS, Harness
 def test_bad_reload_keeps_last_good_config(tmp_path: Path) -> None:
     path = tmp_path / "rotator.yaml"
     path.write_text(TARGETS.replace("provider: fake", "provider: adobe"))
-    holder = ConfigHolder(Settings(targets_file=path, state_dir=tmp_path), check_interval=0)
+    settings = Settings(targets_file=path, state_dir=tmp_path, insecure_hosts="fake.example:*")
+    holder = ConfigHolder(settings, check_interval=0)
     assert set(holder.get().targets) == {"crm"}
 
     path.write_text("targets: {crm: {provider: nope}}\n")

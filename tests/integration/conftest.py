@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 from rotator.crypto import Vault
 from rotator.sandbox import defaults
 from rotator.sandbox.server import SandboxServer
+from rotator.urlpolicy import insecure_entry
 
 CANARY_PREFIX = "canary-3c9e1b-"
 
@@ -165,6 +166,8 @@ def make_env(tmp_path: Path, redis_url: str, key_prefix: str, sandbox_url: str) 
             # A remote write must fit in the lease (see rotator.lease).
             "ROTATOR_HTTP_TIMEOUT": "3.5",
             "ROTATOR_LOG_LEVEL": "DEBUG",
+            # The operator opts the local sandbox in to plain http (exactly its host:port).
+            "ROTATOR_INSECURE_HOSTS": insecure_entry(sandbox_url),
             "IT_ADOBE_CLIENT_ID": defaults.ADOBE_CLIENT_ID,
             "IT_ADOBE_CLIENT_SECRET": defaults.ADOBE_CLIENT_SECRET,
         }

@@ -30,6 +30,7 @@ from rotator.demo import (
 from rotator.engine import Outcome
 from rotator.runtime import ConfigHolder, Runtime, run_until_idle
 from rotator.sandbox.server import SandboxServer
+from rotator.urlpolicy import insecure_entry
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +106,7 @@ class Rig:
             max_attempts=5,
             http_timeout=1.0,
             lease_ttl=10,
+            insecure_hosts=insecure_entry(url),
         )
         write_targets(self.settings.targets_file, list(self.targets.values()))
         self.loop = asyncio.new_event_loop()
@@ -353,6 +355,7 @@ def test_fifty_targets_across_five_providers_converge_under_faults(
         max_attempts=12,
         http_timeout=1.0,
         lease_ttl=10,
+        insecure_hosts=insecure_entry(str(admin.base_url)),
     )
     write_targets(rig.settings.targets_file, targets)
     rig.loop = asyncio.new_event_loop()

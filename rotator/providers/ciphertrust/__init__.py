@@ -52,6 +52,8 @@ from rotator.providers.ciphertrust.in_place import InPlace
 
 class CipherTrust(CipherTrustAPI):
     name: ClassVar[str] = NAME
+    # Self-hosted: no default host; the operator names it in ROTATOR_ALLOWED_HOSTS.
+    allowed_hosts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: ProviderContext, clock: Callable[[], float] = time.time) -> None:
         super().__init__(context, clock)
