@@ -33,6 +33,10 @@ def test_plain_install_runs_the_worker_without_sandbox_dependencies(tmp_path: Pa
     assert install.returncode == 0, install.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "PYTHON"))}
     env["ROTATOR_TARGETS_FILE"] = str(ROOT / "deploy" / "rotator.example.yaml")
+    # the example's self-hosted products, as deploy/rotator.env.example allows them
+    env["ROTATOR_ALLOWED_HOSTS"] = (
+        "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
+    )
 
     # Then the sandbox's server stack is absent and no global celeryconfig module is installed
     listed = _run(str(bin_dir / "python"), "-m", "pip", "list", "--format=freeze", cwd=tmp_path)

@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 
 from rotator import tasks
 from rotator.audit import AuditLog, AuditReader, archive_files
-from rotator.config import load_settings, load_targets
+from rotator.config import Settings, load_settings, load_targets
 from rotator.crypto import Vault
 from rotator.engine import Engine, EngineOptions, Outcome
 from rotator.housekeeping import Retention, housekeep
@@ -61,7 +61,10 @@ def test_ended_jobs_and_old_versions_go_but_live_state_stays(
     tmp_path: Path, redis_url: str, key_prefix: str
 ) -> None:
     (tmp_path / "rotator.yaml").write_text(TARGETS)
-    config = load_targets(tmp_path / "rotator.yaml", ["fake"])
+    # the fake provider has no default hosts: the operator-side setting lets its test host in
+    config = load_targets(
+        tmp_path / "rotator.yaml", ["fake"], Settings(insecure_hosts="fake.example:*")
+    )
     keys = Keys(key_prefix)
 
     async def scenario() -> dict[str, Any]:
