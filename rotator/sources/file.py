@@ -18,6 +18,11 @@ def load_file(name: str, path: str, base_dir: Path) -> dict[str, Any]:
         text = file_path.read_text()
     except OSError as exc:
         raise SecretSourceError(f"secret {name}: cannot read {file_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # The offset only: the error object holds the file's bytes, which must go nowhere.
+        raise SecretSourceError(
+            f"secret {name}: {file_path} is not UTF-8 text (byte {exc.start})"
+        ) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
