@@ -30,6 +30,7 @@ for whatever a code path forgot.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import html
@@ -186,14 +187,21 @@ def scrub_patterns(text: str) -> str:
 class _Held:
     """The secret values one job holds; mutable so tasks spawned inside a job share it."""
 
-    def __init__(self, values: frozenset[str] = frozenset()) -> None:
-        self.values = values
+    # A context that is never reset (a long-lived thread holding values outside ``scope``)
+    # must not grow without bound: beyond this many values the oldest are forgotten.
+    LIMIT = 256
+
+    def __init__(self, values: Iterable[str] = (), owner: object = None) -> None:
+        self.values: dict[str, None] = dict.fromkeys(values)
+        self.owner = owner  # the task that may add to it; None: shared (a ``scope``)
         self._redactor: Redactor | None = None
 
     def add(self, values: Iterable[str]) -> None:
-        new = frozenset(values) - self.values
+        new = [v for v in values if v not in self.values]
         if new:
-            self.values |= new
+            self.values.update(dict.fromkeys(new))
+            for old in list(self.values)[: max(0, len(self.values) - self.LIMIT)]:
+                del self.values[old]
             self._redactor = None
 
     def redactor(self) -> Redactor:
@@ -220,18 +228,22 @@ def scope() -> Iterator[None]:
 
 
 def hold(*values: Any) -> None:
-    """Record secret values the current task holds, so that anything it stores or logs later
-    is redacted of them. Outside ``scope`` the values stay with the current task's context."""
+    """Record secret values the current asyncio task holds, so that anything it stores or
+    logs later is redacted of them. Inside ``scope`` every task of the job shares them;
+    otherwise a task adds to a copy of what its parent held. Code outside any task (the
+    engine always runs in one) holds nothing: a thread's base context lives for ever."""
     strings = secret_strings(list(values))
-    if not strings:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if not strings or task is None:
         return
     held = _HELD.get()
-    if held is None:
-        # Tasks created from here on share this set (over-redaction at worst, never a leak);
-        # ``scope`` keeps jobs apart.
-        _HELD.set(_Held(frozenset(strings)))
-    else:
+    if held is not None and held.owner in (None, task):
         held.add(strings)
+    else:
+        _HELD.set(_Held([*(held.values if held else ()), *strings], owner=task))
 
 
 def hold_process_keys(*values: Any) -> None:
