@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from rotator.config import Settings, load_settings
-from rotator.models import Job, Reason
+from rotator.models import Job, Reason, check_job_id
 from rotator.runtime import ConfigHolder, Runtime
 
 T = TypeVar("T")
@@ -50,7 +50,9 @@ def enqueue(
 
 
 def job(job_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
-    """A job's public record (state, attempts, pinned version, last error): no secrets."""
+    """A job's public record (state, attempts, pinned version, last error): no secrets.
+    Raises ``InvalidJobId`` (a ValueError) for an id rotator would never generate."""
+    check_job_id(job_id)
 
     async def body(runtime: Runtime) -> Job:
         return await runtime.store.load_job(job_id)

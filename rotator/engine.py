@@ -478,8 +478,10 @@ class Engine:
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:500]
+    # Bounded, control-free and redacted of every secret the attempt held, in any form.
+    from rotator.redaction import describe_failure
+
+    return describe_failure(exc)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -5,6 +5,7 @@
     RotatorError
     ├── ConfigError                 invalid settings or targets file (names file, target, field)
     ├── MalformedJob                a job record in Redis that cannot be parsed -> quarantined
+    ├── InvalidJobId                not a job id rotator makes (also a ValueError): refused
     ├── SecretSourceError           a secret source could not produce a value (missing file, env...)
     │   └── UnknownSecretVersion        a job asks for a secret version that was never stored
     ├── StaleVersion                the job's secret version is older than the target's current
@@ -72,6 +73,15 @@ class MalformedJob(RotatorError):
         self.job_id = job_id
         self.reason = reason
         super().__init__(f"job {job_id} is malformed: {reason}")
+
+
+class InvalidJobId(RotatorError, ValueError):
+    """An id that rotator never generates, from a message, an argument or a Redis set. Ids
+    become parts of key names, so such an id is refused before it reaches any key."""
+
+    def __init__(self, value: object) -> None:
+        # A bounded repr: the value came from outside.
+        super().__init__(f"not a job id: {repr(value)[:80]}")
 
 
 class SecretSourceError(RotatorError):

@@ -16,13 +16,14 @@ job sits there with its lease expiry, so a job whose worker died runs again afte
 from __future__ import annotations
 
 import enum
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rotator.errors import MalformedJob
+from rotator.errors import InvalidJobId, MalformedJob
 
 
 class JobState(enum.StrEnum):
@@ -63,6 +64,22 @@ class Reason(enum.StrEnum):
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+# Exactly what ``new_job_id`` makes. Ids are pasted into key names (``job:{id}``), so an id
+# with a ":" in it would name another key: ``<id>:journal`` is that job's journal hash.
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_job_id(value: object) -> bool:
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
+
+
+def check_job_id(value: object) -> str:
+    """``value`` when it is a job id rotator could have made; else ``InvalidJobId``."""
+    if not is_job_id(value):
+        raise InvalidJobId(value)
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from rotator.errors import ConfigError
 from rotator.models import Reason
 from rotator.providers import load_provider, provider_names
 from rotator.providers.base import Provider, ProviderContext
+from rotator.redaction import LogScrubber, hold_process_keys
 from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
@@ -40,6 +41,10 @@ log = structlog.get_logger("rotator.runtime")
 
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    # The keys as configured (never generated here): no log line may carry them.
+    hold_process_keys(
+        *(_secret_value(getattr(settings, name, None)) for name in ("master_key", "audit_key"))
+    )
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log_json
@@ -51,12 +56,19 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            LogScrubber(),  # last line of defence: held secrets and credential shapes
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _secret_value(value: Any) -> str:
+    """A setting's value, plain or pydantic ``SecretStr``."""
+    reveal = getattr(value, "get_secret_value", None)
+    return str(reveal() if callable(reveal) else value or "")
 
 
 class ConfigHolder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,20 +12,25 @@ from rotator import celeryconfig
 from rotator.app import celery_app
 from rotator.dispatch import DELIVERY_BATCH, dispatch_pass
 from rotator.housekeeping import Retention, archive_audit, housekeep
+from rotator.models import is_job_id
+from rotator.redaction import scope
 from rotator.runtime import process_runtime
 
 log = structlog.get_logger("rotator.tasks")
-_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _valid_ids(job_ids: Any) -> list[str]:
-    """A malformed message is dropped with a log line; it must not take the worker down."""
+    """A malformed message is dropped with a log line; it must not take the worker down.
+
+    Only ids in exactly the format rotator makes pass: an id becomes part of key names, so
+    ``<id>:journal`` would make the worker load, quarantine and delete that job's journal.
+    """
     if isinstance(job_ids, str):
         job_ids = [job_ids]
     if not isinstance(job_ids, list | tuple):
         log.error("malformed rotate message dropped", payload_type=type(job_ids).__name__)
         return []
-    valid = [j for j in job_ids if isinstance(j, str) and _JOB_ID.match(j)]
+    valid = [j for j in job_ids if is_job_id(j)]
     if len(valid) != len(job_ids):
         log.error("malformed job ids dropped from message", dropped=len(job_ids) - len(valid))
     return valid
@@ -39,9 +43,12 @@ def rotate(job_ids: Any) -> list[str]:
         return []
     loop, runtime = process_runtime()
 
+    async def one(job_id: str) -> str:
+        with scope():  # the secret values this job holds are redacted from its logs
+            return str(await runtime.process(job_id))
+
     async def run_all() -> list[str]:
-        outcomes = await asyncio.gather(*(runtime.process(j) for j in ids))
-        return [str(o) for o in outcomes]
+        return list(await asyncio.gather(*(one(j) for j in ids)))
 
     # The threads pool never enforces task_time_limit: bound the wait here. What is still
     # running then is cancelled; its jobs resume after their lease, as after a worker crash.
@@ -49,6 +56,7 @@ def rotate(job_ids: Any) -> list[str]:
 
 
 def send_jobs(job_ids: Sequence[str]) -> None:
+    job_ids = _valid_ids(list(job_ids))
     for start in range(0, len(job_ids), DELIVERY_BATCH):
         rotate.apply_async(args=[list(job_ids[start : start + DELIVERY_BATCH])])
 

@@ -20,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rotator.audit import (
     ARCHIVE_DIRNAME,
@@ -39,6 +40,7 @@ from rotator.cli.common import (
     err,
     fail,
     parse_time,
+    plain,
     print_json,
     settings_or_exit,
     styled,
@@ -163,13 +165,13 @@ def list_command(
         table.add_row(
             str(r.seq),
             utc_time(e.time, millis=True, zone="Z"),
-            e.event,
-            e.target or "",
-            e.job_id or "",
+            plain(e.event),
+            plain(e.target),
+            plain(e.job_id),
             "" if e.attempt is None else str(e.attempt),
-            e.actor or "",
+            plain(e.actor),
             styled(e.outcome),
-            _summary(r),
+            plain(_summary(r)),
         )
     console = wide_console()
     console.print(table)
@@ -195,11 +197,21 @@ def show_command(
     first = story[0].event
     final = next((r.event.outcome for r in reversed(story) if r.event.outcome), None)
     console = wide_console()
+    provider = next((r.event.provider for r in story if r.event.provider), "-")
     console.print(
-        f"[bold]Job {job_id}[/bold]  target {first.target or '-'}  provider "
-        f"{next((r.event.provider for r in story if r.event.provider), '-')}  actor "
-        f"{first.actor or '-'}  reason {first.reason or '-'}  outcome {styled(final) or '-'}",
-        highlight=False,
+        Text.assemble(
+            (f"Job {job_id}", "bold"),
+            "  target ",
+            plain(first.target or "-"),
+            "  provider ",
+            plain(provider),
+            "  actor ",
+            plain(first.actor or "-"),
+            "  reason ",
+            plain(first.reason or "-"),
+            "  outcome ",
+            styled(final) or "-",
+        )
     )
     table = Table(show_lines=False)
     for name in ("#", "Seq", "Time (UTC)", "+s", "Event", "Try", "Outcome", "Version"):
@@ -214,14 +226,14 @@ def show_command(
             str(r.seq),
             utc_time(e.time, millis=True, zone="Z"),
             f"{e.time - start:.3f}",
-            e.event,
+            plain(e.event),
             "" if e.attempt is None else str(e.attempt),
             styled(e.outcome),
-            e.secret_version or "",
-            (e.fingerprint or "")[:12],
-            _remote(e.remote_version_before, e.remote_version_after),
+            plain(e.secret_version),
+            plain((e.fingerprint or "")[:12]),
+            plain(_remote(e.remote_version_before, e.remote_version_after)),
             "" if e.duration_ms is None else f"{e.duration_ms:.0f}",
-            " ".join(x for x in (e.error_class, e.detail) if x),
+            plain(" ".join(x for x in (e.error_class, e.detail) if x)),
         )
     console.print(table)
 

@@ -3,6 +3,10 @@ JSON output, time options, and the Runtime the job commands run against.
 
 Human output goes through rich; ``--json`` output is written to stdout directly, with logs on
 stderr, so it stays machine-readable.
+
+Anything read from Redis (job fields, audit events, journal steps) may hold text a provider or
+an attacker chose: it is shown through ``plain``, as literal text with control characters
+stripped, never as rich markup (``[/bold]`` in an error message must print, not crash).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from rotator.config import Settings, load_settings, parse_interval
 from rotator.errors import ConfigError
+from rotator.redaction import strip_controls
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -53,7 +58,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
     The message is text, not markup: ``rotator[sandbox]`` or ``[uipath] ...`` print as written.
     """
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(Text.assemble(("error:", "red"), " ", plain(message)))
     raise typer.Exit(code)
 
 
@@ -72,12 +77,14 @@ def utc_time(value: float | str | None, *, millis: bool = False, zone: str = "")
     return (text[:-3] if millis else text[:-7]) + zone
 
 
-def styled(outcome: str | None) -> str:
-    """A job state or audit outcome in its colour (rich markup); ``""`` when there is none."""
-    if not outcome:
-        return ""
-    colour = _COLOURS.get(outcome)
-    return f"[{colour}]{outcome}[/{colour}]" if colour else outcome
+def plain(value: object, style: str = "") -> Text:
+    """Untrusted text as rich renders it literally: no markup, no control characters."""
+    return Text(strip_controls("" if value is None else str(value)), style=style)
+
+
+def styled(outcome: str | None) -> Text:
+    """A job state or audit outcome in its colour; empty (falsy) when there is none."""
+    return plain(outcome, _COLOURS.get(outcome or "", ""))
 
 
 def print_json(data: Any, **dumps: Any) -> None:
@@ -158,7 +165,11 @@ def with_runtime(body: Callable[[Runtime], Awaitable[T]], *, needs_targets: bool
     except ConfigError as exc:
         fail(str(exc))
     if holder.last_error is not None:
-        err.print(f"[yellow]warning:[/yellow] targets file not loaded:\n{holder.last_error}")
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"), " targets file not loaded:\n", plain(holder.last_error)
+            )
+        )
 
     async def main() -> T:
         runtime = Runtime(config, holder)

@@ -8,9 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from rotator.cli.common import JsonOpt, actor, fail, out, print_json, styled, utc_time, with_runtime
-from rotator.models import Job, Reason
+from rotator.cli.common import (
+    JsonOpt,
+    actor,
+    fail,
+    out,
+    plain,
+    print_json,
+    styled,
+    utc_time,
+    with_runtime,
+)
+from rotator.models import Job, Reason, is_job_id
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -71,7 +82,7 @@ def jobs(
     async def body(runtime: Runtime) -> list[dict[str, Any]]:
         if dead:
             ids = await runtime.store.dead_jobs(limit)
-            return [(await runtime.store.load_job(i)).public() for i in ids]
+            return [(await runtime.store.load_job(i)).public() for i in ids if is_job_id(i)]
         return [
             item.public()
             for item in await runtime.store.recent_jobs(limit)
@@ -84,16 +95,18 @@ def jobs(
         return
     table = Table("job", "target", "reason", "state", "attempts", "version", "updated", "error")
     for row in rows:
+        error = (row["last_error_class"] or "") + (
+            ": " + row["last_error"] if row["last_error"] else ""
+        )
         table.add_row(
-            row["id"],
-            row["target"],
-            row["reason"],
+            plain(row["id"]),
+            plain(row["target"]),
+            plain(row["reason"]),
             styled(row["state"]),
             str(row["attempts"]),
-            row["secret_version"] or "-",
+            plain(row["secret_version"] or "-"),
             utc_time(row["updated_at"]),
-            (row["last_error_class"] or "")
-            + (": " + row["last_error"] if row["last_error"] else ""),
+            plain(error),
         )
     out.print(table)
 
@@ -108,12 +121,14 @@ def _show_quarantine(as_json: bool) -> None:
         return
     table = Table("job", "reason", "quarantined at")
     for job_id, record in quarantine.items():
-        table.add_row(job_id, str(record.get("reason")), utc_time(record.get("at")))
+        table.add_row(plain(job_id), plain(record.get("reason")), utc_time(record.get("at")))
     out.print(table)
 
 
 def job(job_id: str, as_json: JsonOpt = False) -> None:
     """One job with its step journal."""
+    if not is_job_id(job_id):
+        fail(f"{job_id!r} is not a job id (32 lowercase hex digits)")
 
     async def body(runtime: Runtime) -> dict[str, Any]:
         record = (await runtime.store.load_job(job_id)).public()
@@ -128,10 +143,10 @@ def job(job_id: str, as_json: JsonOpt = False) -> None:
         print_json(record, indent=2, sort_keys=True)
         return
     for key in _JOB_FIELDS:
-        out.print(f"[bold]{key}[/bold]: {record.get(key) or '-'}", highlight=False)
+        out.print(Text.assemble((key, "bold"), ": ", plain(record.get(key) or "-")))
     table = Table("step", "recorded")
     for step, data in sorted(record["journal"].items(), key=lambda kv: kv[1].get("at", 0)):
-        table.add_row(step, json.dumps(data, sort_keys=True))
+        table.add_row(plain(step), plain(json.dumps(data, sort_keys=True)))
     out.print(table)
 
 
@@ -144,10 +159,10 @@ def status(as_json: JsonOpt = False) -> None:
     table = Table("target", "provider", "current", "pending", "rotated", "next due", "last outcome")
     for row in rows:
         table.add_row(
-            row["target"],
-            row["provider"],
-            row["current"] or "-",
-            row["pending"] or "-",
+            plain(row["target"]),
+            plain(row["provider"]),
+            plain(row["current"] or "-"),
+            plain(row["pending"] or "-"),
             utc_time(row["rotated_at"]),
             utc_time(row["next_due"]),
             styled(row["last_outcome"] or "-"),

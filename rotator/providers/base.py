@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Protocol
 import certifi
 import httpx
 
-from rotator import deadline
+from rotator import deadline, redaction
 from rotator.errors import (
     AuthError,
     BadRequest,
@@ -58,7 +58,8 @@ from rotator.urlpolicy import UrlPolicy
 
 
 class SecretPayload:
-    """A secret value in flight. Its repr and str never show the value."""
+    """A secret value in flight. Its repr and str never show the value, and creating one
+    registers the value for redaction in the current task (``rotator.redaction.hold``)."""
 
     __slots__ = ("fields", "version_id", "fingerprint")
 
@@ -66,6 +67,7 @@ class SecretPayload:
         self.fields = dict(fields)
         self.version_id = version_id
         self.fingerprint = fingerprint
+        redaction.hold(self.fields)
 
     def __repr__(self) -> str:
         return f"SecretPayload(version_id={self.version_id!r}, fingerprint={self.fingerprint!r})"
@@ -99,6 +101,11 @@ class RemoteState:
     marker: str | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)  # non-secret facts for the audit
 
+    def __post_init__(self) -> None:
+        # The version is provider text that is stored (journal, audit, conflict details) and
+        # shown: no real etag or timestamp holds control characters, a hostile one might.
+        object.__setattr__(self, "version", redaction.strip_controls(str(self.version)))
+
 
 @dataclass(frozen=True)
 class ApplyResult:
@@ -116,6 +123,10 @@ class TargetSpec:
     options: Mapping[str, Any]
     credentials: Mapping[str, str]  # management-API credentials, resolved from env:/file: refs
     ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        # The management credentials are secrets too: a provider echoing one back is redacted.
+        redaction.hold(self.credentials)
 
     def __repr__(self) -> str:
         return f"TargetSpec(name={self.name!r}, provider={self.provider!r})"
@@ -199,8 +210,8 @@ Clock = Callable[[], float]
 
 @dataclass
 class CachedToken:
-    value: str
-    refresh_at: float  # monotonic time after which we mint a fresh one
+    value: str = field(repr=False)
+    refresh_at: float = 0.0  # monotonic time after which we mint a fresh one
 
 
 class TokenCache:
@@ -217,18 +228,24 @@ class TokenCache:
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self.mints = 0
 
+    def __repr__(self) -> str:
+        return f"TokenCache(tokens={len(self._tokens)}, mints={self.mints})"
+
     async def get(
         self, key: tuple[str, ...], mint: Callable[[], Awaitable[tuple[str, float]]]
     ) -> str:
         token = self._tokens.get(key)
         if token and token.refresh_at > self._clock():
+            redaction.hold(token.value)  # a provider echoing the bearer token is redacted
             return token.value
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             token = self._tokens.get(key)
             if token and token.refresh_at > self._clock():
+                redaction.hold(token.value)
                 return token.value
             value, lifetime = await mint()
+            redaction.hold(value)
             self.mints += 1
             # A margin larger than a short lifetime (CipherTrust's 300 s) would mean minting on
             # every call: keep at least a fifth of the lifetime usable.
@@ -296,6 +313,10 @@ class ProviderContext:
             pool = self._pools[key] = (clients, itertools.count())
         clients, turn = pool
         return clients[next(turn) % len(clients)]
+
+    def __repr__(self) -> str:
+        # Never the transport or the pools: only what identifies the context.
+        return f"ProviderContext(timeout={self.timeout}, max_connections={self.max_connections})"
 
     async def aclose(self) -> None:
         for clients, _turn in self._pools.values():
@@ -394,22 +415,13 @@ def require(mapping: Mapping[str, Any], key: str, what: str) -> Any:
 
 
 def redact(exc: ProviderError, secret: SecretPayload) -> None:
-    """Blank out any secret value a provider's error message quotes back (AWS validation
-    messages quote offending values, for one). Applied by adapters and again by the engine."""
+    """Blank out any secret value a provider's error quotes back, in any form (AWS validation
+    messages quote offending values, for one), in the message and the code. Applied by
+    adapters and again by the engine; ``rotator.redaction`` says what "any form" covers."""
+    redaction.hold(secret.fields)
     message = str(exc.args[0]) if exc.args else ""
-    for value in _secret_strings(secret.fields):
-        message = message.replace(value, "[redacted]")
-    exc.args = (message,)
-
-
-def _secret_strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _secret_strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _secret_strings(v)]
-    return []
+    exc.args = (redaction.provider_message(message, limit=redaction.DESCRIBE_LIMIT),)
+    exc.code = redaction.provider_code(exc.code)
 
 
 def _certificate_rejected(exc: BaseException) -> bool:
@@ -440,7 +452,9 @@ def raise_for_status(
     """Raise the mapped ProviderError for a non-2xx response.
 
     ``describe`` extracts (code, message) from the provider's error body; it must pick fields
-    like code/title/message and never echo request data.
+    like code/title/message and never echo request data. What is kept of them is bounded and
+    redacted here whatever ``describe`` picks: a code only when it looks like one, a message
+    of at most ``MESSAGE_LIMIT`` characters with no control characters or held secret values.
     """
     if response.status_code < 400:
         return
@@ -454,11 +468,12 @@ def raise_for_status(
     kwargs: dict[str, Any] = {
         "provider": provider,
         "status": response.status_code,
-        "code": code,
+        "code": redaction.provider_code(code),
     }
     if issubclass(cls, RateLimited) or response.status_code >= 500:
         kwargs["retry_after"] = parse_retry_after(response)
-    raise cls(message or response.reason_phrase or "provider error", **kwargs)
+    text = redaction.provider_message(message) or response.reason_phrase or "provider error"
+    raise cls(text, **kwargs)
 
 
 __all__ = [

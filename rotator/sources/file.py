@@ -28,8 +28,11 @@ def load_file(name: str, path: str, base_dir: Path) -> dict[str, Any]:
         raise SecretSourceError(f"secret {name}: cannot read {path}: {exc.strerror}") from None
     try:
         value = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SecretSourceError(f"secret {name}: {path} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        # The offset only: the error object holds the file's bytes, which must go nowhere.
+        raise SecretSourceError(
+            f"secret {name}: {path} is not UTF-8 text (byte {exc.start})"
+        ) from None
     except json.JSONDecodeError as exc:
         # Position only: the message must not quote file content.
         raise SecretSourceError(

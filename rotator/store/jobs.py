@@ -27,6 +27,7 @@ from rotator.models import (
     JobState,
     Lease,
     Reason,
+    check_job_id,
     new_job_id,
 )
 from rotator.store.base import StoreBase
@@ -280,7 +281,8 @@ class JobStore(StoreBase):
 
     async def quarantine(self, job_id: str, reason: str) -> None:
         """Move a job whose record cannot be parsed out of the job tables, keeping it raw."""
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        # Deletes ``job:{id}``: with a forged id that could be any key, such as a journal.
+        raw = await self.redis.hgetall(self.keys.job(check_job_id(job_id)))
         record = json.dumps(
             {"reason": reason, "raw": {text(f): text(v) for f, v in raw.items()}, "at": time.time()}
         )

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from rotator.errors import MalformedJob
-from rotator.models import Job
+from rotator.models import Job, check_job_id, is_job_id
 from rotator.store.base import StoreBase
 from rotator.store.codec import decoded, text
 from rotator.store.keys import Keys
@@ -22,11 +22,11 @@ from rotator.store.keys import Keys
 
 class ViewStore(StoreBase):
     async def load_job(self, job_id: str) -> Job:
-        raw = await self.redis.hgetall(self.keys.job(job_id))
+        raw = await self.redis.hgetall(self.keys.job(check_job_id(job_id)))
         return Job.from_redis(job_id, decoded(raw))
 
     async def journal(self, job_id: str) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(self.keys.journal(job_id))
+        raw = await self.redis.hgetall(self.keys.journal(check_job_id(job_id)))
         return {text(k): json.loads(v) for k, v in raw.items()}
 
     async def quarantined(self) -> dict[str, dict[str, Any]]:
@@ -46,6 +46,7 @@ class ViewStore(StoreBase):
 
     async def recent_jobs(self, limit: int = 50) -> list[Job | MalformedJob]:
         ids = [text(i) for i in await self.redis.zrevrange(self.keys.job_index, 0, limit - 1)]
+        ids = [i for i in ids if is_job_id(i)]  # anything else names some other key
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))

@@ -21,21 +21,23 @@ def test_utc_time() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("value", "text", "style"),
     [
-        ("completed", "[green]completed[/green]"),
-        ("success", "[green]success[/green]"),
-        ("noop", "[cyan]noop[/cyan]"),
-        ("retrying", "[yellow]retrying[/yellow]"),
-        ("conflict", "[yellow]conflict[/yellow]"),
-        ("dead", "[red]dead[/red]"),
-        ("queued", "queued"),
-        ("-", "-"),
-        (None, ""),
+        ("completed", "completed", "green"),
+        ("success", "success", "green"),
+        ("noop", "noop", "cyan"),
+        ("retrying", "retrying", "yellow"),
+        ("conflict", "conflict", "yellow"),
+        ("dead", "dead", "red"),
+        ("queued", "queued", ""),
+        ("-", "-", ""),
+        (None, "", ""),
+        ("[/bold]\x1b[2J", "[/bold]", ""),  # text from Redis: literal, no control characters
     ],
 )
-def test_styled(value: str | None, expected: str) -> None:
-    assert styled(value) == expected
+def test_styled(value: str | None, text: str, style: str) -> None:
+    shown = styled(value)
+    assert (shown.plain, str(shown.style)) == (text, style)
 
 
 def test_fail_prints_text_not_markup() -> None:

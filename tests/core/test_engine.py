@@ -10,7 +10,7 @@ import pytest
 
 from rotator.engine import Outcome
 from rotator.errors import BadRequest, TransportError
-from rotator.models import JobState, Reason
+from rotator.models import JobState, Reason, new_job_id
 from tests.core.conftest import CANARY, Harness
 from tests.core.fakes import transient
 
@@ -181,13 +181,14 @@ def test_missing_source_file_fails_with_a_clear_reason(harness: Harness) -> None
 
 def test_malformed_job_is_quarantined_and_others_still_run(harness: Harness) -> None:
     keys = harness.store.keys
-    harness.run(harness.redis.hset(keys.job("bad1"), mapping={"id": "bad1", "state": "??"}))
-    harness.run(harness.redis.zadd(keys.due, {"bad1": 0}))
+    bad = new_job_id()  # a well-formed id whose record is not
+    harness.run(harness.redis.hset(keys.job(bad), mapping={"id": bad, "state": "??"}))
+    harness.run(harness.redis.zadd(keys.due, {bad: 0}))
 
-    assert harness.run(harness.engine.process("bad1")) is Outcome.QUARANTINED
+    assert harness.run(harness.engine.process(bad)) is Outcome.QUARANTINED
     quarantined = harness.run(harness.store.quarantined())
-    assert "bad1" in quarantined and quarantined["bad1"]["reason"]
-    assert harness.run(harness.redis.zscore(keys.due, "bad1")) is None
+    assert bad in quarantined and quarantined[bad]["reason"]
+    assert harness.run(harness.redis.zscore(keys.due, bad)) is None
     assert harness.run(harness.engine.process(harness.enqueue())) is Outcome.COMPLETED
 
 

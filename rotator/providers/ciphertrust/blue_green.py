@@ -53,6 +53,7 @@ from rotator.providers.ciphertrust.api import (
     refers_to,
     remote_state,
 )
+from rotator.redaction import provider_code, provider_message
 
 ORG_KEY = "rotator_org"  # which organization a rotator-created connection belongs to
 STEP_NEW = "ciphertrust_new_connection"
@@ -227,11 +228,13 @@ class BlueGreen:
                 code, message = describe_error(response)
             except ValueError:
                 code, message = "", ""
+            # Built here rather than by raise_for_status: keep only what it would keep.
             raise PermanentError(
-                f"the new Salesforce connection failed its connection test: {message or status}",
+                "the new Salesforce connection failed its connection test: "
+                f"{provider_message(message) or status}",
                 provider=NAME,
                 status=status,
-                code=code,
+                code=provider_code(code),
             )
         raise_for_status(response, NAME, describe_error)
         try:
@@ -240,7 +243,7 @@ class BlueGreen:
             return
         # CipherTrust answers a failed test with 200 {"connection_ok": false, "message"}.
         if isinstance(result, dict) and result.get("connection_ok") is False:
-            detail = result.get("message") or "connection_ok is false"
+            detail = provider_message(result.get("message")) or "connection_ok is false"
             raise PermanentError(
                 f"the new Salesforce connection failed its connection test: {detail}",
                 provider=NAME,
