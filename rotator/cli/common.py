@@ -42,6 +42,8 @@ _COLOURS = {
     "noop": "cyan",
     "retry": "yellow",
     "retrying": "yellow",
+    "applied, verifying": "yellow",
+    "unverified": "magenta",
     "conflict": "yellow",
     "failed": "red",
     "dead": "red",
