@@ -169,13 +169,14 @@ class Engine:
             return Outcome.NOOP
 
         if target_state.get("pending") != version:
-            await self.store.stage(
-                ctx.lease,
-                self.options.lease_ttl,
-                {"pending": version, "pending_job": job.id},
-                "staged",
-                {"version": version, "previous_pending": target_state.get("pending") or None},
-            )
+            staged = {
+                "version": version,
+                "previous_pending": target_state.get("pending") or None,
+                "previous_pending_job": target_state.get("pending_job") or None,
+            }
+            pointers = {"pending": version, "pending_job": job.id}
+            await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
+            journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
@@ -334,10 +335,12 @@ class Engine:
         """A pending version left by an earlier job that died after updating may be live: if
         the remote shows it, promote it first so rotator never loses track of the live secret.
         """
-        pending_job = target_state.get("pending_job") or ""
-        stale = (ctx.journal.get("staged") or {}).get("previous_pending") or ""
-        if not stale or pending_job == ctx.job.id or stale == ctx.version:
+        staged = ctx.journal.get("staged") or {}
+        stale, pending_job = staged.get("previous_pending"), staged.get("previous_pending_job")
+        if not stale or not pending_job or pending_job == ctx.job.id or stale == ctx.version:
             return
+        if ctx.journal.get("recovered") or target_state.get("current") == stale:
+            return  # an earlier attempt of this job promoted it already
         fingerprint = await stored_fingerprint(self.store, spec.secret, stale)
         if fingerprint is None:
             return
