@@ -10,6 +10,7 @@ from rotator import celeryconfig
 from rotator.broker import transport_for
 from rotator.config import Settings, load_settings
 from rotator.embedded import broker_url_from
+from rotator.store.keys import Keys
 
 
 def make_app(settings: Settings | None = None) -> Celery:
@@ -21,7 +22,7 @@ def make_app(settings: Settings | None = None) -> Celery:
     if broker.startswith(("redis", "rediss", "unix")):
         # Several deployments (or test runs) can share one Redis: kombu's keys get our prefix.
         transport_options["global_keyprefix"] = f"{settings.key_prefix}kombu:"
-        transport_options["broker_quarantine_key"] = f"{settings.key_prefix}broker:quarantine"
+        transport_options["broker_quarantine_key"] = Keys(settings.key_prefix).broker_quarantine
     # A malformed item on the queue is quarantined instead of stopping the worker.
     transport, broker = transport_for(broker)
     app.conf.update(

@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1)
     retry_base_delay: float = Field(default=2.0, gt=0)
     retry_max_delay: float = Field(default=600.0, gt=0)
+    # How long a job whose update applied, or may have, keeps verifying before it ends
+    # `unverified` (seconds, or an interval such as 24h); the attempt budget does not end it.
+    verify_limit: float = Field(default=24 * 3600.0, gt=0)
+
+    @field_validator("verify_limit", mode="before")
+    @classmethod
+    def _verify_limit(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not value.strip()[-1].isdigit():
+            return parse_interval(value.strip())
+        return value
+
     http_timeout: float = Field(default=15.0, gt=0)
     worker_concurrency: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=128, ge=1, description="Rotations in flight per process.")

@@ -329,7 +329,8 @@ def run_demo() -> int:
         _fault_once(admin, first.provider, kind="error", status=503, retry_after=12)
         job = _cli_json(env, "enqueue", first.name, "--reason", "demo: conflict")
         ok &= _wait(
-            "first attempt fails with 503", lambda: _job_state(env, job["job_id"]) == "retrying"
+            "first attempt fails with 503",
+            lambda: _job_state(env, job["job_id"]) in ("retrying", "verifying"),
         )
         admin.post(
             f"/_sandbox/{first.provider}/resources/{first.resource_id}/oob"

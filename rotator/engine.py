@@ -59,7 +59,7 @@ from rotator.providers.base import (
     redact,
 )
 from rotator.resolve import resolve_target, target_model
-from rotator.retry import Retry, RetryPolicy, may_have_applied
+from rotator.retry import Retry, RetryPolicy, may_have_applied, verifying_since
 from rotator.sources import SourceContext, pin_version
 from rotator.sources.store import stored_fingerprint
 
@@ -178,13 +178,14 @@ class Engine:
             return Outcome.NOOP
 
         if target_state.get("pending") != version:
-            await self.store.stage(
-                ctx.lease,
-                self.options.lease_ttl,
-                {"pending": version, "pending_job": job.id},
-                "staged",
-                {"version": version, "previous_pending": target_state.get("pending") or None},
-            )
+            staged = {
+                "version": version,
+                "previous_pending": target_state.get("pending") or None,
+                "previous_pending_job": target_state.get("pending_job") or None,
+            }
+            pointers = {"pending": version, "pending_job": job.id}
+            await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
+            journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
@@ -273,8 +274,13 @@ class Engine:
             },
             job_fields=None if first is not None else {"first_remote_version": live.version},
         )
-        # Fail closed: if the audit cannot be written, emit raises and no update is attempted.
-        await self.audit.emit(ctx.event("update.intent", remote_version_before=live.version))
+        # Fail closed: if the audit cannot be written, no update is attempted, and the journal
+        # says so, or the intent would count as an update that may have applied.
+        try:
+            await self.audit.emit(ctx.event("update.intent", remote_version_before=live.version))
+        except AuditUnavailable:
+            await journal.record("apply_failed", {"attempt": job.attempts, "maybe_applied": False})
+            raise
 
         fields = ctx.fields
         if fields is None or ctx.version != want.version_id:
@@ -338,10 +344,12 @@ class Engine:
         """A pending version left by an earlier job that died after updating may be live: if
         the remote shows it, promote it first so rotator never loses track of the live secret.
         """
-        pending_job = target_state.get("pending_job") or ""
-        stale = (ctx.journal.get("staged") or {}).get("previous_pending") or ""
-        if not stale or pending_job == ctx.job.id or stale == ctx.version:
+        staged = ctx.journal.get("staged") or {}
+        stale, pending_job = staged.get("previous_pending"), staged.get("previous_pending_job")
+        if not stale or not pending_job or pending_job == ctx.job.id or stale == ctx.version:
             return
+        if ctx.journal.get("recovered") or target_state.get("current") == stale:
+            return  # an earlier attempt of this job promoted it already
         fingerprint = await stored_fingerprint(self.store, spec.secret, stale)
         if fingerprint is None:
             return
@@ -410,32 +418,43 @@ class Engine:
         job = ctx.job
         error_class = type(exc).__name__
         message = _describe(exc)
-        fields = {"last_error": message, "last_error_class": error_class}
-        decision = self.options.retry.decide(exc, job.attempts)
+        fields: dict[str, Any] = {"last_error": message, "last_error_class": error_class}
+        now = time.time()
+        since = verifying_since(ctx.journal, ctx.job.verifying_since)
+        applied_for = None if since is None else max(0.0, now - since)
+        if since is not None:
+            fields["verifying_since"] = since
+        decision = self.options.retry.decide(exc, job.attempts, applied_for)
         if isinstance(decision, Retry):
-            run_at = time.time() + decision.delay
-            await self.store.reschedule(ctx.lease, run_at, JobState.RETRYING, fields)
+            await self.store.reschedule(ctx.lease, now + decision.delay, decision.state, fields)
+            verifying = decision.state is JobState.VERIFYING
+            then = "the update may be live, verify again in" if verifying else "retry in"
             await self._emit_quiet(
                 ctx.event(
-                    "job.retry_scheduled",
+                    "job.verify_scheduled" if verifying else "job.retry_scheduled",
                     outcome="retry",
                     error_class=error_class,
-                    detail=f"{message}; retry in {decision.delay:.1f}s",
+                    detail=f"{message}; {then} {decision.delay:.1f}s",
                 )
             )
             log.info(
-                "rotation retry scheduled", job_id=job.id, error=error_class, delay=decision.delay
+                "rotation rescheduled", job_id=job.id, state=decision.state, delay=decision.delay
             )
             return Outcome.RETRY
         state = decision.state
-        event = "job.dead" if state is JobState.DEAD else "job.failed"
+        detail = message
+        if state is JobState.UNVERIFIED:
+            detail = (
+                f"{message}; not verified after {applied_for or 0:.0f}s: the update may be live, "
+                f"{ctx.version or job.secret_version} stays pending for the next job to check"
+            )
         # Keep `pending` when an update may have reached the provider: the next job checks
         # whether it is live before moving on.
         await self._end(
             ctx,
             state,
-            ctx.event(event, outcome=str(state), error_class=error_class, detail=message),
-            clear_pending=ctx.journal.get("intent") is None,
+            ctx.event(f"job.{state}", outcome=str(state), error_class=error_class, detail=detail),
+            clear_pending=since is None and ctx.journal.get("intent") is None,
             job_fields=fields,
         )
         log.warning(
@@ -446,7 +465,7 @@ class Engine:
             error_class=error_class,
             error=message,
         )
-        return Outcome.DEAD if state is JobState.DEAD else Outcome.FAILED
+        return Outcome(str(state))
 
     async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> None:
         """Finish the job with its terminal audit event owed, then write the event.

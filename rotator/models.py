@@ -5,12 +5,25 @@ Job states and the only transitions allowed between them::
     queued ──► running ──► completed        (remote carries the new version; promoted)
                  │  ▲  ├──► conflict        (the resource changed out of band: never overwritten)
                  │  │  ├──► failed          (permanent error, stale version, bad config)
-                 ▼  │  └──► dead            (transient errors exhausted the retry budget)
-              retrying                      (``rotator.retry`` chooses retrying/failed/dead)
+                 │  │  ├──► dead            (transient errors exhausted the retry budget)
+                 │  │  └──► unverified      (applied or maybe applied, but never verified:
+                 ▼  │                        ROTATOR_VERIFY_LIMIT passed, or a permanent error)
+              retrying / verifying          (``rotator.retry`` chooses among all of these)
     (any record that cannot be parsed is moved to the quarantine hash instead)
 
-``queued`` and ``retrying`` jobs sit in the due set with the time they may run; a ``running``
-job sits there with its lease expiry, so a job whose worker died runs again after the lease.
+``verifying`` ("applied, verifying") is ``retrying`` once the job's update has applied or may
+have applied: the ordinary attempt budget no longer ends the job, because giving up would leave
+the provider holding a secret that rotator's ``current`` does not name. It re-reads with capped
+backoff until the remote state decides (ours: completed; someone else's: conflict), and only
+after ``ROTATOR_VERIFY_LIMIT`` (default 24h) since it entered ``verifying`` does it end
+``unverified``: terminal, so the target is free for the next job, alert-worthy, and never shown
+as failed. The pending version stays pinned on the target (never cleared), so the next job
+checks whether it is live and promotes it if so. ``failed`` and ``dead`` are only reached
+while no update may have applied.
+
+``queued``, ``retrying`` and ``verifying`` jobs sit in the due set with the time they may run; a
+``running`` job sits there with its lease expiry, so a job whose worker died runs again after
+the lease.
 """
 
 from __future__ import annotations
@@ -30,17 +43,26 @@ class JobState(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
+    VERIFYING = "verifying"  # the update applied or may have: re-reading until decided
     COMPLETED = "completed"
     CONFLICT = "conflict"
     FAILED = "failed"
     DEAD = "dead"
+    UNVERIFIED = "unverified"  # gave up verifying; the pending version stays pinned
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_STATES
 
+    @property
+    def label(self) -> str:
+        """How the CLI shows the state to people."""
+        return "applied, verifying" if self is JobState.VERIFYING else str(self)
 
-TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.CONFLICT, JobState.FAILED, JobState.DEAD})
+
+TERMINAL_STATES = frozenset(
+    {JobState.COMPLETED, JobState.CONFLICT, JobState.FAILED, JobState.DEAD, JobState.UNVERIFIED}
+)
 
 
 class Outcome(enum.StrEnum):
@@ -52,6 +74,7 @@ class Outcome(enum.StrEnum):
     CONFLICT = "conflict"
     FAILED = "failed"
     DEAD = "dead"
+    UNVERIFIED = "unverified"
     QUARANTINED = "quarantined"
     DEFERRED = "deferred"  # another job holds the target; runs again shortly
     SKIPPED = "skipped"  # duplicate delivery of a finished or running job
@@ -99,6 +122,7 @@ class Job:
     last_error: str = ""
     last_error_class: str = ""
     first_remote_version: str | None = None  # what the job saw before its first update
+    verifying_since: float | None = None  # when its update first may have applied
 
     def to_redis(self) -> dict[str, str]:
         raw = asdict(self)
@@ -131,6 +155,7 @@ class Job:
                 last_error=raw.get("last_error", ""),
                 last_error_class=raw.get("last_error_class", ""),
                 first_remote_version=opt("first_remote_version"),
+                verifying_since=_opt_float(raw, "verifying_since"),
             )
         except (KeyError, ValueError, TypeError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -142,6 +167,11 @@ class Job:
         data["reason"] = str(self.reason)
         data["state"] = str(self.state)
         return data
+
+
+def _opt_float(raw: Mapping[str, str], key: str) -> float | None:
+    value = raw.get(key, "")
+    return float(value) if value else None
 
 
 def _nonempty(raw: Mapping[str, str], key: str) -> str:

@@ -42,11 +42,14 @@ OUTCOME_EVENTS = {
     "job.completed": "success",
     "job.noop": "noop",
     "job.retry_scheduled": "retry",
+    "job.verify_scheduled": "retry",
     "job.conflict": "conflict",
     "job.failed": "failed",
     "job.dead": "dead",
+    "job.unverified": "unverified",
 }
-FAILURE_OUTCOMES = frozenset({"conflict", "failed", "dead"})
+# Alert-worthy; `unverified` is not a failure of the update (it may be live) but needs a look.
+FAILURE_OUTCOMES = frozenset({"conflict", "failed", "dead", "unverified"})
 
 
 @dataclass

@@ -1,14 +1,28 @@
-"""The one retry decision: an exception and an attempt number in, "retry after N s" or "stop" out.
+"""The one retry decision: an error, an attempt number and whether the job's update may have
+applied in, "retry after N s" or "stop" out.
 
 Like stamina's predicate that returns a delay, ``RetryPolicy.decide`` is the only code that
 looks at an error to choose between retrying and ending a job, and it also chooses *how* the
-job ends; the engine only carries the decision out::
+job ends; the engine only carries the decision out. While no update may have applied::
 
     error                                        budget left            budget spent
     TransientError (Retry-After is a floor)      Retry(backoff)         Stop(dead)
     AuditUnavailable, any unexpected error       Retry(backoff)         Stop(dead)
     PermanentError, bare ProviderError,          Stop(failed)           Stop(failed)
     SecretSourceError, StaleVersion, ConfigError
+
+Once the update has applied or may have applied (``applied_for`` is the time since), the
+attempt budget no longer applies: giving up would leave the provider holding a secret that
+rotator's ``current`` does not name, the outage rotator exists to prevent. So::
+
+    error                                        within verify_limit    verify_limit passed
+    TransientError, AuditUnavailable,            Retry(backoff,         Stop(unverified)
+    any unexpected error                           verifying)
+    PermanentError, bare ProviderError, ...      Stop(unverified)       Stop(unverified)
+
+``unverified`` keeps the pending version pinned and is never reported as ``failed``: the next
+job checks whether it is live. The backoff is the same capped exponential with jitter, so a job
+verifying for a day re-reads about every ``max_delay`` seconds.
 
 ``AuditUnavailable`` retries because no update was attempted (the engine fails closed); an
 unexpected error (a bug, a Redis blip) gets the same budget. ``ConflictDetected`` and
@@ -19,7 +33,10 @@ those jobs in ``conflict`` or leaves them to the lease holder.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from rotator.errors import (
     ConfigError,
@@ -43,11 +60,14 @@ NEVER_RETRY: tuple[type[Exception], ...] = (
 @dataclass(frozen=True)
 class Retry:
     delay: float  # seconds until the next attempt
+    state: JobState = JobState.RETRYING  # VERIFYING once the update may have applied
 
 
 @dataclass(frozen=True)
 class Stop:
-    state: JobState  # FAILED (retrying cannot help) or DEAD (the retry budget is spent)
+    # FAILED (retrying cannot help), DEAD (the retry budget is spent) or UNVERIFIED (the
+    # update may be live but could not be verified)
+    state: JobState
 
 
 Decision = Retry | Stop
@@ -60,20 +80,64 @@ class RetryPolicy:
     max_attempts: int = 6
     base_delay: float = 1.0
     max_delay: float = 300.0
+    verify_limit: float = 24 * 3600.0  # how long a maybe-applied update is re-verified
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
-    def decide(self, error: BaseException, attempt: int) -> Decision:
-        """What to do after attempt ``attempt`` (1-based) ended with ``error``."""
-        if not isinstance(error, TransientError) and isinstance(error, NEVER_RETRY):
+    def decide(
+        self, error: BaseException, attempt: int, applied_for: float | None = None
+    ) -> Decision:
+        """What to do after attempt ``attempt`` (1-based) ended with ``error``.
+
+        ``applied_for``: seconds since the job's update first applied or may have applied;
+        None while no update may have reached the provider.
+        """
+        never_retry = not isinstance(error, TransientError) and isinstance(error, NEVER_RETRY)
+        if applied_for is not None:
+            if never_retry or applied_for >= self.verify_limit:
+                return Stop(JobState.UNVERIFIED)
+            return Retry(self._delay(error, attempt), JobState.VERIFYING)
+        if never_retry:
             return Stop(JobState.FAILED)
         if attempt >= self.max_attempts:
             return Stop(JobState.DEAD)
-        backoff = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
+        return Retry(self._delay(error, attempt))
+
+    def _delay(self, error: BaseException, attempt: int) -> float:
+        # The exponent is capped: a job verifying for a day can reach thousands of attempts,
+        # and 2**1024 no longer converts to a float.
+        backoff = min(self.max_delay, self.base_delay * (2 ** min(max(0, attempt - 1), 60)))
         delay = self.rng.uniform(backoff / 2, backoff)
         retry_after = error.retry_after if isinstance(error, TransientError) else None
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_delay))
-        return Retry(delay)
+        return delay
+
+
+class UpdateJournal(Protocol):
+    """What ``verifying_since`` reads of a job's journal (``rotator.attempt.JobJournal``)."""
+
+    def get(self, step: str) -> Mapping[str, Any] | None: ...
+
+    def earlier_update_may_have_applied(self) -> bool: ...
+
+
+def verifying_since(journal: UpdateJournal, recorded: float | None) -> float | None:
+    """When the job's update first applied or may have applied (``decide``'s ``applied_for``
+    counts from here); None while no update may have reached the provider.
+
+    ``recorded`` is the time kept on the job once it first went verifying. Before that, the
+    earliest journalled intent or apply time stands in: a later attempt's intent replaces an
+    earlier one, so this may start late by one attempt, which a limit of hours does not feel.
+    """
+    applied = journal.get("applied")
+    if applied is None and not journal.earlier_update_may_have_applied():
+        return None
+    if recorded is not None:
+        return recorded
+    steps = (applied, journal.get("intent"))
+    return min(
+        (float(step["at"]) for step in steps if step and step.get("at")), default=time.time()
+    )
 
 
 def may_have_applied(error: ProviderError) -> bool:
@@ -89,4 +153,13 @@ def may_have_applied(error: ProviderError) -> bool:
     return error.status >= 500 or error.status == 0
 
 
-__all__ = ["NEVER_RETRY", "Decision", "Retry", "RetryPolicy", "Stop", "may_have_applied"]
+__all__ = [
+    "NEVER_RETRY",
+    "Decision",
+    "Retry",
+    "RetryPolicy",
+    "Stop",
+    "UpdateJournal",
+    "may_have_applied",
+    "verifying_since",
+]

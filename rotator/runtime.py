@@ -169,6 +169,7 @@ class Runtime:
                     max_attempts=settings.max_attempts,
                     base_delay=settings.retry_base_delay,
                     max_delay=settings.retry_max_delay,
+                    verify_limit=settings.verify_limit,
                 ),
             ),
         )

@@ -76,6 +76,7 @@ TERMINAL_EVENTS: Mapping[str, frozenset[str]] = {
     "conflict": frozenset({"job.conflict"}),
     "failed": frozenset({"job.failed"}),
     "dead": frozenset({"job.dead"}),
+    "unverified": frozenset({"job.unverified"}),
 }
 # Events that name the job's own pinned version (version.recovered names an earlier job's).
 OWN_VERSION_EVENTS = frozenset(
@@ -767,7 +768,7 @@ class Experiment:
                     if not job_id:
                         continue
                     state = client.hget(self.keys.job(_text(job_id)), "state")
-                    if state in (b"running", b"retrying"):
+                    if state in (b"running", b"retrying", b"verifying"):
                         return self.by_name[name]
             finally:
                 client.close()

@@ -47,6 +47,8 @@ _COLOURS = {
     "noop": "cyan",
     "retry": "yellow",
     "retrying": "yellow",
+    "applied, verifying": "yellow",
+    "unverified": "magenta",
     "conflict": "yellow",
     "failed": "red",
     "dead": "red",

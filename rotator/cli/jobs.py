@@ -1,5 +1,10 @@
 """``rotator enqueue``, ``jobs``, ``job`` and ``status``: start a rotation and watch jobs and
-targets. Everything is read through the store's API; nothing here prints a secret value."""
+targets. Everything is read through the store's API; nothing here prints a secret value.
+
+Tables show a job state by its label (``verifying`` reads "applied, verifying"); ``--json``
+keeps the machine value. ``status`` shows a target's active job's state while it has one, so a
+target whose update is live and being verified never reads as the last job's ``failed``.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from rotator.cli.common import (
     utc_time,
     with_runtime,
 )
-from rotator.models import Job, Reason, is_job_id
+from rotator.models import Job, JobState, Reason, is_job_id
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -35,6 +40,7 @@ _JOB_FIELDS = (
     "state",
     "attempts",
     "secret_version",
+    "verifying_since",
     "last_error_class",
     "last_error",
 )
@@ -71,12 +77,18 @@ def jobs(
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
     state: Annotated[str | None, typer.Option("--state")] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered jobs")] = False,
-    quarantined: Annotated[bool, typer.Option("--quarantined")] = False,
+    quarantined: Annotated[
+        bool,
+        typer.Option("--quarantined", help="Quarantined job records and broker envelopes"),
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="With --quarantined: the kept envelope bytes (base64)")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent jobs, newest first; --dead shows the dead-letter set."""
     if quarantined:
-        _show_quarantine(as_json)
+        _show_quarantine(as_json, raw)
         return
 
     async def body(runtime: Runtime) -> list[dict[str, Any]]:
@@ -102,7 +114,7 @@ def jobs(
             plain(row["id"]),
             plain(row["target"]),
             plain(row["reason"]),
-            styled(row["state"]),
+            styled(_label(row["state"])),
             str(row["attempts"]),
             plain(row["secret_version"] or "-"),
             utc_time(row["updated_at"]),
@@ -111,18 +123,38 @@ def jobs(
     out.print(table)
 
 
-def _show_quarantine(as_json: bool) -> None:
-    async def body(runtime: Runtime) -> dict[str, dict[str, Any]]:
-        return await runtime.store.quarantined()
+def _label(state: str) -> str:
+    try:
+        return JobState(state).label
+    except ValueError:
+        return state
+
+
+def _show_quarantine(as_json: bool, raw: bool) -> None:
+    """Job records that could not be parsed, and broker envelopes no worker could decode."""
+
+    async def body(runtime: Runtime) -> dict[str, Any]:
+        return {
+            "jobs": await runtime.store.quarantined(),
+            "envelopes": await runtime.store.quarantined_envelopes(with_raw=raw),
+        }
 
     quarantine = with_runtime(body, needs_targets=False)
     if as_json:
         print_json(quarantine, indent=2)
         return
-    table = Table("job", "reason", "quarantined at")
-    for job_id, record in quarantine.items():
+    table = Table("job", "reason", "quarantined at", title="quarantined jobs")
+    for job_id, record in quarantine["jobs"].items():
         table.add_row(plain(job_id), plain(record.get("reason")), utc_time(record.get("at")))
     out.print(table)
+    columns = ["quarantined at", "queue", "size", "reason", *(["raw (base64)"] if raw else [])]
+    envelopes = Table(*columns, title="quarantined broker envelopes")
+    for record in quarantine["envelopes"]:
+        size = f"{record.get('size', '?')} B" + (" (truncated)" if record.get("truncated") else "")
+        cells: list[str | Text] = [utc_time(record.get("at")), plain(record.get("queue", "-"))]
+        cells += [size, plain(record.get("reason", "-"))]
+        envelopes.add_row(*cells, *([plain(record.get("raw_b64", ""))] if raw else []))
+    out.print(envelopes)
 
 
 def job(job_id: str, as_json: JsonOpt = False) -> None:
@@ -142,8 +174,11 @@ def job(job_id: str, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(record, indent=2, sort_keys=True)
         return
+    since = record.get("verifying_since")
+    record_shown = {**record, "state": _label(record["state"])}
+    record_shown["verifying_since"] = utc_time(since) if since else None
     for key in _JOB_FIELDS:
-        out.print(Text.assemble((key, "bold"), ": ", plain(record.get(key) or "-")))
+        out.print(Text.assemble((key, "bold"), ": ", plain(record_shown.get(key) or "-")))
     table = Table("step", "recorded")
     for step, data in sorted(record["journal"].items(), key=lambda kv: kv[1].get("at", 0)):
         table.add_row(plain(step), plain(json.dumps(data, sort_keys=True)))
@@ -156,7 +191,7 @@ def status(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows, indent=2)
         return
-    table = Table("target", "provider", "current", "pending", "rotated", "next due", "last outcome")
+    table = Table("target", "provider", "current", "pending", "rotated", "next due", "state")
     for row in rows:
         table.add_row(
             plain(row["target"]),
@@ -165,7 +200,7 @@ def status(as_json: JsonOpt = False) -> None:
             plain(row["pending"] or "-"),
             utc_time(row["rotated_at"]),
             utc_time(row["next_due"]),
-            styled(row["last_outcome"] or "-"),
+            styled(row["state"] or "-"),
         )
     out.print(table)
 
@@ -175,9 +210,11 @@ async def _target_rows(runtime: Runtime) -> list[dict[str, Any]]:
     names = sorted(config.targets)
     states = await runtime.store.target_states(names)
     due = await runtime.store.next_due(names)
+    active = await runtime.store.active_jobs(names)
     rows = []
     for name in names:
         state = states.get(name, {})
+        job = active.get(name)
         rows.append(
             {
                 "target": name,
@@ -189,6 +226,10 @@ async def _target_rows(runtime: Runtime) -> list[dict[str, Any]]:
                 "next_due": due.get(name),
                 "last_outcome": state.get("last_outcome") or None,
                 "last_job": state.get("last_job") or None,
+                "active_job": job.id if job else None,
+                "active_state": str(job.state) if job else None,
+                # What the target is doing now: its active job's state, else how the last ended.
+                "state": job.state.label if job else state.get("last_outcome") or None,
             }
         )
     return rows

@@ -13,7 +13,7 @@ from rotator.cli.common import JsonOpt, fail, out, print_json, with_runtime
 from rotator.config import load_settings
 
 # Job outcomes that make `rotator run --once` exit 1.
-_BAD_OUTCOMES = ("failed", "conflict", "dead", "quarantined")
+_BAD_OUTCOMES = ("failed", "conflict", "dead", "unverified", "quarantined")
 
 
 def _celery(*args: str) -> None:

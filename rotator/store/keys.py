@@ -16,6 +16,9 @@ key                             type     contents
 {p}jobs:index                   zset     job_id -> created time (listing, newest first)
 {p}jobs:dead                    zset     job_id -> time it was dead-lettered
 {p}jobs:quarantine              hash     job_id -> JSON {reason, raw} for unparseable jobs
+{p}broker:quarantine            list     JSON {reason, queue, size, at, raw_b64, truncated} of
+                                         broker envelopes a worker could not decode, newest
+                                         first, bounded (written by rotator.broker)
 {p}target:{name}                hash     stage pointers: current, previous, pending,
                                          pending_job, rotated_at, last_job, last_outcome,
                                          remote_version
@@ -73,6 +76,10 @@ class Keys:
     @property
     def quarantine(self) -> str:
         return f"{self.prefix}jobs:quarantine"
+
+    @property
+    def broker_quarantine(self) -> str:
+        return f"{self.prefix}broker:quarantine"
 
     def target(self, name: str) -> str:
         return f"{self.prefix}target:{name}"

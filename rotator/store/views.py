@@ -33,6 +33,43 @@ class ViewStore(StoreBase):
         raw = await self.redis.hgetall(self.keys.quarantine)
         return {text(k): json.loads(v) for k, v in raw.items()}
 
+    async def quarantined_envelopes(
+        self, limit: int = 100, *, with_raw: bool = False
+    ) -> list[dict[str, Any]]:
+        """Broker envelopes a worker set aside (``rotator.broker``), newest first. The kept
+        bytes (``raw_b64``) are left out unless asked for: they are whatever was pushed."""
+        records = []
+        for item in await self.redis.lrange(self.keys.broker_quarantine, 0, limit - 1):
+            try:
+                record = json.loads(item)
+            except ValueError:
+                record = {"reason": "unreadable quarantine record", "size": len(item)}
+            if not isinstance(record, dict):
+                record = {"reason": "unreadable quarantine record", "size": len(item)}
+            if not with_raw:
+                record.pop("raw_b64", None)
+            records.append(record)
+        return records
+
+    async def active_jobs(self, targets: Iterable[str]) -> dict[str, Job | None]:
+        """Each target's queued or running job (``target:{name}:active``), if it has one."""
+        names = list(targets)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(self.keys.active(name))
+            ids = [text(i) if i else "" for i in await pipe.execute()]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id or "-"))
+            rows = await pipe.execute()
+        active: dict[str, Job | None] = {}
+        for name, job_id, raw in zip(names, ids, rows, strict=True):
+            try:
+                active[name] = Job.from_redis(job_id, decoded(raw)) if job_id and raw else None
+            except MalformedJob:
+                active[name] = None
+        return active
+
     async def target_state(self, target: str) -> dict[str, str]:
         return decoded(await self.redis.hgetall(self.keys.target(target)))
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rotator.engine import Outcome
-from rotator.errors import BadRequest, ProviderUnavailable
+from rotator.errors import BadRequest, ProviderUnavailable, RateLimited
 from rotator.models import JobState
 from rotator.retry import RetryPolicy
 from tests.core.conftest import CANARY, Harness
@@ -107,9 +107,8 @@ def test_success(harness: Harness, audit: CapturingAudit) -> None:
 
 
 def test_retry_then_dead(harness: Harness, audit: CapturingAudit) -> None:
-    harness.provider.apply_faults.extend(
-        [ProviderUnavailable("boom", provider="fake", status=503)] * 2
-    )
+    # A 429 is a refusal: nothing applied, so the attempt budget ends the job.
+    harness.provider.apply_faults.extend([RateLimited("boom", provider="fake", status=429)] * 2)
     job_id = harness.enqueue()
 
     outcomes = [harness.run(harness.engine.process(job_id)) for _ in range(2)]
@@ -128,8 +127,8 @@ def test_retry_then_dead(harness: Harness, audit: CapturingAudit) -> None:
             job_id,
             **pinned,
             outcome="retry",
-            error_class="ProviderUnavailable",
-            detail="[fake 503] boom; retry in 0.0s",
+            error_class="RateLimited",
+            detail="[fake 429] boom; retry in 0.0s",
         ),
         *again,
         event(
@@ -138,8 +137,8 @@ def test_retry_then_dead(harness: Harness, audit: CapturingAudit) -> None:
             2,
             **pinned,
             outcome="dead",
-            error_class="ProviderUnavailable",
-            detail="[fake 503] boom",
+            error_class="RateLimited",
+            detail="[fake 429] boom",
         ),
     ]
 
@@ -213,3 +212,84 @@ def test_requested_version_that_does_not_exist_fails_with_a_clear_reason(
             detail="secret db-password has no version v000000000009",
         ),
     ]
+
+
+def test_verifying_past_the_attempt_budget_then_completed(
+    harness: Harness, audit: CapturingAudit
+) -> None:
+    # Given the update lands, then the next two re-reads fail (the budget is 2 attempts)
+    harness.provider.after_read.append(
+        lambda: harness.provider.read_faults.extend(
+            [ProviderUnavailable("boom", provider="fake", status=503)] * 2
+        )
+    )
+    job_id = harness.enqueue()
+
+    outcomes = [harness.run(harness.engine.process(job_id)) for _ in range(3)]
+
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.COMPLETED]
+    pinned = {"secret_version": V1, "fingerprint": fingerprint(harness)}
+    verify_again = event(
+        "job.verify_scheduled",
+        job_id,
+        **pinned,
+        outcome="retry",
+        error_class="ProviderUnavailable",
+        detail="[fake 503] boom; the update may be live, verify again in 0.0s",
+    )
+    assert masked(audit) == [
+        *until_intent(harness, job_id),
+        event(
+            "update.applied",
+            job_id,
+            **pinned,
+            remote_version_before="e1",
+            remote_version_after="e2",
+        ),
+        verify_again,
+        event("job.started", job_id, 2),
+        {**verify_again, "attempt": 2},
+        event("job.started", job_id, 3),
+        event("remote.read", job_id, 3, **pinned, remote_version_before="e2"),
+        event(
+            "update.verified",
+            job_id,
+            3,
+            **pinned,
+            remote_version_before="e2",
+            remote_version_after="e2",
+        ),
+        event(
+            "job.completed",
+            job_id,
+            3,
+            **pinned,
+            remote_version_after="e2",
+            outcome="success",
+            detail=f"promoted {V1} to current (previous: -)",
+        ),
+    ]
+
+
+def test_unverified_after_the_verify_limit(harness: Harness, audit: CapturingAudit) -> None:
+    harness.engine.options.retry = RetryPolicy(max_attempts=2, base_delay=0.01, verify_limit=0)
+    harness.provider.after_read.append(
+        lambda: harness.provider.read_faults.append(
+            ProviderUnavailable("boom", provider="fake", status=503)
+        )
+    )
+    job_id = harness.enqueue()
+
+    assert harness.run(harness.engine.process(job_id)) is Outcome.UNVERIFIED
+
+    assert masked(audit)[-1] == event(
+        "job.unverified",
+        job_id,
+        secret_version=V1,
+        fingerprint=fingerprint(harness),
+        outcome="unverified",
+        error_class="ProviderUnavailable",
+        detail=f"[fake 503] boom; not verified after 0s: the update may be live, {V1} stays "
+        "pending for the next job to check",
+    )
+    assert harness.run(harness.store.load_job(job_id)).state is JobState.UNVERIFIED

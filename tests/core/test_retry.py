@@ -28,7 +28,7 @@ from rotator.errors import (
     VersionConflict,
 )
 from rotator.models import JobState
-from rotator.retry import Retry, RetryPolicy, Stop, may_have_applied
+from rotator.retry import Retry, RetryPolicy, Stop, may_have_applied, verifying_since
 
 
 @given(attempt=st.integers(min_value=1, max_value=5), retry_after=st.floats(0, 1000))
@@ -109,3 +109,85 @@ def test_permanent_errors_and_bare_provider_errors_fail_at_once(error: Exception
 )
 def test_may_have_applied(error: ProviderError, maybe: bool) -> None:
     assert may_have_applied(error) is maybe
+
+
+# -- once the update applied or may have applied (issue 9.1) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderUnavailable("down", status=503),
+        RateLimited("slow", status=429),
+        TransportError("reset"),
+        VerificationFailed("not visible yet"),
+        AuditUnavailable("stream unavailable"),
+        RuntimeError("a bug"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_an_applied_update_keeps_verifying_past_the_attempt_budget(error: Exception) -> None:
+    policy = RetryPolicy(max_attempts=3, verify_limit=3600)
+
+    for attempt in (1, 3, 4, 50):
+        decision = policy.decide(error, attempt, applied_for=60.0)
+        assert isinstance(decision, Retry) and decision.state is JobState.VERIFYING
+
+
+def test_the_verify_limit_ends_it_unverified_never_dead() -> None:
+    policy = RetryPolicy(max_attempts=3, verify_limit=3600)
+
+    assert policy.decide(TransportError("reset"), 2, applied_for=3599.0).state is (
+        JobState.VERIFYING
+    )
+    assert policy.decide(TransportError("reset"), 2, applied_for=3600.0) == Stop(
+        JobState.UNVERIFIED
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [AuthError("who", status=401), NotFound("gone", status=404), ConfigError([])],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_permanent_error_after_the_update_is_unverified_not_failed(error: Exception) -> None:
+    assert RetryPolicy().decide(error, 1, applied_for=0.0) == Stop(JobState.UNVERIFIED)
+
+
+def test_without_an_applied_update_nothing_changes() -> None:
+    policy = RetryPolicy(max_attempts=2)
+
+    first = policy.decide(TransportError("reset"), 1)
+    assert isinstance(first, Retry) and first.state is JobState.RETRYING
+    assert policy.decide(TransportError("reset"), 2) == Stop(JobState.DEAD)
+
+
+@given(attempt=st.integers(min_value=1, max_value=100_000))
+def test_verify_delays_stay_capped_after_thousands_of_attempts(attempt: int) -> None:
+    policy = RetryPolicy(base_delay=2, max_delay=600, verify_limit=86400, rng=random.Random(3))
+
+    decision = policy.decide(ProviderUnavailable("down", status=503), attempt, applied_for=1.0)
+
+    assert isinstance(decision, Retry) and 0 < decision.delay <= 600
+
+
+class Journal:
+    def __init__(self, steps: dict[str, dict[str, float]], maybe: bool) -> None:
+        self.steps, self.maybe = steps, maybe
+
+    def get(self, step: str) -> dict[str, float] | None:
+        return self.steps.get(step)
+
+    def earlier_update_may_have_applied(self) -> bool:
+        return self.maybe
+
+
+def test_verifying_since_counts_from_the_first_possible_apply() -> None:
+    intent, applied = {"at": 100.0}, {"at": 101.0}
+
+    assert verifying_since(Journal({}, maybe=False), None) is None
+    assert verifying_since(Journal({"intent": intent}, maybe=False), None) is None  # refused
+    assert verifying_since(Journal({"intent": intent}, maybe=True), None) == 100.0
+    both = Journal({"intent": intent, "applied": applied}, maybe=False)
+    assert verifying_since(both, None) == 100.0
+    assert verifying_since(both, 42.0) == 42.0  # kept on the job once set

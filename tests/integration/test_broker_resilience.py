@@ -53,3 +53,7 @@ def test_worker_quarantines_undecodable_envelopes_and_keeps_consuming(system: Sy
     assert "envelope is not UTF-8" in reasons
     assert any(r.startswith("oversized envelope") for r in reasons)
     assert all(len(r["raw_b64"]) <= 1400 for r in records)
+    # And operators see them, without the bytes, in `rotator jobs --quarantined`
+    listed = system.cli("jobs", "--quarantined")["envelopes"]
+    assert sorted(r["reason"] for r in listed) == sorted(r["reason"] for r in records)
+    assert not any("raw_b64" in r for r in listed)

@@ -178,7 +178,7 @@ def test_worker_quarantines_a_malformed_job_and_survives_a_bad_reload(system: Sy
         ),
     )
     quarantined = system.cli("jobs", "--quarantined")
-    assert bad in quarantined
+    assert bad in quarantined["jobs"]
 
 
 def test_run_once_processes_due_jobs_in_process_and_reports_failures(system: System) -> None:
