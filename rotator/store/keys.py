@@ -34,6 +34,9 @@ key                             type     contents
                                          max_lead (seconds, event time vs. storage time)
 {p}audit:target:{name}          zset     stream id -> audit seq: per-target index
 {p}audit:job:{job_id}           list     stream ids of one job's events, in chain order
+{p}keys:check                   hash     key check values: master (Fernet token of a constant),
+                                         audit_kid/audit_epoch/audit:{n} (see rotator.keycheck)
+{p}keys:reseal                  hash     progress of `rotator keys rotate` (resumable)
 ==============================  =======  ===================================================
 """
 
@@ -106,3 +109,16 @@ class Keys:
 
     def audit_job(self, job_id: str) -> str:
         return f"{self.prefix}audit:job:{job_id}"
+
+    @property
+    def key_check(self) -> str:
+        return f"{self.prefix}keys:check"
+
+    @property
+    def reseal(self) -> str:
+        return f"{self.prefix}keys:reseal"
+
+    def secret_versions_pattern(self) -> str:
+        """SCAN pattern of every ``secret:{name}:versions`` key (glob characters escaped)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}secret:*:versions"
