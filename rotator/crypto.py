@@ -54,7 +54,8 @@ class Vault:
     def __init__(self, master_keys: Sequence[str], audit_key: bytes) -> None:
         if not master_keys:
             raise ValueError("at least one master key is required")
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in master_keys])
+        self._newest = Fernet(master_keys[0].encode())
+        self._fernet = MultiFernet([self._newest, *(Fernet(k.encode()) for k in master_keys[1:])])
         # Fingerprints use the newest audit key; `keys rotate-audit` rebuilds the indexes.
         newest = (split_keys(audit_key) or [audit_key])[0]
         self._fingerprint_key = derive_key(newest, "rotator fingerprint v1")
@@ -87,6 +88,14 @@ class Vault:
         """Whether one of the configured master keys opens a stored check value."""
         try:
             return self._fernet.decrypt(token) == _MASTER_CHECK
+        except InvalidToken:
+            return False
+
+    def newest_opens(self, token: bytes) -> bool:
+        """Whether the newest master key alone opens a check value (a reseal is under way or
+        done for this key)."""
+        try:
+            return self._newest.decrypt(token) == _MASTER_CHECK
         except InvalidToken:
             return False
 
