@@ -294,7 +294,8 @@ class AuditReader:
         """Stream matching events, oldest first, to ``out``; return how many."""
         count = 0
         if fmt == "csv":
-            writer = csv.writer(out, lineterminator="\n")
+            # CRLF rows (RFC 4180): the writer then quotes any cell holding a CR or LF too.
+            writer = csv.writer(out, lineterminator="\r\n")
             writer.writerow([*EXPORT_FIELDS, "time_iso"])
             for record in self.iter_events(where):
                 data = record.to_dict()
