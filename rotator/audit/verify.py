@@ -241,9 +241,9 @@ def verify_chain(
     head = store.head()
     result.head_seq = head.seq
     check = store.key_check()
-    genesis_kid = check.get("audit:1", "")
-    if keyring.chain(genesis_kid) is None:
-        genesis_kid = keyring.oldest_kid
+    # Which key chained the first event: recorded by the first writer (a wrong record cannot
+    # make a forged chain verify, only name a key), else the oldest listed.
+    genesis_kid = check.get("audit:1") or keyring.oldest_kid
     from_anchor = archive_dir is None and head.archived_seq > 0
     if from_anchor:
         walker = _ChainWalker(
