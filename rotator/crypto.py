@@ -22,6 +22,22 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from rotator.errors import DecryptionError as DecryptionError
 
+# An audit key shorter than this is refused (it keys the chain, checkpoints and fingerprints).
+MIN_AUDIT_KEY_BYTES = 32
+
+
+def split_keys(raw: bytes) -> list[bytes]:
+    """``ROTATOR_AUDIT_KEY`` as a list, newest first (comma-separated, like the master keys)."""
+    return [part.strip() for part in raw.split(b",") if part.strip()]
+
+
+def key_check(key: bytes, label: str) -> str:
+    """A key's check value: a MAC of a constant. It names the key (in Redis, in the chain)
+    without revealing it, so a process can tell "same key or not" before writing anything."""
+    return hmac.new(derive_key(key, label), b"rotator key check v1", hashlib.sha256).hexdigest()[
+        :32
+    ]
+
 
 def derive_key(secret: bytes, label: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(secret)
@@ -31,12 +47,18 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_MASTER_CHECK = b"rotator master key check v1"
+
+
 class Vault:
     def __init__(self, master_keys: Sequence[str], audit_key: bytes) -> None:
         if not master_keys:
             raise ValueError("at least one master key is required")
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in master_keys])
-        self._fingerprint_key = derive_key(audit_key, "rotator fingerprint v1")
+        self._newest = Fernet(master_keys[0].encode())
+        self._fernet = MultiFernet([self._newest, *(Fernet(k.encode()) for k in master_keys[1:])])
+        # Fingerprints use the newest audit key; `keys rotate-audit` rebuilds the indexes.
+        newest = (split_keys(audit_key) or [audit_key])[0]
+        self._fingerprint_key = derive_key(newest, "rotator fingerprint v1")
 
     def fingerprint(self, fields: Mapping[str, Any]) -> str:
         return hmac.new(self._fingerprint_key, canonical_json(fields), hashlib.sha256).hexdigest()
@@ -57,6 +79,25 @@ class Vault:
         fields = record["fields"]
         assert isinstance(fields, dict)
         return fields
+
+    def master_check(self) -> bytes:
+        """The master key's check value: a token of a constant under the newest key."""
+        return self._fernet.encrypt(_MASTER_CHECK)
+
+    def opens_check(self, token: bytes) -> bool:
+        """Whether one of the configured master keys opens a stored check value."""
+        try:
+            return self._fernet.decrypt(token) == _MASTER_CHECK
+        except InvalidToken:
+            return False
+
+    def newest_opens(self, token: bytes) -> bool:
+        """Whether the newest master key alone opens a check value (a reseal is under way or
+        done for this key)."""
+        try:
+            return self._newest.decrypt(token) == _MASTER_CHECK
+        except InvalidToken:
+            return False
 
     def reseal(self, token: bytes) -> bytes:
         """Re-encrypt under the newest master key (for master-key rotation)."""

@@ -25,7 +25,6 @@ decision says retry (after how long) or stop (failed or dead); targets are resol
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -401,8 +400,11 @@ class Engine:
     async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
         if refused.reason == "terminal" and refused.audit_owed:
             # The worker that ended this job died before writing its terminal event.
-            owed = audit_event_type().from_dict(json.loads(refused.audit_owed))
-            await self._write_owed(job.id, owed)
+            owed = await self.audit.open_owed(job.id, refused.audit_owed)
+            if owed is None:  # forged: refused and reported by the audit log, never chained
+                await self.store.settle(job.id)
+            else:
+                await self._write_owed(job.id, owed)
             return Outcome.SKIPPED
         if refused.reason != "busy":
             return Outcome.SKIPPED
@@ -473,7 +475,7 @@ class Engine:
         The job's state is durable first; the event follows. Until it is written the job stays
         due, so a crash in between is repaired by the next delivery (see ``_refused``).
         """
-        owed = json.dumps(event.to_dict(), sort_keys=True)
+        owed = self.audit.seal_owed(event)  # signed: a forged owed event is never chained
         await ctx.release_lease()
         await self.store.finish(
             ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish

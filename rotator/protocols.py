@@ -83,6 +83,11 @@ class AuditSink(Protocol):
 
     async def replay_spool(self) -> int: ...
 
+    # A job's terminal event waiting in Redis is signed, and checked before it is chained.
+    def seal_owed(self, event: AuditEvent) -> str: ...
+
+    async def open_owed(self, job_id: str, raw: str) -> AuditEvent | None: ...
+
 
 def audit_event_type() -> type[AuditEvent]:
     from rotator.audit import AuditEvent

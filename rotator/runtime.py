@@ -288,7 +288,11 @@ def process_runtime() -> tuple[LoopThread, Runtime]:
             loop = LoopThread()
 
             async def build() -> Runtime:
-                return Runtime(settings, holder)
+                from rotator.keycheck import check_keys
+
+                runtime = Runtime(settings, holder)
+                await check_keys(runtime.redis, runtime.keys, settings)  # before any write
+                return runtime
 
             _process = (loop, loop.run(build()))
             _process_pid = os.getpid()

@@ -10,7 +10,10 @@ writer      ``AuditLog``: group-committed appends, fail-closed (``AuditUnavailab
 spool       the local spool for batches Redis could not take, and their ordered replay
 reader      ``AuditReader``: filtered, paged queries, a job's story, JSONL/CSV export
 verify      walking the chain across archives and the live stream, naming every break
-archive     moving old events to gzip JSONL files without breaking the chain
+archive     moving old events to gzip JSONL files without breaking the chain (an event itself)
+keyring     the audit keys by epoch (kid), and signatures for anchors, checkpoints, owed events
+owed        signing and checking a job's owed terminal event before it is chained
+checkpoint  signed heads kept outside Redis (``rotator audit checkpoint``)
 ==========  ==================================================================================
 
 The Redis side (the append and trim Lua scripts, the key operations) is ``rotator.store.audit``.

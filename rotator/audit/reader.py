@@ -15,7 +15,7 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -25,7 +25,8 @@ from typing import IO, Literal
 import redis
 
 from rotator.audit.archive import ArchiveResult, archive_events
-from rotator.audit.events import EXPORT_FIELDS, AuditEvent, StoredEvent, chain_key, parse_entry
+from rotator.audit.events import EXPORT_FIELDS, AuditEvent, StoredEvent, parse_entry
+from rotator.audit.keyring import AuditKeyring
 from rotator.audit.verify import VerifyResult, verify_chain
 from rotator.store.audit import (
     MAX_STREAM_SEQ,
@@ -131,7 +132,7 @@ class AuditReader:
     def __init__(self, client: redis.Redis, keys: Keys, audit_key: bytes | None = None) -> None:
         self.store = AuditStoreSync(client, keys)
         self.keys = keys
-        self._key = chain_key(audit_key) if audit_key is not None else None
+        self._keyring = AuditKeyring.parse(audit_key) if audit_key is not None else None
 
     def head(self) -> Head:
         return self.store.head()
@@ -293,11 +294,12 @@ class AuditReader:
         """Stream matching events, oldest first, to ``out``; return how many."""
         count = 0
         if fmt == "csv":
-            writer = csv.writer(out, lineterminator="\n")
+            # CRLF rows (RFC 4180): the writer then quotes any cell holding a CR or LF too.
+            writer = csv.writer(out, lineterminator="\r\n")
             writer.writerow([*EXPORT_FIELDS, "time_iso"])
             for record in self.iter_events(where):
                 data = record.to_dict()
-                row = ["" if data[k] is None else data[k] for k in EXPORT_FIELDS]
+                row = [csv_cell(data[k]) for k in EXPORT_FIELDS]
                 row.append(datetime.fromtimestamp(record.event.time, tz=UTC).isoformat())
                 writer.writerow(row)
                 count += 1
@@ -316,16 +318,22 @@ class AuditReader:
         self,
         *,
         archive_dir: Path | None = None,
-        expect: tuple[int, str] | None = None,
+        expect: tuple[int, str] | Sequence[tuple[int, str]] | None = None,
     ) -> VerifyResult:
         """Walk the chain (archives in ``archive_dir`` first, then the live stream).
 
-        ``expect`` is a (seq, hash) pair recorded by an earlier verification: the chain must
-        still contain it (otherwise the log was truncated or rewritten)."""
-        if self._key is None:
+        ``expect``: (seq, hash) pairs recorded by earlier verifications (checkpoints): the chain
+        must still contain them (otherwise the log was truncated or rewritten)."""
+        if self._keyring is None:
             raise ValueError("verification needs the audit key")
+        if expect is None:
+            expected: list[tuple[int, str]] = []
+        elif isinstance(expect, tuple) and len(expect) == 2 and isinstance(expect[0], int):
+            expected = [(expect[0], str(expect[1]))]
+        else:
+            expected = [(int(s), str(h)) for s, h in expect]
         return verify_chain(
-            self.store, self._key, archive_dir=archive_dir, expect=expect, page=self.PAGE
+            self.store, self._keyring, archive_dir=archive_dir, expect=expected, page=self.PAGE
         )
 
     def archive(
@@ -335,6 +343,7 @@ class AuditReader:
         *,
         segment_size: int = 100_000,
         dry_run: bool = False,
+        actor: str = "rotator",
     ) -> ArchiveResult:
         """Move events stored before ``before`` (unix time) to gzip JSONL files in ``directory``
         and remove them from Redis (see ``rotator.audit.archive``)."""
@@ -342,10 +351,27 @@ class AuditReader:
             self.store,
             before,
             directory,
+            keyring=self._keyring,
+            actor=actor,
             segment_size=segment_size,
             dry_run=dry_run,
             page=self.PAGE,
         )
+
+
+# Cells a spreadsheet would run as a formula (OWASP "CSV injection"): a leading = + - @, tab or
+# CR. Event names, details and actors can carry provider text, so every text cell is checked.
+_FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that is data, not a formula: text starting with a formula character gets a
+    leading ``'`` (and embedded quotes/separators are quoted by the csv module as usual)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_LEAD):
+        return "'" + value
+    return value
 
 
 @contextlib.contextmanager

@@ -1,10 +1,15 @@
 """Chain verification: walk archives and the live stream, report every break.
 
-The walk starts at the genesis hash when archive files are given (they hold a prefix of the
-chain, oldest first) and otherwise at the anchor Redis keeps after archiving
-(``archived_seq``/``archived_hash`` in the head). Each event must carry the next seq and a hash
-equal to ``HMAC(chain_key, previous hash || payload)``. A problem is reported once and the walk
-resynchronises on the stored hash, so one tampered event does not flag the rest of the log.
+The walk starts at the genesis hash when an archive directory is given (its files hold a
+prefix of the chain, oldest first, and must reach the live stream) and otherwise at the anchor
+Redis keeps after archiving (``archived_seq``/``archived_hash`` in the head). Nothing in Redis is
+trusted for where the chain starts: the anchor must carry a signature by a listed audit key, and
+the chain itself must hold the ``audit.archived`` event that recorded it, so setting the anchor
+to the head and deleting the stream (erasure) fails. Each event must carry the next seq and a
+hash equal to ``HMAC(chain_key, previous hash || payload)``, with the key of its epoch: an
+``audit.key_rotated`` event names the kid of the key that chains every later event. A problem is
+reported once and the walk resynchronises on the stored hash, so one tampered event does not
+flag the rest of the log.
 
 What is caught, by ``ChainProblem.kind``:
 
@@ -14,30 +19,38 @@ What is caught, by ``ChainProblem.kind``:
 - ``corrupt``    an entry or archive line that is not a readable event
 - ``truncated``  events removed from the end (against the head record or a checkpoint)
 - ``head``       the head record disagrees with the last event
-- ``anchor``     the hash at a checkpointed seq changed since an earlier verification
-- ``archive``    an unreadable archive file, or Redis archived more than the files hold
+- ``anchor``     the hash at a checkpointed seq changed since an earlier verification, or the
+                 archive anchor is not signed by a listed key
+- ``archive``    an unreadable archive file, Redis archived more than the files hold, or no
+                 ``audit.archived`` event in the chain records the anchor
+- ``key``        events chained with a key that is not listed in ``ROTATOR_AUDIT_KEY``
 
-A checkpoint (``expect``) is a (seq, hash) pair recorded by an earlier verification and kept
-outside Redis: without it, someone with write access could drop the tail and rewrite the head.
+Checkpoints (``expect``) are (seq, hash) pairs recorded by earlier verifications and kept
+outside Redis, signed (``rotator.audit.checkpoint``): without them, someone with write access
+could drop the tail and rewrite the head.
 """
 
 from __future__ import annotations
 
 import gzip
 import hmac
+import json
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rotator.audit.archive import archive_files, parse_archive_line
+from rotator.audit.archive import ARCHIVED_EVENT, anchor_record, archive_files, parse_archive_line
 from rotator.audit.events import chain_hash
+from rotator.audit.keyring import ROTATED_EVENT, AuditKeyring
 from rotator.store.audit import GENESIS_HASH, AuditStoreSync, Head, RawEntry, id_after
 
 
 @dataclass(frozen=True)
 class ChainProblem:
-    kind: str  # edited | gap | reordered | corrupt | truncated | head | anchor | archive
+    kind: str  # edited | gap | reordered | corrupt | truncated | head | anchor | archive | key
     message: str
     seq: int | None = None
     id: str | None = None
@@ -71,19 +84,35 @@ class VerifyResult:
         return data
 
 
+_ROTATED = f'"event":"{ROTATED_EVENT}"'.encode()
+_ARCHIVED = f'"event":"{ARCHIVED_EVENT}"'.encode()
+_ARCHIVED_DETAIL = re.compile(r"seq (\d+)\.\.(\d+) anchor ([0-9a-f]{64})")
+
+
 class _ChainWalker:
     """Checks events one by one against the chain; reports problems and resynchronises."""
 
     MAX_PROBLEMS = 100
 
-    def __init__(self, key: bytes, result: VerifyResult, start_seq: int, start_hash: str) -> None:
-        self.key = key
+    def __init__(
+        self,
+        keyring: AuditKeyring,
+        kid: str,
+        result: VerifyResult,
+        start_seq: int,
+        start_hash: str,
+    ) -> None:
+        self.keyring = keyring
+        self.kid = kid
+        self.key = keyring.chain(kid)
         self.result = result
         self.last_seq = start_seq
         self.last_hash = start_hash
         self.gaps: list[tuple[int, int, ChainProblem]] = []  # missing range, its problem
-        self.expect: tuple[int, str] | None = None
-        self.expect_seen = False
+        self.expect: dict[int, str] = {}
+        self.expect_seen: set[int] = set()
+        self.archived: set[tuple[int, str]] = set()  # anchors recorded by audit.archived events
+        self.unknown_key_reported = False
 
     def problem(self, problem: ChainProblem) -> None:
         self.result.problem_count += 1
@@ -104,9 +133,9 @@ class _ChainWalker:
         if seq < expected:
             self._out_of_order(seq, stream_id, where)
             return
-        if self.expect is not None and seq == self.expect[0]:
-            self.expect_seen = True
-            if digest != self.expect[1]:
+        if seq in self.expect:
+            self.expect_seen.add(seq)
+            if digest != self.expect[seq]:
                 self.problem(
                     ChainProblem(
                         "anchor",
@@ -129,6 +158,8 @@ class _ChainWalker:
             )
             self.problem(gap)
             self.gaps.append((expected, seq - 1, gap))
+        elif self.key is None:
+            self._unknown_key(seq, stream_id, where)
         elif not hmac.compare_digest(chain_hash(self.key, self.last_hash, payload), digest):
             self.problem(
                 ChainProblem(
@@ -142,6 +173,38 @@ class _ChainWalker:
             )
         # Resynchronise on the stored hash so one tampered event is reported once.
         self.last_seq, self.last_hash = seq, digest
+        if _ROTATED in payload or _ARCHIVED in payload:
+            self._chain_event(payload)
+
+    def _chain_event(self, payload: bytes) -> None:
+        """Follow a key rotation; remember an archive anchor recorded in the chain."""
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if data.get("event") == ROTATED_EVENT and isinstance(data.get("fingerprint"), str):
+            self.kid = data["fingerprint"]
+            self.key = self.keyring.chain(self.kid)
+            self.unknown_key_reported = False
+        elif data.get("event") == ARCHIVED_EVENT:
+            match = _ARCHIVED_DETAIL.search(str(data.get("detail", "")))
+            if match:
+                self.archived.add((int(match.group(2)), match.group(3)))
+
+    def _unknown_key(self, seq: int, stream_id: str, where: str) -> None:
+        if self.unknown_key_reported:
+            return
+        self.unknown_key_reported = True
+        self.problem(
+            ChainProblem(
+                "key",
+                f"events from seq {seq} are chained with audit key {self.kid[:12]}, which is "
+                "not listed in ROTATOR_AUDIT_KEY (keep retired keys listed after the new one)",
+                seq,
+                stream_id,
+                where,
+            )
+        )
 
     def _out_of_order(self, seq: int, stream_id: str, where: str) -> None:
         for index, (low, high, gap) in enumerate(self.gaps):
@@ -165,10 +228,10 @@ class _ChainWalker:
 
 def verify_chain(
     store: AuditStoreSync,
-    key: bytes,
+    keyring: AuditKeyring,
     *,
     archive_dir: Path | None = None,
-    expect: tuple[int, str] | None = None,
+    expect: Sequence[tuple[int, str]] = (),
     page: int = 1000,
 ) -> VerifyResult:
     """Walk the chain (archives in ``archive_dir`` first, then the live stream), reading the
@@ -177,20 +240,28 @@ def verify_chain(
     result = VerifyResult()
     head = store.head()
     result.head_seq = head.seq
-    files = archive_files(archive_dir) if archive_dir is not None else []
-    if files:
-        walker = _ChainWalker(key, result, 0, GENESIS_HASH)
-    else:
-        walker = _ChainWalker(key, result, head.archived_seq, head.archived_hash)
+    check = store.key_check()
+    # Which key chained the first event: recorded by the first writer (a wrong record cannot
+    # make a forged chain verify, only name a key), else the oldest listed.
+    genesis_kid = check.get("audit:1") or keyring.oldest_kid
+    from_anchor = archive_dir is None and head.archived_seq > 0
+    if from_anchor:
+        walker = _ChainWalker(
+            keyring, head.archived_kid, result, head.archived_seq, head.archived_hash
+        )
         result.anchor_seq = head.archived_seq
-    walker.expect = expect
-    if expect is not None and not files and expect[0] <= head.archived_seq:
-        _check_archived_expect(walker, head, expect)
+        _check_anchor_signature(walker, head)
+    else:
+        walker = _ChainWalker(keyring, genesis_kid, result, 0, GENESIS_HASH)
+    walker.expect = dict(expect)
+    if from_anchor:
+        _check_archived_expect(walker, head)
+    files = archive_files(archive_dir) if archive_dir is not None else []
     for first, _last, path in files:
         _walk_archive(walker, first, path)
-    archived_upto = walker.last_seq if files else 0
-    _walk_live(store, walker, archived_upto if files else None, page)
-    if files and head.archived_seq > archived_upto:
+    archived_upto = walker.last_seq if archive_dir is not None else None
+    _walk_live(store, walker, archived_upto, page)
+    if archive_dir is not None and head.archived_seq > (archived_upto or 0):
         walker.problem(
             ChainProblem(
                 "archive",
@@ -199,14 +270,24 @@ def verify_chain(
                 head.archived_seq,
             )
         )
+    if from_anchor and (head.archived_seq, head.archived_hash) not in walker.archived:
+        walker.problem(
+            ChainProblem(
+                "archive",
+                f"no audit.archived event in the chain records the anchor at seq "
+                f"{head.archived_seq}: events before the live stream may have been erased "
+                "(verify with --archive-dir)",
+                head.archived_seq,
+            )
+        )
     _check_head(walker, head)
-    if expect is not None and not walker.expect_seen:
+    for seq in sorted(set(walker.expect) - walker.expect_seen):
         walker.problem(
             ChainProblem(
                 "truncated",
-                f"seq {expect[0]} (seen by an earlier verification) is no longer in the "
+                f"seq {seq} (seen by an earlier verification) is no longer in the "
                 f"log, which now ends at seq {walker.last_seq}",
-                expect[0],
+                seq,
             )
         )
     result.last_seq, result.last_hash = walker.last_seq, walker.last_hash
@@ -214,19 +295,36 @@ def verify_chain(
     return result
 
 
-def _check_archived_expect(walker: _ChainWalker, head: Head, expect: tuple[int, str]) -> None:
-    # The checkpointed event has been archived since: only the anchor can be checked here
-    # (the archive itself is checked with ``archive_dir``).
-    walker.expect, walker.expect_seen = None, True
-    if expect[0] == head.archived_seq and expect[1] != head.archived_hash:
+def _check_anchor_signature(walker: _ChainWalker, head: Head) -> None:
+    signer, _, mac = head.archived_sig.partition(":")
+    record = anchor_record(head.archived_seq, head.archived_hash, head.archived_kid)
+    if not walker.keyring.signed("anchor", record, signer, mac):
         walker.problem(
             ChainProblem(
                 "anchor",
-                f"the archive anchor at seq {expect[0]} no longer carries the hash "
-                "recorded by an earlier verification",
-                expect[0],
+                f"the archive anchor at seq {head.archived_seq} is not signed by a listed audit "
+                "key: it was written or moved without the key (verify with --archive-dir)",
+                head.archived_seq,
             )
         )
+
+
+def _check_archived_expect(walker: _ChainWalker, head: Head) -> None:
+    # Checkpointed events archived since: only the anchor itself can be checked here (the
+    # archive is checked with ``archive_dir``).
+    for seq, digest in list(walker.expect.items()):
+        if seq > head.archived_seq:
+            continue
+        walker.expect_seen.add(seq)
+        if seq == head.archived_seq and digest != head.archived_hash:
+            walker.problem(
+                ChainProblem(
+                    "anchor",
+                    f"the archive anchor at seq {seq} no longer carries the hash "
+                    "recorded by an earlier verification",
+                    seq,
+                )
+            )
 
 
 def _walk_archive(walker: _ChainWalker, first: int, path: Path) -> None:
@@ -257,7 +355,7 @@ def _walk_archive(walker: _ChainWalker, first: int, path: Path) -> None:
 def _walk_live(
     store: AuditStoreSync, walker: _ChainWalker, archived_upto: int | None, page: int
 ) -> None:
-    """Feed the live stream; with ``archived_upto``, skip events the archives already held."""
+    """Feed the live stream; with ``archived_upto``, skip events the archive files held."""
     start = "-"
     while True:
         batch = store.range(start, "+", page)

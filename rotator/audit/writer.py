@@ -23,10 +23,12 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from rotator.audit.events import AuditEvent, StoredEvent, canonical_record, chain_hash, chain_key
+from rotator.audit.events import AuditEvent, StoredEvent, canonical_record, chain_hash
+from rotator.audit.keyring import ROTATED_EVENT, AuditKeyring
+from rotator.audit.owed import forgery_event, open_owed, seal_owed
 from rotator.audit.spool import SPOOL_DIRNAME, Attempt, BeforeSend, Spool
 from rotator.errors import AuditUnavailable
-from rotator.store.audit import AuditStore, PreparedEvent
+from rotator.store.audit import AuditKeyMismatch, AuditStore, PreparedEvent
 from rotator.store.keys import Keys
 
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class AuditLog:
     ) -> None:
         self._store = AuditStore(redis, keys)
         self._keys = keys
-        self._key = chain_key(audit_key)
+        self.keyring = AuditKeyring.parse(audit_key)
         self._jsonl_path = jsonl_path
         self._stdout = stdout
         self._spool = Spool(spool_dir) if spool_dir is not None else None
@@ -118,6 +120,46 @@ class AuditLog:
         async with self._lock:
             return await self._replay_locked()
 
+    def seal_owed(self, event: AuditEvent) -> str:
+        """The record a job hash keeps while its terminal event is owed (signed)."""
+        return seal_owed(self.keyring, event)
+
+    async def open_owed(self, job_id: str, raw: str) -> AuditEvent | None:
+        """The owed event to chain, or None: a record this deployment did not sign is refused,
+        reported (an ``audit.forgery_refused`` event and an error log) and never chained."""
+        event = open_owed(self.keyring, job_id, raw)
+        if event is None:
+            log.error("forged owed audit event refused; not chained", job_id=job_id)
+            await self.emit(forgery_event(job_id))
+        return event
+
+    async def rotate_key(self, actor: str) -> StoredEvent:
+        """Move the chain to the newest listed key: an ``audit.key_rotated`` event chained with
+        the store's current key names the new key's kid; later events use the new key."""
+        check = await self._store.key_check()
+        current = check.get("audit_kid", "")
+        if current == self.keyring.kid:
+            raise ValueError("the newest ROTATOR_AUDIT_KEY is already the key in use")
+        if self.keyring.chain(current) is None:
+            raise ValueError(
+                "the audit key in use is not listed in ROTATOR_AUDIT_KEY (list the new key "
+                "first and keep the current one after it)"
+            )
+        epoch = int(check.get("audit_epoch", "1") or 1) + 1
+        event = AuditEvent(
+            ROTATED_EVENT,
+            actor=actor,
+            fingerprint=self.keyring.kid,
+            detail=f"audit key epoch {epoch}",
+        )
+        async with self._lock:
+            self._head = None
+            try:
+                (stored,) = await self._append([event], kid=current, next_kid=self.keyring.kid)
+            except _StoreFailed as exc:
+                raise AuditUnavailable(f"audit sink unavailable ({exc.reason})") from None
+        return stored
+
     async def aclose(self) -> None:
         """Wait for events already handed to ``emit`` to be written (or spooled)."""
         while self._flusher is not None and not self._flusher.done():
@@ -158,12 +200,24 @@ class AuditLog:
             stored = await self._append(events)
         except _StoreFailed as exc:
             await self._spool_batch(events, exc.attempt, exc.reason)
+        except AuditKeyMismatch as exc:
+            # Not spooled: a link chained with the wrong key could never verify.
+            log.error("audit key mismatch: events refused", epoch=str(exc))
+            raise AuditUnavailable(_mismatch(exc)) from None
         await self._sinks(stored)
         return stored
 
     async def _append(
-        self, events: Sequence[AuditEvent], before_send: BeforeSend | None = None
+        self,
+        events: Sequence[AuditEvent],
+        before_send: BeforeSend | None = None,
+        *,
+        kid: str | None = None,
+        next_kid: str = "",
     ) -> list[StoredEvent]:
+        kid = kid or self.keyring.kid
+        key = self.keyring.chain(kid)
+        assert key is not None
         attempt: Attempt | None = None
         try:
             for round_ in range(self.MAX_CONFLICTS):
@@ -177,11 +231,13 @@ class AuditLog:
                         self._contended = False
                     self._head = fresh
                 base_seq, base_hash = self._head
-                prepared = self._prepare(events, base_seq, base_hash)
+                prepared = self._prepare(key, events, base_seq, base_hash)
                 if before_send is not None:
                     await before_send(prepared[0].seq, prepared[0].hash)
                 attempt = (prepared[0].seq, prepared[0].hash)
-                result = await self._store.append(base_seq, base_hash, prepared)
+                result = await self._store.append(
+                    base_seq, base_hash, prepared, kid=kid, next_kid=next_kid
+                )
                 if result.ok:
                     self._head = (prepared[-1].seq, prepared[-1].hash)
                     self.stats.batches += 1
@@ -200,14 +256,14 @@ class AuditLog:
         raise _StoreFailed("the audit head kept moving (too many concurrent writers)", attempt)
 
     def _prepare(
-        self, events: Sequence[AuditEvent], base_seq: int, base_hash: str
+        self, key: bytes, events: Sequence[AuditEvent], base_seq: int, base_hash: str
     ) -> list[PreparedEvent]:
         prepared = []
         seq, prev = base_seq, base_hash
         for event in events:
             seq += 1
             payload = canonical_record(event, seq)
-            prev = chain_hash(self._key, prev, payload)
+            prev = chain_hash(key, prev, payload)
             prepared.append(
                 PreparedEvent(seq, prev, payload, event.time, event.target, event.job_id)
             )
@@ -263,6 +319,8 @@ class AuditLog:
             raise AuditUnavailable(
                 f"audit sink unavailable ({exc.reason}); spool replay stopped"
             ) from None
+        except AuditKeyMismatch as exc:
+            raise AuditUnavailable(_mismatch(exc) + "; spool replay stopped") from None
 
     async def _replayed(self, stored: list[StoredEvent]) -> None:
         self.stats.replayed += len(stored)
@@ -274,6 +332,13 @@ class AuditLog:
         except (RedisError, OSError) as exc:
             raise AuditUnavailable(f"audit sink unavailable ({type(exc).__name__})") from None
         return found is not None and found.hash == attempt[1]
+
+
+def _mismatch(exc: AuditKeyMismatch) -> str:
+    return (
+        f"ROTATOR_AUDIT_KEY does not match the audit key in use (epoch {exc}): events refused, "
+        "nothing chained"
+    )
 
 
 def _append_text(path: Path, text: str) -> None:

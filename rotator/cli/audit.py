@@ -1,6 +1,6 @@
-"""``rotator audit ...``: review the hash-chained audit log (list, show, verify, export,
-archive, replay-spool). ``rotator report`` (``rotator.cli.report``) shares this module's Redis
-session.
+"""``rotator audit ...``: review the hash-chained audit log (list, show, verify, checkpoint,
+export, archive, replay-spool). ``rotator report`` (``rotator.cli.report``) shares this module's
+Redis session.
 
 Exit codes: 0 ok; 1 the chain does not verify (or: no events for ``show``, spool replay
 failed); 2 usage or configuration error, or Redis unreachable.
@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import redis
 import redis.asyncio as aioredis
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -32,9 +33,18 @@ from rotator.audit import (
     VerifyResult,
     open_output,
 )
+from rotator.audit.checkpoint import (
+    CheckpointError,
+    append_checkpoint,
+    read_checkpoints,
+    replace_checkpoint,
+    signed_line,
+)
+from rotator.audit.keyring import AuditKeyring
 from rotator.cli.audit_filters import filtered
 from rotator.cli.common import (
     JsonOpt,
+    actor,
     audit_key,
     duration,
     err,
@@ -60,7 +70,8 @@ audit_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-CHECKPOINT_NAME = "audit-verify.json"
+CHECKPOINT_NAME = "audit-verify.json"  # the automatic checkpoint `verify` keeps
+CHECKPOINTS_NAME = "audit-checkpoints.jsonl"  # the default log of `audit checkpoint`
 
 
 def _connect(config: Settings) -> redis.Redis:
@@ -238,85 +249,152 @@ def show_command(
     console.print(table)
 
 
-def _read_checkpoint(path: Path) -> tuple[int, str] | None:
-    try:
-        data = json.loads(path.read_text())
-        return int(data["seq"]), str(data["hash"])
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
-        fail(f"{path}: not a verification checkpoint")
+def _keyring(settings: Settings) -> AuditKeyring:
+    keyring = AuditKeyring.parse(audit_key(settings))
+    if keyring.too_short():
+        fail("ROTATOR_AUDIT_KEY: every audit key must be at least 32 bytes")
+    return keyring
 
 
-def _write_checkpoint(path: Path, result: VerifyResult) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps({"seq": result.last_seq, "hash": result.last_hash, "verified_at": time.time()})
-    )
-    tmp.replace(path)
+def _expected(paths: list[Path], keyring: AuditKeyring) -> list[tuple[int, str]]:
+    """(seq, hash) of every signed checkpoint in ``paths``; a forged one is a failed verify."""
+    expected: list[tuple[int, str]] = []
+    for path in paths:
+        try:
+            expected.extend((p.seq, p.hash) for p in read_checkpoints(path, keyring))
+        except CheckpointError as exc:
+            fail(f"verification FAILED: {exc}", 1)
+    return expected
+
+
+def _verify(
+    archive_dir: Path | None, paths: list[Path]
+) -> tuple[Settings, AuditKeyring, VerifyResult]:
+    with session() as (settings, client, keys):
+        keyring = _keyring(settings)
+        expect = _expected(paths, keyring)
+        reader = AuditReader(client, keys, audit_key(settings))
+        result = reader.verify(archive_dir=archive_dir, expect=expect)
+    return settings, keyring, result
 
 
 @audit_app.command("verify")
 def verify_command(
     archive_dir: Annotated[
         Path | None,
-        typer.Option("--archive-dir", help="Verify archived files first, from the first event."),
+        typer.Option(
+            "--archive-dir",
+            help="Verify from the first event: the archive files, then the live stream.",
+        ),
     ] = None,
     checkpoint: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--checkpoint",
-            help="Where the last verified (seq, hash) is kept; a later run checks it is still "
-            "there, which catches events cut from the end. Default: <state_dir>/" + CHECKPOINT_NAME,
+            help="A file of signed checkpoints (`rotator audit checkpoint`); the chain must "
+            "still hold every one (repeatable; the file is only read).",
         ),
     ] = None,
     use_checkpoint: Annotated[
-        bool, typer.Option("--use-checkpoint/--no-checkpoint", help="Read/update checkpoint.")
+        bool,
+        typer.Option(
+            "--use-checkpoint/--no-checkpoint",
+            help="Also check, then update, the automatic checkpoint <state_dir>/"
+            + CHECKPOINT_NAME
+            + ", which catches events cut from the end since the last verify.",
+        ),
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Walk the hash chain; report the first broken link, gap or reordering (exit 1)."""
-    with session() as (settings, client, keys):
-        key = audit_key(settings)
-        path = checkpoint or settings.state_dir / CHECKPOINT_NAME
-        expect = _read_checkpoint(path) if use_checkpoint else None
-        result = AuditReader(client, keys, key).verify(archive_dir=archive_dir, expect=expect)
+    settings = settings_or_exit()
+    automatic = settings.state_dir / CHECKPOINT_NAME
+    paths = list(checkpoint or []) + ([automatic] if use_checkpoint else [])
+    settings, keyring, result = _verify(archive_dir, paths)
     if result.ok and use_checkpoint and result.last_seq > 0:
         with contextlib.suppress(OSError):
-            _write_checkpoint(path, result)
+            replace_checkpoint(automatic, signed_line(keyring, result.last_seq, result.last_hash))
     if as_json:
         audit_json(result.to_dict())
     else:
-        console = wide_console()
-        scope = (
-            f"{result.archive_files} archive file(s) + live stream"
-            if archive_dir is not None
-            else "live stream"
-            + (f" (anchored at archived seq {result.anchor_seq})" if result.anchor_seq else "")
-        )
-        if result.ok:
-            console.print(
-                f"[green]OK[/green] {result.checked} events verified ({scope}); chain ends at "
-                f"seq {result.last_seq} in {result.seconds:.2f}s",
-                highlight=False,
-            )
-        else:
-            first = result.problems[0]
-            console.print(
-                f"[red]FAILED[/red] {result.problem_count} problem(s) in {result.checked} events "
-                f"({scope}). First: {first.kind} at seq {first.seq} ({first.where}): "
-                f"{first.message}",
-                highlight=False,
-            )
-            table = Table(title="Problems", title_justify="left")
-            for name in ("Kind", "Seq", "Stream id", "Where", "Message"):
-                table.add_column(name, overflow="fold")
-            for p in result.problems:
-                table.add_row(p.kind, str(p.seq or "-"), p.id or "-", p.where, p.message)
-            console.print(table)
+        _print_verify(result, archive_dir)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _print_verify(result: VerifyResult, archive_dir: Path | None) -> None:
+    console = wide_console()
+    scope = (
+        f"{result.archive_files} archive file(s) + live stream"
+        if archive_dir is not None
+        else "live stream"
+        + (f" (anchored at archived seq {result.anchor_seq})" if result.anchor_seq else "")
+    )
+    if result.ok:
+        console.print(
+            f"[green]OK[/green] {result.checked} events verified ({scope}); chain ends at "
+            f"seq {result.last_seq} in {result.seconds:.2f}s",
+            highlight=False,
+        )
+        return
+    first = result.problems[0]
+    console.print(
+        f"[red]FAILED[/red] {result.problem_count} problem(s) in {result.checked} events "
+        f"({scope}). First: {first.kind} at seq {first.seq} ({first.where}): "
+        f"{escape(first.message)}",
+        highlight=False,
+    )
+    table = Table(title="Problems", title_justify="left")
+    for name in ("Kind", "Seq", "Stream id", "Where", "Message"):
+        table.add_column(name, overflow="fold")
+    for p in result.problems:
+        table.add_row(p.kind, str(p.seq or "-"), p.id or "-", escape(p.where), escape(p.message))
+    console.print(table)
+
+
+@audit_app.command("checkpoint")
+def checkpoint_command(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-O",
+            help="Checkpoint log to append to ('-': stdout). Keep it outside Redis, ideally "
+            "append-only or off-host. Default: <state_dir>/" + CHECKPOINTS_NAME,
+        ),
+    ] = None,
+    archive_dir: Annotated[
+        Path | None,
+        typer.Option("--archive-dir", help="Verify from the first event before signing."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the chain, then sign its head (seq, hash, time) into a checkpoint log.
+
+    `rotator audit verify --checkpoint FILE` later proves that nothing up to each checkpoint was
+    rewritten, dropped or erased."""
+    settings = settings_or_exit()
+    to_stdout = output is not None and str(output) == "-"
+    path = output or settings.state_dir / CHECKPOINTS_NAME
+    settings, keyring, result = _verify(archive_dir, [] if to_stdout else [path])
+    if not result.ok:
+        _print_verify(result, archive_dir)
+        fail("the chain does not verify: no checkpoint written", 1)
+    line = signed_line(keyring, result.last_seq, result.last_hash)
+    if to_stdout:
+        print_json(json.loads(line))
+        return
+    try:
+        append_checkpoint(path, line)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+    if as_json:
+        audit_json({"file": str(path), **json.loads(line)})
+    else:
+        wide_console().print(
+            f"checkpoint seq {result.last_seq} hash {result.last_hash[:16]}... appended to {path}",
+            highlight=False,
+        )
 
 
 @audit_app.command("export")
@@ -364,12 +442,18 @@ def archive_command(
         older_than = older_than or settings.audit_retention
         age = duration(older_than)
         target_dir = directory or settings.state_dir / ARCHIVE_DIRNAME
+        key = None
+        if not dry_run:
+            _keyring(settings)  # refuses a short key before anything is written
+            key = audit_key(settings)
         try:
-            result = AuditReader(client, keys).archive(
-                time.time() - age, target_dir, dry_run=dry_run
+            result = AuditReader(client, keys, key).archive(
+                time.time() - age, target_dir, dry_run=dry_run, actor=actor()
             )
         except OSError as exc:
             fail(f"cannot write archive in {target_dir}: {exc.strerror or exc}")
+        except AuditUnavailable as exc:
+            fail(str(exc), 1)
     if as_json:
         audit_json({"dry_run": dry_run, "directory": str(target_dir), **result.to_dict()})
         return

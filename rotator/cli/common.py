@@ -151,7 +151,12 @@ def duration(text: str) -> float:
         raise typer.BadParameter(str(exc)) from None
 
 
-def with_runtime(body: Callable[[Runtime], Awaitable[T]], *, needs_targets: bool = True) -> T:
+def with_runtime(
+    body: Callable[[Runtime], Awaitable[T]],
+    *,
+    needs_targets: bool = True,
+    rotating_audit: bool = False,
+) -> T:
     """Run ``body(runtime)`` in a fresh loop with a Runtime built for this command.
 
     Commands that only read jobs (``needs_targets=False``) still work when the targets file
@@ -174,8 +179,12 @@ def with_runtime(body: Callable[[Runtime], Awaitable[T]], *, needs_targets: bool
         )
 
     async def main() -> T:
+        from rotator.keycheck import check_keys
+
         runtime = Runtime(config, holder)
         try:
+            # Keys that do not match the store's are refused before anything is written.
+            await check_keys(runtime.redis, runtime.keys, config, rotating_audit=rotating_audit)
             return await body(runtime)
         finally:
             await runtime.aclose()

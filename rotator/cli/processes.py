@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from rotator.cli.common import JsonOpt, fail, out, print_json, with_runtime
-from rotator.config import load_settings
+from rotator.cli.common import JsonOpt, err, fail, out, print_json, with_runtime
+from rotator.config import Settings, load_settings
 
 # Job outcomes that make `rotator run --once` exit 1.
 _BAD_OUTCOMES = ("failed", "conflict", "dead", "unverified", "quarantined")
@@ -22,12 +22,41 @@ def _celery(*args: str) -> None:
     os.execvp(sys.executable, argv)  # noqa: S606
 
 
+def _check_keys(settings: Settings) -> None:
+    """Refuse to start with keys that do not match the store's (one clear error, exit 2)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    from rotator.embedded import redis_url_for
+    from rotator.errors import ConfigError
+    from rotator.keycheck import check_keys
+    from rotator.store.keys import Keys
+
+    async def check() -> None:
+        client = aioredis.Redis.from_url(redis_url_for(settings))
+        try:
+            await check_keys(client, Keys(settings.key_prefix), settings)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(check())
+    except ConfigError as exc:
+        fail(str(exc))
+    except (RedisError, OSError) as exc:
+        # Redis may come up later: the process checks again before its first write.
+        err.print(f"warning: key check skipped, Redis unreachable ({type(exc).__name__})")
+
+
 def worker(
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
 ) -> None:
     """Start a Celery worker (threads pool; rotations share one event loop per process)."""
     settings = load_settings()
+    _check_keys(settings)
     _celery(
         "worker",
         "--pool",
@@ -46,6 +75,7 @@ def worker(
 def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
     """Start Celery beat, which triggers the dispatcher every ROTATOR_DISPATCH_INTERVAL."""
     settings = load_settings()
+    _check_keys(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     _celery(
         "beat",

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rotator.cli.common import JsonOpt, fail, out, print_json, with_runtime
+from rotator.audit import AuditEvent
+from rotator.cli.common import JsonOpt, actor, fail, out, print_json, with_runtime
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -32,7 +33,18 @@ def secrets_put(
     async def body(runtime: Runtime) -> tuple[str, str]:
         if name not in runtime.config.get().secrets:
             fail(f"no secret named {name!r} in {runtime.settings.targets_file}")
-        return await runtime.store.put_secret_version(name, fields)
+        version, fingerprint = await runtime.store.put_secret_version(name, fields)
+        # Who pushed which version is part of the record (version id and fingerprint only).
+        await runtime.audit.emit(
+            AuditEvent(
+                "secret.stored",
+                actor=actor(),
+                secret_version=version,
+                fingerprint=fingerprint,
+                detail=f"secret {name} pushed with `rotator secrets put`",
+            )
+        )
+        return version, fingerprint
 
     version, fingerprint = with_runtime(body)
     if as_json:

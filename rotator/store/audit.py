@@ -11,6 +11,8 @@ Layout (see ``rotator.store.keys``)::
                                    between an event's own time and the time Redis stored it)
     {p}audit:target:{name} zset    stream id -> seq, one per event naming the target
     {p}audit:job:{job_id}  list    stream ids of one job's events, in chain order
+    {p}keys:check          hash    audit_kid: the key the chain is written with (the append
+                                   script refuses any other), audit_epoch, audit:{n}
 
 Only the append script writes events, so stream order, ``seq`` order and chain order are the
 same. The script refuses a batch computed against a head that is no longer current (another
@@ -111,6 +113,8 @@ class Head:
     id: str | None = None
     archived_seq: int = 0
     archived_hash: str = GENESIS_HASH
+    archived_kid: str = ""  # the chain key in force at the anchor
+    archived_sig: str = ""  # "{signer kid}:{mac}" over seq, hash and kid
     max_lag: float = 0.0
     max_lead: float = 0.0
     exists: bool = False
@@ -133,6 +137,8 @@ def _head(raw: dict[Any, Any]) -> Head:
         id=values.get("id"),
         archived_seq=int(number("archived_seq")),
         archived_hash=values.get("archived_hash", GENESIS_HASH),
+        archived_kid=values.get("archived_kid", ""),
+        archived_sig=values.get("archived_sig", ""),
         max_lag=number("max_lag"),
         max_lead=number("max_lead"),
         exists="seq" in values,
@@ -159,10 +165,19 @@ class AppendResult:
     head_hash: str = GENESIS_HASH
 
 
+class AuditKeyMismatch(Exception):
+    """The append script refused a batch chained with another key than the store's."""
+
+
 def _append_args(
-    keys: Keys, expected_seq: int, expected_hash: str, events: Sequence[PreparedEvent]
+    keys: Keys,
+    expected_seq: int,
+    expected_hash: str,
+    events: Sequence[PreparedEvent],
+    kid: str,
+    next_kid: str,
 ) -> tuple[list[str], list[Any]]:
-    key_list = [keys.audit, keys.audit_head]
+    key_list = [keys.audit, keys.audit_head, keys.key_check]
     positions: dict[str, int] = {}
 
     def position(key: str) -> int:
@@ -173,6 +188,7 @@ def _append_args(
 
     times = [event.time for event in events]
     args: list[Any] = [str(expected_seq), expected_hash, GENESIS_HASH, min(times), max(times)]
+    args.extend((kid, next_kid))
     for offset, event in enumerate(events, 1):
         if event.seq != expected_seq + offset:
             raise ValueError("a batch must continue the head with consecutive seq numbers")
@@ -196,14 +212,35 @@ class AuditStore:
         self._keys = keys
         self._append = client.register_script(_APPEND_LUA)
 
+    async def key_check(self) -> dict[str, str]:
+        raw = await self._redis.hgetall(self._keys.key_check)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
     async def head(self) -> Head:
         return _head(await self._redis.hgetall(self._keys.audit_head))
 
     async def append(
-        self, expected_seq: int, expected_hash: str, events: Sequence[PreparedEvent]
+        self,
+        expected_seq: int,
+        expected_hash: str,
+        events: Sequence[PreparedEvent],
+        *,
+        kid: str,
+        next_kid: str = "",
     ) -> AppendResult:
-        key_list, args = _append_args(self._keys, expected_seq, expected_hash, events)
-        reply = await self._append(keys=key_list, args=args)
+        """Append a batch chained with the key ``kid``; ``next_kid``: the batch ends with a key
+        rotation and later events are chained with that key. ``AuditKeyMismatch`` when the
+        store's current audit key is another one."""
+        key_list, args = _append_args(
+            self._keys, expected_seq, expected_hash, events, kid, next_kid
+        )
+        try:
+            reply = await self._append(keys=key_list, args=args)
+        except redis.ResponseError as exc:
+            if "ROTATOR_AUDIT_KEY_MISMATCH" in str(exc):
+                epoch = str(exc).rpartition(" ")[2]
+                raise AuditKeyMismatch(epoch) from None
+            raise
         return _append_result(reply)
 
     async def find_seq(self, seq: int) -> RawEntry | None:
@@ -242,9 +279,27 @@ class AuditStoreSync:
         self.redis = client
         self.keys = keys
         self._trim = client.register_script(_TRIM_LUA)
+        self._append = client.register_script(_APPEND_LUA)
+
+    def append(
+        self, expected_seq: int, expected_hash: str, events: Sequence[PreparedEvent], *, kid: str
+    ) -> AppendResult:
+        """``AuditStore.append`` for synchronous writers (the archiver's own event)."""
+        key_list, args = _append_args(self.keys, expected_seq, expected_hash, events, kid, "")
+        try:
+            reply = self._append(keys=key_list, args=args)
+        except redis.ResponseError as exc:
+            if "ROTATOR_AUDIT_KEY_MISMATCH" in str(exc):
+                raise AuditKeyMismatch(str(exc).rpartition(" ")[2]) from None
+            raise
+        return _append_result(reply)
 
     def head(self) -> Head:
         return _head(self.redis.hgetall(self.keys.audit_head))
+
+    def key_check(self) -> dict[str, str]:
+        """The key check hash (``rotator.keycheck``): which audit key is in force since when."""
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.keys.key_check).items()}
 
     def length(self) -> int:
         return int(self.redis.xlen(self.keys.audit))
@@ -298,10 +353,13 @@ class AuditStoreSync:
         targets: Iterable[str],
         jobs: Iterable[str],
         *,
+        anchor_kid: str,
+        anchor_sig: str,
         chunk: int = 500,
     ) -> int:
         """Drop index entries up to ``last_seq``/``last_id``, then the stream entries up to
-        ``last_id``, and move the chain anchor to the last archived event. Idempotent."""
+        ``last_id``, and move the chain anchor (signed: ``anchor_kid``, ``anchor_sig``) to the
+        last archived event. Idempotent."""
         target_keys = [self.keys.audit_target(t) for t in sorted(set(targets))]
         job_keys = [self.keys.audit_job(j) for j in sorted(set(jobs))]
         base = [self.keys.audit, self.keys.audit_head]
@@ -312,5 +370,7 @@ class AuditStoreSync:
         for i in range(0, len(job_keys), chunk):
             part = job_keys[i : i + chunk]
             self._trim(keys=base + part, args=[*common, 0, "0", ""])
-        removed = self._trim(keys=base, args=[*common, 0, "1", id_after(last_id)])
+        removed = self._trim(
+            keys=base, args=[*common, 0, "1", id_after(last_id), anchor_kid, anchor_sig]
+        )
         return int(removed)

@@ -43,6 +43,9 @@ key                             type     contents
                                          per interval across all dispatchers
 {p}api:idempotency:{digest}     string   JSON of an HTTP API response stored under an
                                          Idempotency-Key (digest of token name + key), TTL
+{p}keys:check                   hash     key check values: master (Fernet token of a constant),
+                                         audit_kid/audit_epoch/audit:{n} (see rotator.keycheck)
+{p}keys:reseal                  hash     progress of `rotator keys rotate` (resumable)
 ==============================  =======  ===================================================
 """
 
@@ -125,3 +128,16 @@ class Keys:
 
     def api_idempotency(self, digest: str) -> str:
         return f"{self.prefix}api:idempotency:{digest}"
+
+    @property
+    def key_check(self) -> str:
+        return f"{self.prefix}keys:check"
+
+    @property
+    def reseal(self) -> str:
+        return f"{self.prefix}keys:reseal"
+
+    def secret_versions_pattern(self) -> str:
+        """SCAN pattern of every ``secret:{name}:versions`` key (glob characters escaped)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}secret:*:versions"

@@ -22,7 +22,7 @@ from rotator.store.keys import Keys
 
 T = TypeVar("T")
 
-AUDIT_KEY = b"audit-test-key-0123456789abcdef"
+AUDIT_KEY = b"audit-test-key-0123456789abcdef-32bytes"
 SHARED_URL = os.environ.get("ROTATOR_AUDIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 

@@ -55,7 +55,8 @@ def test_archive_moves_old_events_to_files(archived: Archived) -> None:
     assert [line["seq"] for line in lines] == list(range(1, 301))
     assert {"id", "hash", "event", "time", "target"} <= set(lines[0])
     env = archived.env
-    assert env.sync.xlen(env.keys.audit) == 200
+    # 200 live events and one audit.archived event per file (archiving is in the chain)
+    assert env.sync.xlen(env.keys.audit) == 203
     head = env.sync.hgetall(env.keys.audit_head)
     assert int(head[b"archived_seq"]) == 300
     # index entries of archived events are gone too
@@ -73,11 +74,11 @@ def test_chain_verifies_across_archive_and_live(archived: Archived) -> None:
     archived.reader.archive(archived.cutoff, archived.dir, segment_size=120)
     archived.env.emit([AuditEvent("after.archive", target="target-0")])
     live = archived.reader.verify()
-    assert live.ok and live.anchor_seq == 300 and live.checked == 201
+    assert live.ok and live.anchor_seq == 300 and live.checked == 204
     full = archived.reader.verify(archive_dir=archived.dir)
     assert full.ok, full.problems
-    assert (full.checked, full.archived_checked, full.archive_files) == (501, 300, 3)
-    assert full.first_seq == 1 and full.last_seq == 501
+    assert (full.checked, full.archived_checked, full.archive_files) == (504, 300, 3)
+    assert full.first_seq == 1 and full.last_seq == 504
 
 
 def test_edited_archive_is_detected(archived: Archived) -> None:
@@ -115,9 +116,10 @@ def test_interrupted_archive_is_completed_without_duplicates(
     with pytest.raises(RuntimeError):
         archived.reader.archive(archived.cutoff, archived.dir, segment_size=120)
     assert len(archive_files(archived.dir)) == 1  # first file done, nothing removed
-    assert archived.env.sync.xlen(archived.env.keys.audit) == 500
+    # ... but its audit.archived event was chained before the removal
+    assert archived.env.sync.xlen(archived.env.keys.audit) == 501
     overlap = archived.reader.verify(archive_dir=archived.dir)
-    assert overlap.ok and overlap.checked == 500
+    assert overlap.ok and overlap.checked == 501
     monkeypatch.undo()
     result = archived.reader.archive(archived.cutoff, archived.dir, segment_size=120)
     assert result.archived == 180 and result.removed == 300

@@ -114,7 +114,10 @@ def test_stale_batch_is_refused_by_the_script(env: FakeEnv) -> None:
     async def main() -> None:
         client = env.client()
         log = env.log(client)
-        result = await log._store.append(1, "f" * 64, log._prepare(rotation_events(1), 1, "f" * 64))
+        key = log.keyring.chain()
+        assert key is not None
+        prepared = log._prepare(key, rotation_events(1), 1, "f" * 64)
+        result = await log._store.append(1, "f" * 64, prepared, kid=log.keyring.kid)
         assert not result.ok and result.head_seq == 3
         await client.aclose()
 

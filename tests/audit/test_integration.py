@@ -171,7 +171,8 @@ def test_cli_against_real_redis(
         env=env,
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["archived"] == 300
-    assert real_sync.xlen(real_keys.audit) == 0
+    assert real_sync.xlen(real_keys.audit) == 1  # the audit.archived event
+    assert runner.invoke(audit_app, ["verify"], env=env).exit_code == 0
     result = runner.invoke(audit_app, ["verify", "--archive-dir", str(tmp_path / "a")], env=env)
     assert result.exit_code == 0, result.stdout
     real_sync.hset(real_keys.audit_head, "seq", 400)

@@ -123,8 +123,8 @@ def test_ambiguous_failure_is_not_replayed_twice(env: FakeEnv, tmp_path: Path) -
         log = env.log(client, spool_dir=tmp_path)
         real_append = log._store.append
 
-        async def lost_reply(*args: Any) -> Any:
-            await real_append(*args)
+        async def lost_reply(*args: Any, **kwargs: Any) -> Any:
+            await real_append(*args, **kwargs)
             raise RedisConnectionError("reply lost")
 
         log._store.append = lost_reply  # type: ignore[method-assign]
@@ -152,8 +152,8 @@ def test_replay_interrupted_after_redis_applied_it(env: FakeEnv, tmp_path: Path)
         log = env.log(client, spool_dir=tmp_path)
         real_append = log._store.append
 
-        async def crash_after(*args: Any) -> Any:
-            await real_append(*args)
+        async def crash_after(*args: Any, **kwargs: Any) -> Any:
+            await real_append(*args, **kwargs)
             raise RedisConnectionError("process died")
 
         log._store.append = crash_after  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -156,3 +157,11 @@ class CapturingAudit:
 
     async def replay_spool(self) -> int:
         return 0
+
+    def seal_owed(self, event: Any) -> str:
+        return json.dumps(event.to_dict())
+
+    async def open_owed(self, job_id: str, raw: str) -> Any:
+        from rotator.audit import AuditEvent
+
+        return AuditEvent.from_dict(json.loads(raw))

@@ -157,7 +157,7 @@ def make_env(tmp_path: Path, redis_url: str, key_prefix: str, sandbox_url: str) 
             "ROTATOR_KEY_PREFIX": key_prefix,
             "ROTATOR_QUEUE": f"{key_prefix}q",
             "ROTATOR_MASTER_KEY": Fernet.generate_key().decode(),
-            "ROTATOR_AUDIT_KEY": "integration-audit-key",
+            "ROTATOR_AUDIT_KEY": "integration-audit-key-at-least-32-bytes",
             "ROTATOR_TARGETS_FILE": str(tmp_path / "rotator.yaml"),
             "ROTATOR_STATE_DIR": str(tmp_path / "state"),
             "ROTATOR_DISPATCH_INTERVAL": "0.5",

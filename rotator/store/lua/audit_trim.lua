@@ -10,6 +10,8 @@
 -- ARGV[4]   number of per-target keys
 -- ARGV[5]   '1' to trim the stream and move the anchor, '0' to prune indexes only
 -- ARGV[6]   with ARGV[5] = '1': the smallest stream id to keep (XTRIM MINID)
+-- ARGV[7]   kid of the chain key in force at the anchor
+-- ARGV[8]   the anchor's signature: "{signer kid}:{mac}" (see rotator.audit.keyring)
 -- Returns the number of stream entries removed.
 local function parse(id)
   local ms, n = string.match(id, '^(%d+)-(%d+)$')
@@ -34,7 +36,8 @@ if ARGV[5] == '1' then
   removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
   local cur = tonumber(redis.call('HGET', KEYS[2], 'archived_seq') or '0')
   if tonumber(ARGV[2]) > cur then
-    redis.call('HSET', KEYS[2], 'archived_seq', ARGV[2], 'archived_hash', ARGV[3])
+    redis.call('HSET', KEYS[2], 'archived_seq', ARGV[2], 'archived_hash', ARGV[3],
+      'archived_kid', ARGV[7], 'archived_sig', ARGV[8])
   end
 end
 return removed
