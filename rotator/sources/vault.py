@@ -38,6 +38,19 @@ if TYPE_CHECKING:
 
 PROVIDER = "vault"
 _TRANSIENT_STATUS = {429, 500, 502, 503}
+# hvac raises one class per status (VaultError.from_status) and keeps no status on it.
+_STATUS = {
+    "InvalidRequest": 400,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "InvalidPath": 404,
+    "PreconditionFailed": 412,
+    "RateLimitExceeded": 429,
+    "InternalServerError": 500,
+    "VaultNotInitialized": 501,
+    "BadGateway": 502,
+    "VaultDown": 503,
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,7 @@ def _translate(name: str, options: VaultSourceSpec, exc: Exception) -> Exception
         return TransportError(f"{where}: no answer ({type(exc).__name__})", provider=PROVIDER)
     if not isinstance(exc, hvac_exceptions.VaultError):
         return exc
-    status = int(getattr(exc, "status_code", 0) or 0)
+    status = next((_STATUS[c.__name__] for c in type(exc).__mro__ if c.__name__ in _STATUS), 0)
     if status in _TRANSIENT_STATUS:
         return ProviderUnavailable(f"{where}: unavailable", provider=PROVIDER, status=status)
     reason = {
@@ -151,7 +164,7 @@ def _translate(name: str, options: VaultSourceSpec, exc: Exception) -> Exception
         403: "permission denied (token or policy)",
         404: "not found (or that version is deleted)",
     }.get(status, type(exc).__name__)
-    return SecretSourceError(f"{where}: {reason} (HTTP {status})")
+    return SecretSourceError(f"{where}: {reason}" + (f" (HTTP {status})" if status else ""))
 
 
 __all__ = ["KvRead", "VaultSource", "read_kv"]
