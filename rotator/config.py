@@ -35,6 +35,9 @@ from rotator import filerefs, safeyaml
 from rotator.errors import ConfigError, ConfigIssue
 from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
 
+# The remote sources' options (vault, aws-secrets-manager) live with those sources.
+from rotator.sources.specs import AwsSecretsSpec, VaultSourceSpec
+
 # ---------------------------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +320,7 @@ class Schedule(BaseModel):
         return base + self.jitter * rng_value
 
 
-SecretSourceKind = Literal["file", "env", "generate", "store"]
+SecretSourceKind = Literal["file", "env", "generate", "store", "vault", "aws-secrets-manager"]
 
 
 class SecretSpec(BaseModel):
@@ -340,6 +343,10 @@ class SecretSpec(BaseModel):
         default_factory=dict,
         description="generate: non-secret fields sent alongside (e.g. username)",
     )
+    vault: VaultSourceSpec | None = Field(default=None, description="vault: where and how")
+    aws_secrets_manager: AwsSecretsSpec | None = Field(
+        default=None, description="aws-secrets-manager: where and how"
+    )
 
     @model_validator(mode="after")
     def _source_fields(self) -> SecretSpec:
@@ -347,6 +354,13 @@ class SecretSpec(BaseModel):
             raise ValueError("source 'file' needs 'path'")
         if self.source == "env" and not self.var:
             raise ValueError("source 'env' needs 'var'")
+        for kind, options in (
+            ("vault", self.vault),
+            ("aws-secrets-manager", self.aws_secrets_manager),
+        ):
+            if (self.source == kind) != (options is not None):
+                key = kind.replace("-", "_")
+                raise ValueError(f"'{key}' options go with source '{kind}' (and it needs them)")
         return self
 
 

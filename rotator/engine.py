@@ -386,13 +386,14 @@ class Engine:
         )
         version, fingerprint = pinned.version, pinned.fingerprint
         ctx.fields = pinned.fields  # when the source produced it: no decrypting read-back
+        origin = {"origin": pinned.origin} if pinned.origin else {}  # a remote source's version
         await journal.record(
             "secret",
-            {"version": version, "fingerprint": fingerprint},
+            {"version": version, "fingerprint": fingerprint, **origin},
             job_fields={"secret_version": version},
         )
         ctx.version, ctx.fingerprint = version, fingerprint
-        await self.audit.emit(ctx.event("secret.loaded"))
+        await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))
         return version, fingerprint
 
     # -- endings ---------------------------------------------------------------------------

@@ -5,7 +5,11 @@ to ``module:Class`` strings and imports lazily, like ``rotator.providers``:
 
 * ``file``, ``env`` and ``generate`` produce field dicts that rotator stores as a new version
   (the same value twice maps to the same version);
-* ``store`` versions are pushed beforehand with ``rotator secrets put``; the newest is used.
+* ``store`` versions are pushed beforehand with ``rotator secrets put``; the newest is used;
+* ``vault`` (Vault / OpenBao KV v2, extra ``rotator[vault]``) and ``aws-secrets-manager`` read
+  a secret store once per job and store what they read as a version, pinned: the job's retries
+  apply that stored value, and the store's own version (KV version, ``VersionId``) is the pin's
+  ``origin`` in the journal and the audit trail.
 
 A job may also name its version (``rotator rotate --version``): then no source runs and the
 version must already be stored. Errors name the source or the version, never a value.
@@ -28,6 +32,8 @@ REGISTRY: dict[str, str] = {
     "env": "rotator.sources.env:EnvSource",
     "generate": "rotator.sources.generate:GenerateSource",
     "store": "rotator.sources.store:StoreSource",
+    "vault": "rotator.sources.vault:VaultSource",
+    "aws-secrets-manager": "rotator.sources.aws_secrets:AwsSecretsSource",
 }
 
 

@@ -28,6 +28,9 @@ class Pinned:
     version: str
     fingerprint: str
     fields: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Where a remote source read it ("vault secret/apps/sfdc version 3"): journalled and audited
+    # so a rotator version traces back to the secret store's own version. Never a value.
+    origin: str | None = None
 
 
 class SecretSource(Protocol):
