@@ -33,10 +33,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rotator import filerefs, safeyaml
 from rotator.errors import ConfigError, ConfigIssue
-from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
 
 # The remote sources' options (vault, aws-secrets-manager) live with those sources.
 from rotator.sources.specs import AwsSecretsSpec, VaultSourceSpec
+from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
 
 # ---------------------------------------------------------------------------------------------
 # Settings

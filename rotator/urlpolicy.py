@@ -142,26 +142,17 @@ class UrlPolicy:
     def allowed(self, provider: str) -> tuple[HostPattern, ...]:
         return adapter_rules(provider)[0] + tuple(self.extra.get(provider, ()))
 
+    def transport_violation(self, url: str | httpx.URL) -> str | None:
+        """The rule every outgoing URL obeys, whoever calls it: https, no user info; plain
+        http only to a host the operator listed. (Secret stores have no host allow-list.)"""
+        problem, _host, _port = self._transport(url)
+        return problem
+
     def violation(self, provider: str, url: str | httpx.URL) -> str | None:
         """Why ``provider`` may not call ``url`` (None: it may). Never echoes user info."""
-        try:
-            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
-            return "is not a valid URL"
-        if parsed.userinfo:
-            return "must not contain user info (user:password@)"
-        scheme = parsed.scheme
-        host = parsed.host.lower().rstrip(".")
-        if scheme not in _DEFAULT_PORTS or not host:
-            return "must be an https:// URL with a host"
-        port = parsed.port or _DEFAULT_PORTS[scheme]
-        if any(p.matches(host, port) for p in self.insecure):
-            return None
-        if scheme == "http":
-            return (
-                f"plain http:// to {host}:{port} is refused; only hosts listed in "
-                f"{INSECURE_ENV} may be called without TLS"
-            )
+        problem, host, port = self._transport(url)
+        if problem or any(p.matches(host, port) for p in self.insecure):
+            return problem
         if any(p.matches(host, port) for p in self.allowed(provider)):
             return None
         defaults = ", ".join(str(p) for p in self.allowed(provider)) or "none"
@@ -169,6 +160,28 @@ class UrlPolicy:
             f"host {host} is not allowed for provider {provider} (allowed: {defaults}); "
             f"the operator can add it with {ALLOWED_ENV}={provider}=<host>"
         )
+
+    def _transport(self, url: str | httpx.URL) -> tuple[str | None, str, int]:
+        """(problem or None, host, port) under the https / insecure-hosts rule."""
+        try:
+            parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            return "is not a valid URL", "", 0
+        if parsed.userinfo:
+            return "must not contain user info (user:password@)", "", 0
+        scheme = parsed.scheme
+        host = parsed.host.lower().rstrip(".")
+        if scheme not in _DEFAULT_PORTS or not host:
+            return "must be an https:// URL with a host", host, 0
+        port = parsed.port or _DEFAULT_PORTS[scheme]
+        if scheme == "http" and not any(p.matches(host, port) for p in self.insecure):
+            return (
+                f"plain http:// to {host}:{port} is refused; only hosts listed in "
+                f"{INSECURE_ENV} may be called without TLS",
+                host,
+                port,
+            )
+        return None, host, port
 
     def target_violations(
         self, provider: str, base_url: Any, options: Mapping[str, Any]

@@ -1,11 +1,10 @@
 """What the remote secret sources (``vault``, ``aws-secrets-manager``) share.
 
-* ``check_url``: the one URL check a source makes before it calls a secret store. ``https://``
-  only and no user info; plain ``http://`` only for a ``host:port`` the operator lists in
-  ``ROTATOR_INSECURE_HOSTS`` (a local test server). It reads the same operator-side setting as
-  the providers' URL policy, so a targets-file edit cannot send a Vault token or AWS keys to a
-  plain-http listener; when that policy module is shared, this function is the one place to
-  point at it.
+* ``check_url``: the one URL check a source makes before it calls a secret store: the
+  providers' rule (``rotator.urlpolicy``) without a host allow-list. ``https://`` only and no
+  user info; plain ``http://`` only for a ``host:port`` the operator lists in
+  ``ROTATOR_INSECURE_HOSTS``, so a targets-file edit cannot send a Vault token or AWS keys to a
+  plain-http listener.
 * ``credential``: an ``env:``/``file:`` reference resolved at every pin (a rotated Vault token
   or AWS key is picked up without a restart), errors naming the key, never a value.
 * ``select``: field selection (a list of keys, or ``{sent name: stored key}``).
@@ -20,48 +19,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
-from rotator.config import resolve_reference
 from rotator.errors import SecretSourceError
+from rotator.resolve import resolve_reference
 from rotator.sources.specs import FieldSelection
-
-INSECURE_ENV = "ROTATOR_INSECURE_HOSTS"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _insecure_hosts(environ: Mapping[str, str]) -> set[tuple[str, str]]:
-    """``host:port`` (or ``host:*``) entries; exact hosts only, as in the providers' policy."""
-    entries = set()
-    for item in environ.get(INSECURE_ENV, "").split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if sep and host:
-            entries.add((host.strip("[]").lower().rstrip("."), port))
-    return entries
+from rotator.urlpolicy import INSECURE_ENV, UrlPolicy, parse_insecure_hosts
 
 
 def url_problem(url: str, environ: Mapping[str, str]) -> str | None:
-    """Why a source may not call ``url`` (None: it may). Never echoes user info."""
+    """Why a source may not call ``url`` (None: it may), by the providers' own URL rule."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "is not a valid URL"
-    host = (parts.hostname or "").lower().rstrip(".")
-    if parts.scheme not in _DEFAULT_PORTS or not host:
-        return "must be an https:// URL with a host"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain user info (user:password@)"
-    if parts.scheme == "https":
-        return None
-    port = port or _DEFAULT_PORTS[parts.scheme]
-    allowed = _insecure_hosts(environ)
-    if (host, str(port)) in allowed or (host, "*") in allowed:
-        return None
-    return (
-        f"plain http:// to {host}:{port} is refused; only hosts listed in {INSECURE_ENV} "
-        "may be called without TLS"
-    )
+        insecure = parse_insecure_hosts(environ.get(INSECURE_ENV, ""))
+    except ValueError as exc:
+        return f"cannot be checked: {INSECURE_ENV}: {exc}"
+    return UrlPolicy(insecure).transport_violation(url)
 
 
 def check_url(secret: str, what: str, url: str, environ: Mapping[str, str] | None) -> None:
