@@ -148,7 +148,8 @@ class CommerceLayerSim(ProviderSim):
             resp = one_error(
                 status, "INTERNAL_SERVER_ERROR", "Internal server error", "Unexpected error"
             )
-        if retry_after is not None:
+        # Commerce Layer documents no reset header: an injected 429 has none either.
+        if retry_after is not None and status != 429:
             resp.headers["Retry-After"] = format_retry_after(retry_after)
         return resp
 
