@@ -167,7 +167,9 @@ class AdobeFlowService(OAuthClientCredentialsProvider):
         # The params as they are now: replace /auth/params keeps nothing it does not carry.
         item = await self._item(target)
         if not same_etag(str(item.get("etag") or item.get("version") or ""), expected.version):
-            raise VersionConflict("connection changed since it was read", provider=NAME, code="etag")
+            raise VersionConflict(
+                "connection changed since it was read", provider=NAME, code="etag"
+            )
         params = merged_params(item, dict(target.options.get("static_params", {})), secret)
         base_description, _ = split_marker(str(item.get("description") or ""))
         description = f"{base_description} [{want.marker}]".lstrip()

@@ -184,7 +184,9 @@ def _about_token(response: httpx.Response) -> bool:
         body = response.json()
     except ValueError:
         return False
-    message = str(body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
+    message = (
+        str(body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
+    )
     return any(word in message.lower() for word in _TOKEN_COMPLAINT)
 
 

@@ -4,10 +4,11 @@ Target fields: ``base_url`` = the provisioning API root (``https://provisioning.
 api``), ``resource_id`` = the api_credential id. Credentials: ``client_id``, ``client_secret``
 (a provisioning application). Options: ``auth_url`` (default
 ``https://auth.commercelayer.io/oauth/token``), ``scope`` (sent with the token request only when
-set: the documentation lists none and the official js-auth client sends none). Secret fields: any of the updatable attributes
-``name``, ``redirect_uri``, ``expires_in``, ``reference``, ``reference_origin``, ``metadata``, and
-``role_id`` (sent as the ``role`` relationship). ``client_secret`` cannot be changed by an update,
-so any read-only field in the secret is rejected rather than silently dropped.
+set: the documentation lists none and the official js-auth client sends none). Secret fields:
+any of the updatable attributes ``name``, ``redirect_uri``, ``expires_in``, ``reference``,
+``reference_origin``, ``metadata``, and ``role_id`` (sent as the ``role`` relationship).
+``client_secret`` cannot be changed by an update, so any read-only field in the secret is
+rejected rather than silently dropped.
 
 Every API call is JSON:API (``application/vnd.api+json`` for Accept and, on PATCH, Content-Type).
 Version check: none native. ``apply`` re-reads the credential right before the PATCH and raises

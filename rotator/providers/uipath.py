@@ -7,7 +7,8 @@ identity_``; ``resource_id`` = the robot account id. Credentials: ``client_id``,
 ``PM.RobotAccount``), ``token_url`` (default ``{base_url}/connect/token``; set it when the
 token endpoint is not under the API root: a tenant in the API path while tokens come from
 ``https://{domain}/{organization}/identity_/connect/token``, a standalone Orchestrator's
-``https://{host}/identity/connect/token``, or a token host separate from the API host). Secret fields: ``groupIds`` (list, required) and ``displayName``
+``https://{host}/identity/connect/token``, or a token host separate from the API host).
+Secret fields: ``groupIds`` (list, required) and ``displayName``
 (optional; the live one is kept when absent).
 
 There is no secret in this API: the "secret" is the desired state, and it is readable. The PUT

@@ -2,8 +2,8 @@
 
 Routes: ``POST /oauth/token`` (JSON or form: grant_type=client_credentials, client_id,
 client_secret; no scope, as the official js-auth client sends none, or scope=provisioning-api;
-the token's ``scope`` is provisioning-api either way), ``GET|PATCH /api/api_credentials/{id}`` (GET takes
-``?include=role``), ``GET /api/roles/{id}``.
+the token's ``scope`` is provisioning-api either way), ``GET|PATCH /api/api_credentials/{id}``
+(GET takes ``?include=role``), ``GET /api/roles/{id}``.
 
 Checks, in order: burst/average rate limits (GET 250 per 10 s and 1000 per minute, writes 50
 per 10 s and 200 per minute, per endpoint) -> 429 *without* ``Retry-After`` (Commerce Layer
@@ -41,7 +41,6 @@ Secret part (history): ``{name, reference, reference_origin, metadata, role_id}`
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from starlette.requests import Request

@@ -5,8 +5,9 @@ Routes (each also with a ``/{tenant}`` segment before ``identity_``):
 - ``POST /{organization}/identity_/connect/token`` (cloud clients) and ``POST
   /identity/connect/token`` (clients of a standalone identity server, whose token URL has no
   organization and is not derived from the API's; the seeded ``UIPATH_STANDALONE_CLIENT_ID``
-  is one; each kind of client is unknown at the other endpoint, a sandbox choice) (form: grant_type=client_credentials,
-  client_id, client_secret, scope space-separated; no scope = every scope the client has).
+  is one; each kind of client is unknown at the other endpoint, a sandbox choice) (form:
+  grant_type=client_credentials, client_id, client_secret, scope space-separated; no scope =
+  every scope the client has).
   OAuth errors as an OAuth server answers them: 400 ``{"error": "invalid_client" |
   "unsupported_grant_type" | "invalid_scope" | "invalid_request"}``. Tokens live 3600 s.
 - ``GET /{organization}/identity_/api/RobotAccount/{partitionGlobalId}/{robotAccountId}``

@@ -118,9 +118,11 @@ def test_evidence_is_the_etag_our_patch_returned_plus_the_marker() -> None:
     adapter_want = want()
     marked = f"ETL [{adapter_want.marker}]"
     api = FakeAPI(
-        lambda request: httpx.Response(200, json=connection(marked, updated_client="acme"))
-        if request.method == "GET" and "connections" in request.url.path
-        else FakeFlow()(request)
+        lambda request: (
+            httpx.Response(200, json=connection(marked, updated_client="acme"))
+            if request.method == "GET" and "connections" in request.url.path
+            else FakeFlow()(request)
+        )
     )
 
     async def go(ctx: ProviderContext) -> list[Evidence]:
@@ -150,9 +152,11 @@ def test_updated_client_is_checked_only_when_configured() -> None:
     marked = f"ETL [{adapter_want.marker}]"
     client = ["rotator-prod"]
     api = FakeAPI(
-        lambda request: httpx.Response(200, json=connection(marked, updated_client=client[0]))
-        if request.method == "GET" and "connections" in request.url.path
-        else FakeFlow()(request)
+        lambda request: (
+            httpx.Response(200, json=connection(marked, updated_client=client[0]))
+            if request.method == "GET" and "connections" in request.url.path
+            else FakeFlow()(request)
+        )
     )
     checked = target(
         "adobe",

@@ -234,7 +234,11 @@ def test_default_chain_is_never_used_unless_the_target_says_so(
     [
         ({"region": "eu-west-1"}, {}, "no AWS credentials configured"),
         ({"region": "eu-west-1", "credentials": "default-chain"}, {}, None),
-        ({"region": "eu-west-1"}, {"aws_access_key_id": "env:A", "aws_secret_access_key": "env:B"}, None),
+        (
+            {"region": "eu-west-1"},
+            {"aws_access_key_id": "env:A", "aws_secret_access_key": "env:B"},
+            None,
+        ),
         (
             {"region": "eu-west-1", "credentials": "default-chain"},
             {"aws_access_key_id": "env:A"},

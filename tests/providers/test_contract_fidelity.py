@@ -286,9 +286,7 @@ def test_uipath_token_url_with_and_without_tenant(admin: Admin, sandbox_url: str
     assert read_uipath(uipath(sandbox_url, *cloud, token_url=token_url)).version
 
 
-def test_uipath_standalone_identity_server_needs_token_url(
-    admin: Admin, sandbox_url: str
-) -> None:
+def test_uipath_standalone_identity_server_needs_token_url(admin: Admin, sandbox_url: str) -> None:
     admin.put("uipath", "robot-1", {"groupIds": []})
     standalone = (D.UIPATH_STANDALONE_CLIENT_ID, D.UIPATH_STANDALONE_CLIENT_SECRET)
     # Before: the token URL could only be derived from base_url, which this server rejects.
