@@ -10,8 +10,8 @@ from rich.text import Text
 
 from rotator.cli.common import err, out, print_json
 from rotator.config import load_settings, load_targets, targets_json_schema
-from rotator.errors import ConfigError
-from rotator.providers import provider_names
+from rotator.errors import ConfigError, ConfigIssue
+from rotator.providers import option_problems, provider_names
 
 config_app = typer.Typer(help="Validate and describe the targets file.", no_args_is_help=True)
 
@@ -26,6 +26,13 @@ def config_check(
         settings.validate_runtime()
         path = file or settings.targets_file
         config = load_targets(path, provider_names(), settings)
+        problems = [
+            ConfigIssue(str(path), f"targets.{name}.options", problem)
+            for name, t in config.targets.items()
+            for problem in option_problems(t.provider, t.options, t.credentials)
+        ]
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         for issue in exc.issues:
             # One unwrapped line per issue (operators grep for the field), as plain Text: a key

@@ -7,7 +7,8 @@ rotates only Adobe connections never imports botocore.
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from rotator.providers.base import Provider, ProviderContext
 
@@ -28,3 +29,14 @@ def load_provider(name: str, context: ProviderContext) -> Provider:
     module_name, _, class_name = REGISTRY[name].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cast(Provider, cls(context))
+
+
+def option_problems(
+    name: str, options: Mapping[str, Any], credentials: Mapping[str, Any]
+) -> list[str]:
+    """What an adapter's ``check_options`` finds wrong with a target, one line each (names,
+    never values); adapters without the hook check nothing here."""
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    check = getattr(cls, "check_options", None)
+    return list(check(options, credentials)) if check is not None else []

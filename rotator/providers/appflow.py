@@ -1,16 +1,22 @@
 """Amazon AppFlow: rotate a connector profile's ``connectorProfileCredentials``.
 
 Target fields: ``base_url`` = the AppFlow endpoint (``https://appflow.<region>.amazonaws.com``
-or a sandbox), ``resource_id`` = the connector profile name. Credentials (all optional):
-``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``; without them the default
-botocore credential chain is used. Options: ``region`` (required: part of the SigV4 scope),
-``connector_type`` (the ``connectorProfileCredentials`` key; defaults to the profile's
-``connectorType`` from Describe).
+or a sandbox), ``resource_id`` = the connector profile name. Credentials:
+``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token`` (optional). Without
+them the target must say ``credentials: default-chain`` in its options to sign with botocore's
+default chain (environment, shared config, instance profile, IRSA): legitimate on AWS, but a
+choice the targets file shows, never the accident of an omitted field (``check_options``).
+Options: ``region`` (required: part of the SigV4 scope), ``connector_type`` (the
+``connectorProfileCredentials`` key; defaults to the profile's ``connectorType`` from
+Describe), ``credentials``.
 
 Every request is signed with botocore's SigV4 (signing name ``appflow``) and sent through the
 pooled httpx client. Version check: none native; ``lastUpdatedAt`` from Describe is the version
 the engine compares. Idempotency: a ``clientToken`` derived from the job's idempotency key, so a
 retry of the same job replays the first result instead of applying twice (``replay_safe``).
+The same token with different parameters is an error whose type AWS does not document: a
+ConflictException or a ValidationException about the token both mean "not the update this
+token first carried", so both take the conflict path, never the bad-request one.
 AppFlow never returns credentials, so ``carries`` can only answer OURS when the version after
 our update is known; otherwise it answers UNKNOWN, which is when the engine consults
 ``replay_safe``.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -103,6 +110,34 @@ _CREDENTIAL_KEYS = {
 }
 
 
+DEFAULT_CHAIN = "default-chain"
+_KEY_FIELDS = ("aws_access_key_id", "aws_secret_access_key")
+# Words of a ValidationException that is about the clientToken, not about the parameters.
+_TOKEN_COMPLAINT = ("clienttoken", "client token", "idempotency", "idempotent")
+
+
+def check_options(options: Mapping[str, Any], credentials: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a target's options, one line each (names, never values)."""
+    problems: list[str] = []
+    if not options.get("region"):
+        problems.append("option 'region' is required (it is part of the SigV4 scope)")
+    chosen = options.get("credentials")
+    has_keys = any(credentials.get(k) for k in _KEY_FIELDS)
+    if chosen not in (None, DEFAULT_CHAIN):
+        problems.append(f"option 'credentials' must be {DEFAULT_CHAIN!r} when given")
+    elif has_keys and chosen == DEFAULT_CHAIN:
+        problems.append(
+            f"option 'credentials: {DEFAULT_CHAIN}' and AWS access keys are both configured"
+        )
+    elif not has_keys and chosen is None:
+        problems.append(
+            "no AWS credentials configured: set credentials aws_access_key_id/"
+            f"aws_secret_access_key, or option 'credentials: {DEFAULT_CHAIN}' to sign with the "
+            "machine's default AWS credential chain"
+        )
+    return problems
+
+
 def error_code(response: httpx.Response) -> str:
     """``x-amzn-ErrorType: Name:http://...`` -> ``Name`` (botocore's RestJSONParser does the same;
     the body's ``__type`` is the fallback)."""
@@ -136,9 +171,23 @@ def check(response: httpx.Response) -> None:
     """Raise the mapped error, choosing the class by AWS error name before the status."""
     if response.status_code < 400:
         return
-    cls = _CODE_CLASSES.get(error_code(response))
+    code = error_code(response)
+    cls = _CODE_CLASSES.get(code)
+    if code == "ValidationException" and _about_token(response):
+        cls = VersionConflict  # the token was first used with other parameters
     overrides = {response.status_code: cls} if cls else None
     raise_for_status(response, NAME, describe_error, overrides=overrides)
+
+
+def _about_token(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    message = (
+        str(body.get("message") or body.get("Message") or "") if isinstance(body, dict) else ""
+    )
+    return any(word in message.lower() for word in _TOKEN_COMPLAINT)
 
 
 def client_token(want: Want) -> str:
@@ -155,6 +204,7 @@ def credential_key(connector_type: str) -> str:
 class AppFlow(BaseProvider):
     name: ClassVar[str] = NAME
     allowed_hosts: ClassVar[tuple[str, ...]] = ("*.amazonaws.com", "*.amazonaws.com.cn")
+    check_options = staticmethod(check_options)
     replay_safe: ClassVar[bool] = True  # same clientToken + same parameters replays
 
     def __init__(self, context: ProviderContext) -> None:
@@ -163,6 +213,9 @@ class AppFlow(BaseProvider):
 
     async def _credentials(self, target: TargetSpec) -> Credentials:
         creds = target.credentials
+        problems = check_options(target.options, creds)
+        if problems:
+            raise BadRequest("; ".join(problems), provider=NAME)
         if creds.get("aws_access_key_id") or creds.get("aws_secret_access_key"):
             return Credentials(
                 str(require(creds, "aws_access_key_id", "credential")),

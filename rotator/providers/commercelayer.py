@@ -3,10 +3,12 @@
 Target fields: ``base_url`` = the provisioning API root (``https://provisioning.commercelayer.io/
 api``), ``resource_id`` = the api_credential id. Credentials: ``client_id``, ``client_secret``
 (a provisioning application). Options: ``auth_url`` (default
-``https://auth.commercelayer.io/oauth/token``). Secret fields: any of the updatable attributes
-``name``, ``redirect_uri``, ``expires_in``, ``reference``, ``reference_origin``, ``metadata``, and
-``role_id`` (sent as the ``role`` relationship). ``client_secret`` cannot be changed by an update,
-so any read-only field in the secret is rejected rather than silently dropped.
+``https://auth.commercelayer.io/oauth/token``), ``scope`` (sent with the token request only when
+set: the documentation lists none and the official js-auth client sends none). Secret fields:
+any of the updatable attributes ``name``, ``redirect_uri``, ``expires_in``, ``reference``,
+``reference_origin``, ``metadata``, and ``role_id`` (sent as the ``role`` relationship).
+``client_secret`` cannot be changed by an update, so any read-only field in the secret is
+rejected rather than silently dropped.
 
 Every API call is JSON:API (``application/vnd.api+json`` for Accept and, on PATCH, Content-Type).
 Version check: none native. ``apply`` re-reads the credential right before the PATCH and raises
@@ -54,7 +56,6 @@ from rotator.providers.oauth import OAuthClientCredentialsProvider
 
 NAME = "commercelayer"
 DEFAULT_AUTH_URL = "https://auth.commercelayer.io/oauth/token"
-SCOPE = "provisioning-api"
 JSONAPI = "application/vnd.api+json"
 MARKER_KEY = "rotator"
 DIGEST_KEY = "rotator_digest"
@@ -192,7 +193,7 @@ class CommerceLayer(OAuthClientCredentialsProvider):
         return str(target.options.get("auth_url", DEFAULT_AUTH_URL))
 
     def _scope(self, target: TargetSpec) -> str:
-        return SCOPE
+        return str(target.options.get("scope") or "")
 
     def _describe_token_error(self, response: httpx.Response) -> tuple[str, str]:
         return describe_error(response)

@@ -81,6 +81,7 @@ class OAuthClientCredentialsProvider(TokenProvider):
         raise NotImplementedError
 
     def _scope(self, target: TargetSpec) -> str:
+        """The scope to request; empty: send no scope parameter at all."""
         raise NotImplementedError
 
     def _describe_token_error(self, response: httpx.Response) -> tuple[str, str]:
@@ -109,8 +110,9 @@ class OAuthClientCredentialsProvider(TokenProvider):
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_secret": require(target.credentials, "client_secret", "credential"),
-            "scope": scope,
         }
+        if scope:  # an empty scope is left out, not sent empty (Commerce Layer sends none)
+            grant["scope"] = scope
         encoded: dict[str, Any] = (
             {"json": grant, "headers": {"Accept": "application/json"}}
             if self.token_json

@@ -4,7 +4,11 @@ Target fields: ``base_url`` = the identity root, ``https://{domain}/{organizatio
 identity_``; ``resource_id`` = the robot account id. Credentials: ``client_id``,
 ``client_secret`` (an external application, client-credentials grant). Options:
 ``partition_global_id`` (required; the organization's partition), ``scope`` (default
-``PM.RobotAccount``). Secret fields: ``groupIds`` (list, required) and ``displayName``
+``PM.RobotAccount``), ``token_url`` (default ``{base_url}/connect/token``; set it when the
+token endpoint is not under the API root: a tenant in the API path while tokens come from
+``https://{domain}/{organization}/identity_/connect/token``, a standalone Orchestrator's
+``https://{host}/identity/connect/token``, or a token host separate from the API host).
+Secret fields: ``groupIds`` (list, required) and ``displayName``
 (optional; the live one is kept when absent).
 
 There is no secret in this API: the "secret" is the desired state, and it is readable. The PUT
@@ -83,7 +87,8 @@ class UiPathRobotAccounts(OAuthClientCredentialsProvider):
     token_error_overrides = {400: AuthError}  # invalid_client / invalid_scope
 
     def _token_url(self, target: TargetSpec) -> str:
-        return f"{target.base_url}/connect/token"
+        explicit = target.options.get("token_url")
+        return str(explicit) if explicit else f"{target.base_url}/connect/token"
 
     def _scope(self, target: TargetSpec) -> str:
         return str(target.options.get("scope", DEFAULT_SCOPE))

@@ -15,19 +15,28 @@ when stale) and a JSON Patch array whose ops are add|replace|remove (others FLOW
 on ``/auth/params``, ``/auth/params/<key>``, ``/name`` or ``/description`` with RFC 6902
 semantics (FLOW-1455-400 otherwise, see ``rotator.sandbox.adobe_patch``; an empty body is
 FLOW-1405-400). Only enabled/disabled/initializing connections can be updated (FLOW-1416-400).
-Each update gets a new quoted etag (``version == etag``), ``updatedAt`` in epoch ms and
-``updatedBy``/``updatedClient`` = the caller's client id. GET masks the secret-looking
-``auth.params`` (password, securityToken, clientSecret, ...) as ``"***"``.
+Each update gets a new quoted etag (``version == etag``) and ``updatedAt`` in epoch ms. GET
+masks the secret-looking ``auth.params`` (password, securityToken, clientSecret, ...) as
+``"***"``. ``replace`` (or ``remove``) of ``/description`` on a connection that has none is
+FLOW-1455-400 ``Missing field "description"``, as on the real service; ``add`` sets it.
 
-Admin body (``PUT /_sandbox/adobe/resources/{id}``), every field optional::
+Invented where Adobe does not define it: ``updatedClient``/``updatedBy`` after an API update.
+The docs show a name, a user id and an API key there; the sandbox records the caller's client
+*name* (``client_name``, default ``"sandbox integration"``) and technical account, never the
+client id, so a client that compares ``updatedClient`` with its client id fails here as it
+might on the real service.
 
-    {"name": id, "description": "", "state": "enabled",
+Admin body (``PUT /_sandbox/adobe/resources/{id}``), every field optional; without
+``description`` the connection has none (like one created without a description)::
+
+    {"name": id, "description": absent, "state": "enabled",
      "connectionSpec": {"id": <Salesforce spec>, "version": "1.0"},
      "auth": {"specName": "Basic Authentication", "params": {...}},
      "sandboxName": "prod", "imsOrgId": <default org>}
 
 Secret part (history): ``auth.params``. Version: the etag.
-Clients (``PUT /_sandbox/adobe/clients/{client_id}``): ``{"client_secret", "org_id"?}``.
+Clients (``PUT /_sandbox/adobe/clients/{client_id}``): ``{"client_secret", "org_id"?,
+"client_name"?}``.
 """
 
 from __future__ import annotations
@@ -126,10 +135,9 @@ class AdobeSim(ProviderSim):
 
     def reset(self) -> None:
         self.clients: dict[str, JSON] = {
-            defaults.ADOBE_CLIENT_ID: {
-                "client_secret": defaults.ADOBE_CLIENT_SECRET,
-                "org_id": defaults.ADOBE_ORG_ID,
-            }
+            defaults.ADOBE_CLIENT_ID: _client(
+                defaults.ADOBE_CLIENT_ID, defaults.ADOBE_CLIENT_SECRET, defaults.ADOBE_ORG_ID
+            )
         }
         self.connections: dict[str, Record] = {}
 
@@ -336,17 +344,18 @@ class AdobeSim(ProviderSim):
         d["name"] = changed["name"]
         d["description"] = changed["description"]
         d["auth"]["params"] = changed["params"]
-        self._bump(d, auth.client_id)
+        client = self.clients[auth.client_id]
+        self._bump(d, client["technical_account"], client["client_name"])
         rec.note("api", d["auth"]["params"], d["etag"])
         self.count_update()
         return json_response({"id": d["id"], "etag": d["etag"]}, headers={"ETag": d["etag"]})
 
     @staticmethod
-    def _bump(d: JSON, by: str) -> None:
+    def _bump(d: JSON, by: str, client: str) -> None:
         d["etag"] = new_etag()
         d["updatedAt"] = tick(d["updatedAt"], 3)
         d["updatedBy"] = by
-        d["updatedClient"] = by
+        d["updatedClient"] = client
 
     # --- admin ------------------------------------------------------------------------------
 
@@ -363,7 +372,8 @@ class AdobeSim(ProviderSim):
         d: JSON = {
             "id": rid,
             "name": str_field(body, "name", rid),
-            "description": str_field(body, "description", ""),
+            # Absent unless given: connections created without a description have none.
+            "description": str(body["description"]) if "description" in body else None,
             "state": str_field(body, "state", "enabled"),
             "connectionSpec": {
                 "id": str(spec.get("id", defaults.ADOBE_SALESFORCE_SPEC_ID)),
@@ -416,7 +426,7 @@ class AdobeSim(ProviderSim):
                 if not isinstance(params, dict):
                     raise AdminError(400, "params must be an object")
                 d["auth"]["params"] = snapshot(params)
-        self._bump(d, "oob-editor")
+        self._bump(d, "oob-editor@techacct.adobe.com", "oob-editor")
         rec.note("oob", d["auth"]["params"], d["etag"])
         return self._admin_view(rec)
 
@@ -425,5 +435,16 @@ class AdobeSim(ProviderSim):
         if not isinstance(secret, str) or not secret:
             raise AdminError(400, "client_secret is required")
         org = str_field(body, "org_id", defaults.ADOBE_ORG_ID)
-        self.clients[client_id] = {"client_secret": secret, "org_id": org}
+        self.clients[client_id] = _client(client_id, secret, org, body.get("client_name"))
         return {"client_id": client_id, "org_id": org}
+
+
+def _client(client_id: str, secret: str, org: str, name: object = None) -> JSON:
+    """A registered integration. Its technical account id is derived from the client id."""
+    account = uuid.uuid5(uuid.NAMESPACE_OID, client_id).hex.upper()[:24]
+    return {
+        "client_secret": secret,
+        "org_id": org,
+        "client_name": str(name) if name else "sandbox integration",
+        "technical_account": f"{account}@techacct.adobe.com",
+    }

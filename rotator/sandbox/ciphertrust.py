@@ -7,7 +7,8 @@ Routes (under ``/api/v1``):
   ``{"jwt", "duration": 300, "token_type": "Bearer", "client_id", "refresh_token",
   "refresh_token_id"}``. The JWT expires after ``duration`` seconds; refresh tokens stay valid
   and are returned unchanged by the refresh grant (CipherTrust does not rotate them).
-- ``GET|PATCH /cckm/sfdc/organizations/{id}``: PATCH ``{"connection": <name or id>}``
+- ``GET /cckm/sfdc/organizations`` (``skip``/``limit`` -> ``{skip, limit, total, resources}``),
+  ``GET|PATCH /cckm/sfdc/organizations/{id}``: PATCH ``{"connection": <name or id>}``
   re-points the org (stored and shown as the connection's name); an unknown connection is a
   422; every PATCH sets a new ``updatedAt``.
 - ``GET|POST /connectionmgmt/services/salesforce/connections`` (list: ``name`` filter with ``*``
@@ -17,9 +18,11 @@ Routes (under ``/api/v1``):
   name), ``GET|PATCH|DELETE .../connections/{id-or-name}`` (the name cannot be changed; deleting
   a connection an organization uses is a 409, a sandbox choice), ``POST .../connections/{id}/test``
   and ``POST .../salesforce/connection-test`` (body: connection fields, or ``{"connection"|"id"|
-  "name": <existing>}``) -> 200 ``{"connection_ok": bool, "message"}``. The sandbox cannot reach
-  Salesforce: credentials test ok when client_id and client_secret (and password when a username
-  is given) are non-empty and none of them starts with ``invalid``.
+  "name": <existing>}``) -> 200 ``{"connection_ok": bool, "message"}``, an answer shape the
+  sandbox invents (CipherTrust documents none); a client_id starting with ``unconfirmed`` gets
+  200 ``{"status", "message"}`` instead (``ciphertrust_records.test_answer``). The sandbox cannot
+  reach Salesforce: credentials test ok when client_id and client_secret (and password when a
+  username is given) are non-empty and none of them starts with ``invalid``.
 
 Connections never show client_secret, password or certificates. Timestamps are ISO-8601 UTC with
 microseconds. Errors: ``{"code", "codeDesc", "message", "requestID"}`` -- 401 code 5
@@ -63,10 +66,11 @@ from rotator.sandbox.ciphertrust_records import (
     SECRET_FIELDS,
     STRING_FIELDS,
     check_fields,
-    credentials_ok,
     ct_error,
     new_connection,
     new_org,
+    paged,
+    test_answer,
 )
 from rotator.sandbox.common import AdminError, ProviderSim, json_response, str_field
 from rotator.sandbox.state import (
@@ -111,6 +115,7 @@ class CipherTrustSim(ProviderSim):
         return [
             Route("/api/v1/auth/tokens/", self.token, methods=["POST"]),
             Route("/api/v1/auth/tokens", self.token, methods=["POST"]),
+            Route("/api/v1/cckm/sfdc/organizations", self.list_orgs, methods=["GET"]),
             Route("/api/v1/cckm/sfdc/organizations/{oid}", self.get_org, methods=["GET"]),
             Route("/api/v1/cckm/sfdc/organizations/{oid}", self.patch_org, methods=["PATCH"]),
             Route(CONNECTIONS, self.list_connections, methods=["GET"]),
@@ -229,6 +234,15 @@ class CipherTrustSim(ProviderSim):
     def _org_view(d: JSON) -> JSON:
         return {k: v for k, v in d.items() if not k.startswith("_")}
 
+    async def list_orgs(self, request: Request) -> Response:
+        auth = self._auth(request)
+        if isinstance(auth, Response):
+            return auth
+        q = request.query_params
+        items = [self._org_view(self.orgs[oid].data) for oid in sorted(self.orgs)]
+        page = paged(items, q.get("skip", "0"), q.get("limit", "10"))
+        return page if isinstance(page, Response) else json_response(page)
+
     async def get_org(self, request: Request) -> Response:
         rec = self._authed(request, self.orgs.get(request.path_params["oid"]))
         if isinstance(rec, Response):
@@ -282,13 +296,6 @@ class CipherTrustSim(ProviderSim):
         if isinstance(auth, Response):
             return auth
         q = request.query_params
-        try:
-            skip = int(q.get("skip", "0"))
-            limit = int(q.get("limit", "10"))
-        except ValueError:
-            return ct_error(422, "skip and limit must be integers")
-        if skip < 0 or limit < 0:
-            return ct_error(422, "skip and limit must not be negative")
         items = sorted(self.connections.values(), key=lambda r: (r.data["_created"], r.data["id"]))
         name = q.get("name")
         if name:
@@ -298,15 +305,9 @@ class CipherTrustSim(ProviderSim):
         if q.get("products"):
             wanted = set(q["products"].split(","))
             items = [r for r in items if wanted & set(r.data["products"])]
-        page = items[skip : skip + limit] if limit else items[skip:]
-        return json_response(
-            {
-                "skip": skip,
-                "limit": limit,
-                "total": len(items),
-                "resources": [self._conn_view(r.data) for r in page],
-            }
-        )
+        views = [self._conn_view(r.data) for r in items]
+        page = paged(views, q.get("skip", "0"), q.get("limit", "10"))
+        return page if isinstance(page, Response) else json_response(page)
 
     @staticmethod
     def _secret(d: JSON) -> JSON:
@@ -374,11 +375,12 @@ class CipherTrustSim(ProviderSim):
         return Response(status_code=204)
 
     def _record_test(self, rec: Record) -> JSON:
-        ok, message = credentials_ok(rec.data)
+        answer = test_answer(rec.data)
+        ok = answer.get("connection_ok") is True
         rec.data["last_connection_ok"] = ok
-        rec.data["last_connection_error"] = "" if ok else message
+        rec.data["last_connection_error"] = "" if ok else str(answer.get("message"))
         rec.data["last_connection_at"] = iso_utc(now())
-        return {"connection_ok": ok, "message": message}
+        return answer
 
     async def test_existing(self, request: Request) -> Response:
         rec = self._authed(request, self._connection(request.path_params["cid"]))
@@ -401,8 +403,7 @@ class CipherTrustSim(ProviderSim):
         for key in STRING_FIELDS:
             if key in body and body[key] is not None and not isinstance(body[key], str):
                 return ct_error(422, f"Validation errors:\n{key} must be a string")
-        ok, message = credentials_ok(body)
-        return json_response({"connection_ok": ok, "message": message})
+        return json_response(test_answer(body))
 
     # --- admin ------------------------------------------------------------------------------
 

@@ -66,6 +66,29 @@ def credentials_ok(fields: JSON) -> tuple[bool, str]:
     return True, "connection ok"
 
 
+def test_answer(fields: JSON) -> JSON:
+    """The connection test's answer. CipherTrust documents the request, not the answer:
+    ``{"connection_ok", "message"}`` is the sandbox's guess, and a tested client_id starting
+    with ``unconfirmed`` gets an answer of another shape (200 ``{"status", "message"}``, also
+    invented) so that clients are tested against an answer they cannot read."""
+    ok, message = credentials_ok(fields)
+    if str(fields.get("client_id") or "").startswith("unconfirmed"):
+        return {"status": "accepted", "message": "test request accepted"}
+    return {"connection_ok": ok, "message": message}
+
+
+def paged(items: list[JSON], skip_text: str, limit_text: str) -> JSON | Response:
+    """A list page ``{skip, limit, total, resources}`` (limit 0 = all), or the 422 answer."""
+    try:
+        skip, limit = int(skip_text), int(limit_text)
+    except ValueError:
+        return ct_error(422, "skip and limit must be integers")
+    if skip < 0 or limit < 0:
+        return ct_error(422, "skip and limit must not be negative")
+    page = items[skip : skip + limit] if limit else items[skip:]
+    return {"skip": skip, "limit": limit, "total": len(items), "resources": page}
+
+
 def check_fields(body: JSON, creating: bool) -> str | None:
     """What is wrong with a connection body (the first problem, in CipherTrust's wording)."""
     for key in STRING_FIELDS:

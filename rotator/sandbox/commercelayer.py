@@ -1,11 +1,13 @@
 """Commerce Layer provisioning API: OAuth client-credentials tokens and API credentials (JSON:API).
 
 Routes: ``POST /oauth/token`` (JSON or form: grant_type=client_credentials, client_id,
-client_secret, scope=provisioning-api), ``GET|PATCH /api/api_credentials/{id}`` (GET takes
-``?include=role``), ``GET /api/roles/{id}``.
+client_secret; no scope, as the official js-auth client sends none, or scope=provisioning-api;
+the token's ``scope`` is provisioning-api either way), ``GET|PATCH /api/api_credentials/{id}``
+(GET takes ``?include=role``), ``GET /api/roles/{id}``.
 
 Checks, in order: burst/average rate limits (GET 250 per 10 s and 1000 per minute, writes 50
-per 10 s and 200 per minute, per endpoint) -> 429 with ``Retry-After``; bearer token -> 401
+per 10 s and 200 per minute, per endpoint) -> 429 *without* ``Retry-After`` (Commerce Layer
+documents no reset header, so clients must not count on one); bearer token -> 401
 ``UNAUTHORIZED``; ``Accept`` must offer ``application/vnd.api+json`` (only ext/profile media
 type parameters) -> 406; PATCH ``Content-Type`` must be ``application/vnd.api+json`` (a charset
 parameter is tolerated) -> 415; unknown id -> 404; body not a JSON:API document, type not
@@ -39,7 +41,6 @@ Secret part (history): ``{name, reference, reference_origin, metadata, role_id}`
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -146,7 +147,8 @@ class CommerceLayerSim(ProviderSim):
             resp = one_error(
                 status, "INTERNAL_SERVER_ERROR", "Internal server error", "Unexpected error"
             )
-        if retry_after is not None:
+        # Commerce Layer documents no reset header: an injected 429 has none either.
+        if retry_after is not None and status != 429:
             resp.headers["Retry-After"] = format_retry_after(retry_after)
         return resp
 
@@ -172,7 +174,7 @@ class CommerceLayerSim(ProviderSim):
                 "invalid_client",
                 "Client authentication failed due to unknown client or wrong secret.",
             )
-        scope = p.get("scope", "")
+        scope = p.get("scope") or defaults.COMMERCELAYER_SCOPE
         if scope != defaults.COMMERCELAYER_SCOPE:
             return one_error(
                 400, "INVALID_SCOPE", "invalid_scope", "scope must be provisioning-api"
@@ -196,7 +198,8 @@ class CommerceLayerSim(ProviderSim):
         return errors_response(
             429,
             [err(429, "TOO_MANY_REQUESTS", "Too many requests", detail)],
-            {"Retry-After": str(max(1, math.ceil(wait)))},
+            # The wait stays in the detail text only: no Retry-After, as documented.
+            {},
         )
 
     def _limit(self, method: str, endpoint: str) -> Response | None:

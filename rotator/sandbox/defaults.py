@@ -34,6 +34,10 @@ UIPATH_ORGANIZATION = "sandboxorg"
 UIPATH_TENANT = "DefaultTenant"
 UIPATH_CLIENT_ID = "7f5c3b7e-0d6a-4c2e-9a41-5b7a3e8d2c10"
 UIPATH_CLIENT_SECRET = "sandbox-uipath-client-secret"
+#: A client of a standalone identity server: tokens only from ``/identity/connect/token``.
+UIPATH_STANDALONE_CLIENT_ID = "2c9a6e31-4f0b-4d7e-8c15-9e3b7a6d1f42"
+UIPATH_STANDALONE_CLIENT_SECRET = "sandbox-uipath-standalone-secret"
+UIPATH_STANDALONE_TOKEN_PATH = "/identity/connect/token"
 #: Scopes the default external application may request (space separated).
 UIPATH_SCOPES = "PM.RobotAccount PM.RobotAccount.Read PM.RobotAccount.Write"
 #: partitionGlobalId of the default organization (seeded robot accounts live there).

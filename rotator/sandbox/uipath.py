@@ -2,8 +2,12 @@
 
 Routes (each also with a ``/{tenant}`` segment before ``identity_``):
 
-- ``POST /{organization}/identity_/connect/token`` (form: grant_type=client_credentials,
-  client_id, client_secret, scope space-separated; no scope = every scope the client has).
+- ``POST /{organization}/identity_/connect/token`` (cloud clients) and ``POST
+  /identity/connect/token`` (clients of a standalone identity server, whose token URL has no
+  organization and is not derived from the API's; the seeded ``UIPATH_STANDALONE_CLIENT_ID``
+  is one; each kind of client is unknown at the other endpoint, a sandbox choice) (form:
+  grant_type=client_credentials, client_id, client_secret, scope space-separated; no scope =
+  every scope the client has).
   OAuth errors as an OAuth server answers them: 400 ``{"error": "invalid_client" |
   "unsupported_grant_type" | "invalid_scope" | "invalid_request"}``. Tokens live 3600 s.
 - ``GET /{organization}/identity_/api/RobotAccount/{partitionGlobalId}/{robotAccountId}``
@@ -27,7 +31,7 @@ Admin body (``PUT /_sandbox/uipath/resources/{robotAccountId}``), all optional::
 
 Secret part (history): ``{"displayName", "groupIds" (sorted)}``. Version: lastModificationTime.
 Clients (``PUT /_sandbox/uipath/clients/{client_id}``): ``{"client_secret", "scopes": [..] or
-"space separated", "organization"?}``.
+"space separated", "organization"?, "standalone"?: bool}``.
 """
 
 from __future__ import annotations
@@ -104,12 +108,19 @@ class UiPathSim(ProviderSim):
                 "client_secret": defaults.UIPATH_CLIENT_SECRET,
                 "scopes": frozenset(defaults.UIPATH_SCOPES.split()),
                 "organization": defaults.UIPATH_ORGANIZATION,
-            }
+                "standalone": False,
+            },
+            defaults.UIPATH_STANDALONE_CLIENT_ID: {
+                "client_secret": defaults.UIPATH_STANDALONE_CLIENT_SECRET,
+                "scopes": frozenset(defaults.UIPATH_SCOPES.split()),
+                "organization": defaults.UIPATH_ORGANIZATION,
+                "standalone": True,
+            },
         }
         self.accounts: dict[str, Record] = {}
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = []
+        routes: list[BaseRoute] = [Route("/identity/connect/token", self.token, methods=["POST"])]
         for prefix in ("/{org}/identity_", "/{org}/{tenant}/identity_"):
             routes += [
                 Route(prefix + "/connect/token", self.token, methods=["POST"]),
@@ -139,10 +150,12 @@ class UiPathSim(ProviderSim):
             return oauth_error("unsupported_grant_type")
         client_id = p.get("client_id", "")
         client = self.clients.get(client_id)
+        org = request.path_params.get("org")  # None at a standalone identity server
         if (
             client is None
             or p.get("client_secret") != client["client_secret"]
-            or client["organization"].lower() != request.path_params["org"].lower()
+            or client["standalone"] != (org is None)
+            or (org is not None and client["organization"].lower() != org.lower())
         ):
             return oauth_error("invalid_client")
         allowed: frozenset[str] = client["scopes"]
@@ -332,6 +345,7 @@ class UiPathSim(ProviderSim):
             "client_secret": secret,
             "scopes": frozenset(scopes),
             "organization": org,
+            "standalone": body.get("standalone") is True,
         }
         return {"client_id": client_id, "scopes": sorted(scopes), "organization": org}
 

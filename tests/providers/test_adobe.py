@@ -49,6 +49,7 @@ def connection(description: str = "", updated_client: str = "cid") -> dict[str, 
 class FakeFlow:
     def __init__(self) -> None:
         self.error: tuple[int, dict[str, Any]] | None = None
+        self.patch_error: tuple[int, dict[str, Any]] | None = None  # the GETs still answer
         self.mints = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -64,6 +65,9 @@ class FakeFlow:
             )
         if self.error is not None:
             status, body = self.error
+            return httpx.Response(status, json=body)
+        if self.patch_error is not None and request.method == "PATCH":
+            status, body = self.patch_error
             return httpx.Response(status, json=body)
         if request.method == "GET":
             return httpx.Response(200, json=connection())
@@ -110,24 +114,68 @@ def test_patch_carries_if_match_headers_and_marker_and_token_is_cached() -> None
     assert CANARY not in repr(live) + repr(result)
 
 
-def test_marker_counts_only_while_our_client_made_the_last_change() -> None:
-    fake = FakeFlow()
+def test_evidence_is_the_etag_our_patch_returned_plus_the_marker() -> None:
     adapter_want = want()
     marked = f"ETL [{adapter_want.marker}]"
+    api = FakeAPI(
+        lambda request: (
+            httpx.Response(200, json=connection(marked, updated_client="acme"))
+            if request.method == "GET" and "connections" in request.url.path
+            else FakeFlow()(request)
+        )
+    )
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET" and "connections" in request.url.path:
-            return httpx.Response(200, json=connection(marked, updated_client=client[0]))
-        return fake(request)
-
-    client = ["cid"]
-    api = FakeAPI(handler)
-
-    async def go(ctx: ProviderContext) -> tuple[Evidence, Evidence]:
+    async def go(ctx: ProviderContext) -> list[Evidence]:
         adapter = AdobeFlowService(ctx)
-        ours = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
-        client[0] = "someone-else"
-        theirs = adapter.carries(await adapter.read(spec(), MemoryJournal()), adapter_want)
-        return ours, theirs
+        live = await adapter.read(spec(), MemoryJournal())
+        unquoted = ETAG.strip('"')
+        return [
+            adapter.carries(live, adapter_want, ETAG),  # our PATCH's etag is still live
+            adapter.carries(live, adapter_want, unquoted),  # the docs show both spellings
+            adapter.carries(live, adapter_want, '"later"'),  # changed again after ours
+            adapter.carries(live, want(job_id="other-job")),  # another job's marker
+            adapter.carries(live, adapter_want),  # response lost: the marker is the evidence
+        ]
 
-    assert run_in(api, go) == (Evidence.OURS, Evidence.NOT_OURS)
+    # updatedClient "acme" is not our client id: without option updated_client it is ignored.
+    assert run_in(api, go) == [
+        Evidence.OURS,
+        Evidence.OURS,
+        Evidence.NOT_OURS,
+        Evidence.NOT_OURS,
+        Evidence.OURS,
+    ]
+
+
+def test_updated_client_is_checked_only_when_configured() -> None:
+    adapter_want = want()
+    marked = f"ETL [{adapter_want.marker}]"
+    client = ["rotator-prod"]
+    api = FakeAPI(
+        lambda request: (
+            httpx.Response(200, json=connection(marked, updated_client=client[0]))
+            if request.method == "GET" and "connections" in request.url.path
+            else FakeFlow()(request)
+        )
+    )
+    checked = target(
+        "adobe",
+        BASE,
+        "conn-1",
+        options={"org_id": "ORG@AdobeOrg", "updated_client": "rotator-prod"},
+        credentials={"client_id": "cid", "client_secret": "csecret"},
+    )
+
+    async def go(ctx: ProviderContext) -> list[Any]:
+        adapter = AdobeFlowService(ctx)
+        ours = await adapter.read(checked, MemoryJournal())
+        client[0] = "someone-else"
+        theirs = await adapter.read(checked, MemoryJournal())
+        return [
+            adapter.carries(ours, adapter_want),
+            adapter.carries(theirs, adapter_want),
+            theirs.summary["identity"],
+            adapter.carries(theirs, adapter_want, ETAG),  # the etag outranks the identity
+        ]
+
+    assert run_in(api, go) == [Evidence.OURS, Evidence.NOT_OURS, "mismatch", Evidence.OURS]

@@ -15,9 +15,10 @@ from rotator.errors import (
     BadRequest,
     NotFound,
     TransportError,
+    VersionConflict,
 )
 from rotator.providers.appflow import AppFlow, client_token
-from rotator.providers.base import Evidence, ProviderContext
+from rotator.providers.base import Evidence, ProviderContext, RemoteState
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, body, run_in, secret, target, want
 
@@ -201,13 +202,77 @@ def test_default_credential_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-key")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    fake, api, spec = make(credentials={})
+    fake, api, spec = make(options={"credentials": "default-chain"}, credentials={})
 
     async def go(ctx: ProviderContext):
         return await AppFlow(ctx).read(spec, MemoryJournal())
 
     run_in(api, go)
     assert verify_sigv4(api.requests[0], "env-secret-key")["access_key"] == "AKIDFROMENV"
+
+
+def test_default_chain_is_never_used_unless_the_target_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given AWS keys in the environment, which the default chain would pick up
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-key")
+    # When a target has no AWS credentials and does not choose the default chain
+    fake, api, spec = make(credentials={})
+
+    async def go(ctx: ProviderContext):
+        return await AppFlow(ctx).read(spec, MemoryJournal())
+
+    # Then nothing is signed or sent: a configuration error naming the explicit choice
+    with pytest.raises(BadRequest, match="credentials: default-chain"):
+        run_in(api, go)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("options", "credentials", "problem"),
+    [
+        ({"region": "eu-west-1"}, {}, "no AWS credentials configured"),
+        ({"region": "eu-west-1", "credentials": "default-chain"}, {}, None),
+        (
+            {"region": "eu-west-1"},
+            {"aws_access_key_id": "env:A", "aws_secret_access_key": "env:B"},
+            None,
+        ),
+        (
+            {"region": "eu-west-1", "credentials": "default-chain"},
+            {"aws_access_key_id": "env:A"},
+            "both configured",
+        ),
+        ({"region": "eu-west-1", "credentials": "instance"}, {}, "must be 'default-chain'"),
+        ({"credentials": "default-chain"}, {}, "option 'region' is required"),
+    ],
+)
+def test_check_options(
+    options: dict[str, Any], credentials: dict[str, str], problem: str | None
+) -> None:
+    problems = AppFlow.check_options(options, credentials)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+def test_validation_exception_about_the_client_token_is_a_conflict() -> None:
+    fake, api, spec = make()
+    fake.error = (
+        400,
+        "ValidationException",
+        "The clientToken was used with different request parameters",
+    )
+
+    async def go(ctx: ProviderContext):
+        adapter = AppFlow(ctx)
+        live = RemoteState(version="1", summary={"connectorType": "Salesforce"})
+        await adapter.apply(spec, secret(NEW), live, want(), MemoryJournal())
+
+    with pytest.raises(VersionConflict):
+        run_in(api, go)
 
 
 def test_apply_sends_properties_mode_and_typed_credentials() -> None:

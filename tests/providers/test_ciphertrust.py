@@ -67,6 +67,8 @@ class FakeCM:
             "createdAt": stamp(clock.now - 10**6),
             "updatedAt": stamp(clock.now - 10**6),
         }
+        self.other_orgs: list[dict[str, Any]] = []  # organizations rotator does not rotate
+        self.test_answer: Any = None  # a connection-test answer of another shape
 
     def add(
         self, name: str, meta: dict[str, Any] | None = None, age: float = 10**6, **secrets: Any
@@ -125,6 +127,11 @@ class FakeCM:
             return self.one_connection(request, path.removeprefix(CONNS + "/"))
         if path == f"/api/v1/cckm/sfdc/organizations/{ORG}":
             return self.organization(request)
+        if path == "/api/v1/cckm/sfdc/organizations" and request.method == "GET":
+            orgs = [self.org, *self.other_orgs]
+            return httpx.Response(
+                200, json={"skip": 0, "limit": 100, "total": len(orgs), "resources": orgs}
+            )
         return error(404, "NCERRResourceNotFound", "no such endpoint")
 
     def token(self, payload: dict[str, Any]) -> httpx.Response:
@@ -148,6 +155,8 @@ class FakeCM:
                 "NCERRInvalidParamValue",
                 f"authentication failed for {payload.get('client_secret')}",
             )
+        if self.test_answer is not None:
+            return httpx.Response(200, json=self.test_answer)
         return httpx.Response(200, json={"connection_ok": True})
 
     def list_connections(self, request: httpx.Request) -> httpx.Response:
@@ -525,6 +534,28 @@ def test_blue_green_failed_connection_test_is_permanent_and_repoints_nothing(
     assert fake.org["connection"] == "conn-1"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [{}, {"status": "ok", "message": CANARY}, {"connection_ok": "true"}, [], "ok"],
+    ids=["empty", "other-keys", "string-true", "list", "string"],
+)
+def test_connection_test_fails_closed_on_an_answer_it_cannot_read(answer: Any) -> None:
+    clock, fake, api = setup()
+    fake.test_answer = answer
+
+    async def go(ctx: ProviderContext):
+        adapter = CipherTrust(ctx, clock=clock)
+        live = await adapter.read(bg(), MemoryJournal())
+        await adapter.apply(bg(), secret(NEW_SECRET), live, want(), MemoryJournal())
+
+    with pytest.raises(PermanentError, match="does not say connection_ok: true") as info:
+        run_in(api, go, clock)
+    assert CANARY not in str(info.value)  # the shape, never the values
+    if answer == {"status": "ok", "message": CANARY}:
+        assert "{message: str, status: str}" in str(info.value)
+    assert fake.org["connection"] == "conn-1"
+
+
 def test_blue_green_org_changed_meanwhile_is_conflict() -> None:
     clock, fake, api = setup()
 
@@ -542,21 +573,53 @@ def test_blue_green_org_changed_meanwhile_is_conflict() -> None:
 def test_after_promote_deletes_retired_connection_only_after_grace() -> None:
     clock, fake, api = setup()
     journal = MemoryJournal()
+    opted_in = bg(retire_foreign_connections=True)  # conn-1 is hand-made
 
     async def go(ctx: ProviderContext):
         adapter = CipherTrust(ctx, clock=clock)
-        await rotate(adapter, bg(), journal, "v000000000002")
-        await adapter.after_promote(bg(), journal)
+        await rotate(adapter, opted_in, journal, "v000000000002")
+        await adapter.after_promote(opted_in, journal)
         assert "conn-1" in fake.connections  # inside the grace period
         clock.advance(3601)
-        await adapter.after_promote(bg(), journal)
+        await adapter.after_promote(opted_in, journal)
         assert "conn-1" not in fake.connections
-        await adapter.after_promote(bg(), journal)  # idempotent: a second delete is a 404
+        await adapter.after_promote(opted_in, journal)  # idempotent: gone, nothing to delete
 
     run_in(api, go, clock)
     assert fake.org["connection"] in fake.connections
-    assert [r.url.path.rsplit("/", 1)[-1] for r in api.calls("DELETE")] == ["conn-1", "conn-1"]
+    assert [r.url.path.rsplit("/", 1)[-1] for r in api.calls("DELETE")] == ["conn-1"]
     assert len(journal.log) == 3  # after_promote records nothing: the lease is gone by then
+
+
+def test_hand_made_connection_is_kept_unless_the_target_opts_in() -> None:
+    # Issue 11 item 7: with grace 0 the first rotation deleted the operator's connection.
+    clock, fake, api = setup()
+    journal = MemoryJournal()
+
+    async def go(ctx: ProviderContext):
+        adapter = CipherTrust(ctx, clock=clock)
+        await rotate(adapter, bg(grace_period_seconds=0), journal, "v000000000002")
+        await adapter.after_promote(bg(grace_period_seconds=0), journal)
+
+    run_in(api, go, clock)
+    assert "conn-1" in fake.connections
+    assert not api.calls("DELETE")
+
+
+def test_a_connection_another_organization_uses_is_never_deleted() -> None:
+    clock, fake, api = setup()
+    fake.other_orgs.append({"id": "org-2", "name": "beta", "connection": "sfdc-main"})
+    journal = MemoryJournal()
+    opted_in = bg(grace_period_seconds=0, retire_foreign_connections=True)
+
+    async def go(ctx: ProviderContext):
+        adapter = CipherTrust(ctx, clock=clock)
+        await rotate(adapter, opted_in, journal, "v000000000002")
+        await adapter.after_promote(opted_in, journal)
+
+    run_in(api, go, clock)
+    assert "conn-1" in fake.connections  # org-2 still points at it by name
+    assert not api.calls("DELETE")
 
 
 def test_after_promote_never_deletes_the_current_connection() -> None:

@@ -55,7 +55,7 @@ class FakeProvisioning:
         if str(request.url) == AUTH:
             payload = body(request)
             assert payload["grant_type"] == "client_credentials"
-            assert payload["scope"] == "provisioning-api"
+            assert "scope" not in payload  # the documented grant has none
             if payload["client_secret"] != "prov-secret":
                 return httpx.Response(401, json={"error": "invalid_client"})
             self.minted += 1
@@ -118,7 +118,7 @@ def adapter_for(ctx: ProviderContext) -> CommerceLayer:
     return CommerceLayer(ctx)
 
 
-def test_token_request_is_json_with_the_provisioning_scope() -> None:
+def test_token_request_is_json_without_a_scope() -> None:
     # Token caching and the 401 re-mint are in test_contract.py.
     fake = FakeProvisioning()
     api = FakeAPI(fake)
@@ -133,7 +133,6 @@ def test_token_request_is_json_with_the_provisioning_scope() -> None:
         "grant_type": "client_credentials",
         "client_id": "prov-id",
         "client_secret": "prov-secret",
-        "scope": "provisioning-api",
     }
     assert mint.headers["content-type"] == "application/json"
 

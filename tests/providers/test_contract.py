@@ -61,8 +61,9 @@ class Case:
 
 
 def adobe_conflict(fake: Any) -> None:
-    # The etag moved: Flow Service refuses the PATCH's If-Match.
-    fake.error = (412, adobe.flow_error("1404-412", 412))
+    # The etag moved between the adapter's fresh read and its PATCH: Flow Service refuses
+    # the PATCH's If-Match.
+    fake.patch_error = (412, adobe.flow_error("1404-412", 412))
 
 
 def appflow_conflict(fake: Any) -> None:

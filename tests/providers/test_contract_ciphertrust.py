@@ -184,7 +184,10 @@ def test_blue_green_happy_path_and_after_promote(cm: Admin, sandbox_url: str) ->
         assert adapter.carries(after, want(), result.version) is Evidence.OURS
         await adapter.after_promote(bg(sandbox_url), journal)  # inside the grace period
         assert "sfdc-main" in connection_names(sandbox_url)
-        await adapter.after_promote(bg(sandbox_url, grace_period_seconds=0), journal)
+        # The original is hand-made: retired only because this target opts in.
+        await adapter.after_promote(
+            bg(sandbox_url, grace_period_seconds=0, retire_foreign_connections=True), journal
+        )
         return live, after
 
     live, after = run_live(go)

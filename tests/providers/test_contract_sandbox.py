@@ -186,7 +186,8 @@ def test_injected_fault_on_the_update_is_classified_and_applies_nothing(
 
     before, error = run_live(go)
     if isinstance(error, RateLimited):
-        assert error.retry_after == 3.0
+        # Commerce Layer documents no reset header: its 429s carry none (issue 11.10).
+        assert error.retry_after == (None if case.name == "commercelayer" else 3.0)
     assert CANARY not in str(error)
     assert admin.get(case.name, rid, kind=kind) == before  # nothing applied, nothing recorded
     assert admin.stats()["faults_injected"] == {rule["kind"]: 1}

@@ -51,7 +51,8 @@ def test_token_and_read_masks_secrets(client: httpx.Client, api: Api, conn: dict
     assert item["auth"]["params"]["username"] == "sf-user"
     assert item["auth"]["params"]["password"] != "pw-0"
     assert item["auth"]["params"]["securityToken"] != "tok-0"
-    assert item["name"] == "c1" and item["description"] == ""
+    # Seeded without a description, like connections created without one: no such member.
+    assert item["name"] == "c1" and "description" not in item
     assert isinstance(item["updatedAt"], int) and item["updatedAt"] > 1_600_000_000_000
 
 
@@ -138,7 +139,7 @@ def test_patch_applies_with_quoted_or_bare_etag(
     new = {"username": "sf-user", "password": "pw-1", "securityToken": "tok-1"}
     ops = [
         {"op": "replace", "path": "/auth/params", "value": new},
-        {"op": "replace", "path": "/description", "value": "rotated"},
+        {"op": "add", "path": "/description", "value": "rotated"},
     ]
     r = client.patch(CONN, headers={**headers, "If-Match": if_match}, json=ops)
     assert r.status_code == 200, r.text
@@ -147,7 +148,7 @@ def test_patch_applies_with_quoted_or_bare_etag(
     item = _item(client, headers)
     assert item["etag"] == item["version"] == new_etag
     assert item["description"] == "rotated"
-    assert item["updatedBy"] == item["updatedClient"] == D.ADOBE_CLIENT_ID
+    assert item["updatedClient"] == "sandbox integration"  # not the client id: see the sim
     assert item["updatedAt"] >= item["createdAt"]
     admin = client.get("/_sandbox/adobe/resources/c1").json()
     assert admin["auth"]["params"] == new
@@ -228,3 +229,31 @@ def test_patch_requires_json_content_type(
         content=b'[{"op": "replace", "path": "/name", "value": "x"}]',
     )
     assert r.status_code == 400 and r.json()["title"] == "BadRequestError"
+
+
+def test_replace_of_a_missing_description_is_1455_and_add_sets_it(
+    client: httpx.Client, api: Api, conn: dict[str, Any]
+) -> None:
+    headers = api.adobe_headers()
+    etag = _item(client, headers)["etag"]
+    replace = [{"op": "replace", "path": "/description", "value": "x"}]
+    r = client.patch(CONN, headers={**headers, "If-Match": etag}, json=replace)
+    assert r.status_code == 400 and _flow_type(r) == "FLOW-1455-400"
+    assert 'Missing field "description"' in r.json()["report"]["detailed-message"]
+    add = [{"op": "add", "path": "/description", "value": "x"}]
+    r = client.patch(CONN, headers={**headers, "If-Match": etag}, json=add)
+    assert r.status_code == 200, r.text
+    assert _item(client, headers)["description"] == "x"
+
+
+def test_updated_client_is_not_the_callers_client_id(
+    client: httpx.Client, api: Api, conn: dict[str, Any]
+) -> None:
+    headers = api.adobe_headers()
+    etag = _item(client, headers)["etag"]
+    add = [{"op": "add", "path": "/description", "value": "x"}]
+    assert client.patch(CONN, headers={**headers, "If-Match": etag}, json=add).status_code == 200
+    item = _item(client, headers)
+    assert item["updatedClient"] == "sandbox integration"
+    assert item["updatedBy"].endswith("@techacct.adobe.com")
+    assert D.ADOBE_CLIENT_ID not in (item["updatedClient"], item["updatedBy"])

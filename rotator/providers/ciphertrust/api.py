@@ -228,6 +228,23 @@ class CipherTrustAPI(TokenProvider):
         raise_for_status(response, NAME, describe_error)
         return dict(response.json())
 
+    async def in_use(self, target: TargetSpec, connection: Mapping[str, Any]) -> bool:
+        """Whether any organization points at ``connection`` (by id or name). Raises when the
+        organization list cannot be read in full: the caller must then assume it is in use."""
+        skip = 0
+        for _ in range(_MAX_PAGES):
+            params = {"skip": skip, "limit": _PAGE}
+            response = await self.request(target, "GET", ORGANIZATIONS, params=params)
+            raise_for_status(response, NAME, describe_error)
+            page = response.json()
+            resources = page.get("resources") or []
+            if any(refers_to(org.get("connection"), connection) for org in resources):
+                return True
+            skip += len(resources)
+            if not resources or skip >= int(page.get("total") or 0):
+                return False
+        raise PermanentError("too many organizations to check who uses a connection", provider=NAME)
+
     async def delete(self, target: TargetSpec, connection_id: str) -> bool:
         response = await self.request(target, "DELETE", quoted(CONNECTIONS, connection_id))
         if response.status_code == 404:

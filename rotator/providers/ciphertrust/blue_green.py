@@ -17,8 +17,14 @@ period has passed: by ``after_promote`` from the journal (it runs right after pr
 only a short grace period lets it act), and by later rotations, which delete connections
 rotator created for this organization (``meta.rotator_org``) when neither they nor the
 organization have changed for a grace period. A connection rotator did not create (the one the
-first rotation replaced) is left to the operator unless ``after_promote`` may delete it; it may
-serve other organizations. The connection the organization points at is never deleted.
+first rotation replaced, made by hand) may serve other organizations or tools, so it is left
+to the operator unless option ``retire_foreign_connections: true`` says otherwise. No
+connection that any organization points at is ever deleted: the organization list is read
+right before each delete, and a list that cannot be read means no delete.
+
+The connection test fails closed: CipherTrust does not document the test's response, so only
+an explicit ``{"connection_ok": true}`` passes; any other answer is a permanent failure whose
+message shows the answer's shape (keys and types, never values).
 """
 
 from __future__ import annotations
@@ -62,6 +68,17 @@ DEFAULT_GRACE = 3600.0
 # Non-secret settings a new connection inherits from the one it replaces.
 INHERITED = ("cloud_name", "client_id", "username", "domain_name")
 _VERSION_SUFFIX = re.compile(r"-v\d+$")
+
+
+def body_shape(value: Any) -> str:
+    """The shape of an answer for an error message: keys and JSON types, never values."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {type(v).__name__}" for k, v in sorted(value.items())) + "}"
+    return type(value).__name__
+
+
+def retires_foreign(target: TargetSpec) -> bool:
+    return target.options.get("retire_foreign_connections") is True
 
 
 def grace(target: TargetSpec) -> float:
@@ -238,17 +255,23 @@ class BlueGreen:
             )
         raise_for_status(response, NAME, describe_error)
         try:
-            result = response.json()
+            result: Any = response.json()
         except ValueError:
+            result = response.content.decode("utf-8", "replace") if response.content else None
+        if isinstance(result, dict) and result.get("connection_ok") is True:
             return
-        # CipherTrust answers a failed test with 200 {"connection_ok": false, "message"}.
+        # Not an explicit success: a re-point at an untested connection is the one outcome
+        # to avoid, so an answer we cannot read is a failed test.
         if isinstance(result, dict) and result.get("connection_ok") is False:
-            detail = provider_message(result.get("message")) or "connection_ok is false"
-            raise PermanentError(
-                f"the new Salesforce connection failed its connection test: {detail}",
-                provider=NAME,
-                status=status,
-            )
+            # Its own words, bounded and redacted: the only untrusted text kept from the test.
+            reason = provider_message(result.get("message")) or "connection_ok is false"
+        else:
+            reason = f"the answer {body_shape(result)} does not say connection_ok: true"
+        raise PermanentError(
+            f"the new Salesforce connection failed its connection test: {reason}",
+            provider=NAME,
+            status=status,
+        )
 
     # -- retirement -----------------------------------------------------------------------
 
@@ -280,9 +303,23 @@ class BlueGreen:
             updated = parse_time(full.get("updatedAt")) or created
             if created is None or updated is None or now - max(created, updated) < period:
                 continue
-            if await api.delete(target, str(full["id"])):
+            if await self._retire(target, full):
                 deleted.append(str(full["id"]))
         return deleted
+
+    async def _retire(self, target: TargetSpec, connection: Mapping[str, Any]) -> bool:
+        """Delete a connection this organization no longer uses, if rotator made it for this
+        organization (or the target opts in) and no organization at all points at it."""
+        api = self._api
+        ours = meta_of(connection).get(ORG_KEY) == target.resource_id
+        if not ours and not retires_foreign(target):
+            return False
+        try:
+            if await api.in_use(target, connection):
+                return False
+        except ProviderError:
+            return False  # cannot tell who uses it: keep it
+        return await api.delete(target, str(connection["id"]))
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
         """Delete what this job retired once the grace period has passed (so, in practice, only
@@ -298,7 +335,9 @@ class BlueGreen:
             and api.clock() - float(retired.get("since", 0)) >= grace(target)
             and current not in (retired.get("connection_id"), retired.get("connection_name"))
         ):
-            await api.delete(target, str(retired["connection_id"]))
+            connection = await api.connection(target, str(retired["connection_id"]))
+            if connection is not None:
+                await self._retire(target, connection)
         current_connection = await api.resolve(target, str(current)) if current else None
         name = (current_connection or {}).get("name")
         await self._sweep(target, prefix(target, str(name) if name else None), keep=set())

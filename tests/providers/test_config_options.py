@@ -1,0 +1,54 @@
+"""``rotator config check`` runs each adapter's option checks (issue 11: AppFlow's AWS
+credentials must be an explicit choice, never the accident of an omitted field)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rotator.example.yaml"
+CHOICE = "      credentials: default-chain\n"
+
+
+def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    env["ROTATOR_STATE_DIR"] = str(tmp_path / "state")
+    # the example's self-hosted products, as deploy/rotator.env.example allows them
+    env["ROTATOR_ALLOWED_HOSTS"] = "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", "config", "check", "--file", str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_example_chooses_the_default_chain_and_passes(tmp_path: Path) -> None:
+    assert CHOICE in EXAMPLE.read_text()
+    result = config_check(EXAMPLE, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("replacement", "message"),
+    [
+        ("", "no AWS credentials configured"),  # the choice left out
+        ("      credentials: instance-role\n", "must be 'default-chain'"),
+    ],
+)
+def test_an_appflow_target_without_the_choice_fails(
+    tmp_path: Path, replacement: str, message: str
+) -> None:
+    broken = tmp_path / "rotator.yaml"
+    broken.write_text(EXAMPLE.read_text().replace(CHOICE, replacement))
+    result = config_check(broken, tmp_path)
+    assert result.returncode == 1
+    assert "targets.appflow-salesforce.options" in result.stderr
+    assert message in result.stderr
