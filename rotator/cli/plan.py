@@ -111,24 +111,40 @@ def _print(plans: list[TargetPlan], no_state: str | None) -> None:
         where = f"({p.provider} {p.resource_id})"
         if not p.ok:
             reasons = "; ".join(f"{x.kind.replace('_', ' ')}: {x.message}" for x in p.problems)
-            out.print(f"[red]✗[/red] {escape(p.target)} {escape(where)}: {escape(reasons)}")
+            out.print(
+                f"[red]✗[/red] {escape(p.target)} {escape(where)}: {escape(reasons)}",
+                highlight=False,
+                soft_wrap=True,
+            )
             continue
         out.print(f"[green]✓[/green] {escape(p.target)} {escape(where)}: ready", highlight=False)
         for label, value in _details(p):
-            out.print(f"    {label:<16} {escape(value)}", highlight=False)
+            out.print(f"    {label:<16} {escape(value)}", highlight=False, soft_wrap=True)
     broken = sum(1 for p in plans if not p.ok)
     summary = f"{len(plans)} targets: {len(plans) - broken} ready, {broken} would fail"
     out.print(f"[{'red' if broken else 'green'}]{summary}[/]", highlight=False)
 
 
+_NEW = {
+    "generated": "a new value would be generated",
+    "stored": "stored version {version}",
+    "new": "a value not stored yet (the rotation would store it as a new version)",
+    "unknown": "unknown",
+}
+_EVIDENCE = {
+    "marker": "{version} (the resource's rotator marker)",
+    "record": "{version} (rotator's record; the API hides it)",
+    "state": "readable state (compared directly)",
+    "none": "not set by rotator (no rotator marker)",
+}
+
+
 def _details(p: TargetPlan) -> list[tuple[str, str]]:
     differs = {True: "yes", False: "no", None: "unknown"}[p.differs]
-    new = p.new_status + (f" {p.new_version}" if p.new_version else "")
-    live = f"{p.live_version} ({p.live_evidence})" if p.live_version else p.live_evidence
     rows = [
         ("resource version", p.resource_version or "-"),
-        ("live secret", live),
-        ("new secret", f"{p.new_source}: {new}"),
+        ("live secret", _EVIDENCE[p.live_evidence].format(version=p.live_version)),
+        ("new secret", f"{p.new_source}: " + _NEW[p.new_status].format(version=p.new_version)),
         ("differs", f"{differs}: {p.differs_reason}" if p.differs_reason else differs),
         ("would change", ", ".join(p.changes) or "-"),
         ("next due", f"{utc_time(p.next_due, zone=' UTC')} ({p.due_note})"),

@@ -175,7 +175,7 @@ class Planner:
             return "disabled"
         if spec.parsed_schedule is None:
             return "on demand only"
-        return "scheduled" if scheduled is not None else "at the next sync (within jitter)"
+        return "scheduled" if scheduled is not None else "at the next sync, within jitter"
 
     # -- 1. configuration -----------------------------------------------------------------
 
