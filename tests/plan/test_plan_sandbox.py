@@ -274,3 +274,23 @@ def test_would_differ_by_marker_and_by_record_after_a_rotation(world: World) -> 
     for entry in plan["targets"]:
         assert (entry["new_status"], entry["differs"]) == ("new", True), entry
     assert world.redis_state() == redis_before
+
+
+def test_zero_setup_plan_starts_no_redis_and_creates_no_keys(world: World) -> None:
+    # Given zero-setup mode (no Redis URL) and a state dir that does not exist yet
+    write_targets(world.targets_file, [t for t in world.targets if t.provider != "uipath"])
+    state_dir = world.tmp / "fresh-state"
+    for key in ("ROTATOR_REDIS_URL", "ROTATOR_MASTER_KEY", "ROTATOR_AUDIT_KEY"):
+        world.env.pop(key)
+    world.env["ROTATOR_STATE_DIR"] = str(state_dir)
+    sandbox_before = world.sandbox_state()
+
+    # When planned
+    result = world.rotator("plan")
+
+    # Then the plan runs without state: no embedded Redis started, no keys generated
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the embedded Redis is not running" in result.stderr
+    assert "4 targets: 4 ready, 0 would fail" in result.stdout
+    assert not state_dir.exists()
+    assert world.sandbox_state() == sandbox_before
