@@ -48,6 +48,7 @@ from rotator.plan.changes import BLIND, Changes, NewValue, preview
 from rotator.plan.readonly import DryVersions, EmptyJournal, PlanState, PlanWriteRefused
 from rotator.providers import load_provider
 from rotator.providers.base import Provider, ProviderContext, RemoteState, TargetSpec
+from rotator.resolve import resolve_target
 from rotator.sources import SourceContext, pin_version
 
 # Want.marker: rotator:<version id>:<fingerprint[:12]>:<job id[:12]>
@@ -180,35 +181,26 @@ class Planner:
     # -- 1. configuration -----------------------------------------------------------------
 
     def _resolve(self, name: str, spec: TargetSpecModel, plan: TargetPlan) -> TargetSpec | None:
-        base_dir = self.config.path.parent
-        credentials: dict[str, str] = {}
+        # Every reference first, so one plan lists every unresolvable one (resolve_target
+        # stops at the first).
         for key, ref in sorted(spec.credentials.items()):
             try:
-                credentials[key] = resolve_reference(ref, base_dir=base_dir, env=self.env)
+                resolve_reference(ref, base_dir=self.config.path.parent, env=self.env)
             except KeyError as exc:
                 plan.problems.append(Problem("credential", f"credential {key!r}: {exc.args[0]}"))
-        ca_bundle = spec.ca_bundle
-        if ca_bundle:
-            ca_bundle = ca_bundle if os.path.isabs(ca_bundle) else str(base_dir / ca_bundle)
-            if not os.access(ca_bundle, os.R_OK):
-                problem = Problem("credential", f"ca_bundle {ca_bundle} is not readable")
-                plan.problems.append(problem)
-        if spec.provider == "appflow" and not credentials.get("aws_access_key_id"):
+        if plan.problems:
+            return None
+        target = resolve_target(name, spec, self.config, self.env)
+        if target.ca_bundle and not os.access(target.ca_bundle, os.R_OK):
+            message = f"ca_bundle {target.ca_bundle} is not readable"
+            plan.problems.append(Problem("credential", message))
+            return None
+        if spec.provider == "appflow" and not target.credentials.get("aws_access_key_id"):
             plan.notes.append(
                 "no AWS credentials configured: requests are signed with the default AWS "
                 "credential chain of the machine that runs the worker"
             )
-        if plan.problems:
-            return None
-        return TargetSpec(
-            name=name,
-            provider=spec.provider,
-            base_url=spec.base_url,
-            resource_id=spec.resource_id,
-            options=spec.options,
-            credentials=credentials,
-            ca_bundle=ca_bundle,
-        )
+        return target
 
     # -- 2. the new secret ----------------------------------------------------------------
 

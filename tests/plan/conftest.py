@@ -22,12 +22,7 @@ import redis
 from rotator.demo import DemoTarget, demo_targets, sandbox_credentials_env, seed_sandbox
 from rotator.sandbox.server import SandboxServer
 from tests.integration.conftest import make_env
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(port=0) as server:
-        yield server
+from tests.integration.conftest import sandbox as sandbox  # the same session-wide fixture
 
 
 @dataclass
