@@ -10,6 +10,7 @@
     │   └── UnknownSecretVersion        a job asks for a secret version that was never stored
     ├── StaleVersion                the job's secret version is older than the target's current
     ├── LeaseLost                   our fencing token is no longer the lease holder's
+    ├── PlanWriteRefused            `rotator plan` was about to send a request that could write
     ├── AuditUnavailable            the audit sink cannot be written: no provider call is made
     ├── DecryptionError             a stored secret version cannot be decrypted / is misplaced
     ├── EmbeddedRedisError          the embedded Redis server cannot start (also a RuntimeError)
@@ -97,6 +98,10 @@ class UnknownSecretVersion(SecretSourceError):
 
 class StaleVersion(RotatorError):
     pass
+
+
+class PlanWriteRefused(RotatorError):
+    """``rotator plan`` was about to send a request that could change something."""
 
 
 class LeaseLost(RotatorError):

@@ -7,6 +7,7 @@ One module per group of commands, mounted here so this file reads as the whole s
     secrets.py        rotator secrets put
     keys.py           rotator keys rotate
     jobs.py           rotator enqueue|jobs|job|status
+    plan.py           rotator plan (preflight and dry run; writes nothing)
     processes.py      rotator worker|beat|run --once
     sandbox.py        rotator sandbox|demo (the optional extra rotator[sandbox], imported lazily)
     embedded.py       rotator embedded status|stop
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from rotator.cli import api, jobs, processes, sandbox
+from rotator.cli import api, jobs, plan, processes, sandbox
 from rotator.cli.audit import audit_app
 from rotator.cli.config import config_app
 from rotator.cli.embedded import embedded_app
@@ -48,6 +49,7 @@ app.command("enqueue")(jobs.enqueue)
 app.command("jobs")(jobs.jobs)
 app.command("job")(jobs.job)
 app.command("status")(jobs.status)
+app.command("plan")(plan.plan)
 app.command("worker")(processes.worker)
 app.command("beat")(processes.beat)
 app.command("run")(processes.run_once)

@@ -18,7 +18,9 @@ def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
     env["ROTATOR_STATE_DIR"] = str(tmp_path / "state")
     # the example's self-hosted products, as deploy/rotator.env.example allows them
-    env["ROTATOR_ALLOWED_HOSTS"] = "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
+    env["ROTATOR_ALLOWED_HOSTS"] = (
+        "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
+    )
     return subprocess.run(
         [sys.executable, "-m", "rotator", "config", "check", "--file", str(path)],
         env=env,
