@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from rotator import filerefs
+from rotator import filerefs, redaction
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import ConfigError, ConfigIssue, SecretSourceError
 from rotator.providers.base import TargetSpec
@@ -87,7 +87,11 @@ async def resolve_target(
     name: str, spec: TargetSpecModel, config: TargetsConfig, env: Mapping[str, str] | None = None
 ) -> TargetSpec:
     """``resolve_target_sync`` in a worker thread: credential files are read from disk."""
-    return await asyncio.to_thread(resolve_target_sync, name, spec, config, env)
+    target = await asyncio.to_thread(resolve_target_sync, name, spec, config, env)
+    # Built in a thread, where no job's values can be held: hold them here, in the job's task,
+    # so an echo of a credential in a provider's error is redacted (rotator.redaction).
+    redaction.hold(*target.credentials.values())
+    return target
 
 
 __all__ = ["resolve_reference", "resolve_target", "resolve_target_sync", "target_model"]
