@@ -95,6 +95,7 @@ def demo_targets(url: str) -> list[DemoTarget]:
             options={
                 "ims_url": urls["adobe_ims"],
                 "org_id": d.ADOBE_ORG_ID,
+                "updated_client": d.ADOBE_CLIENT_NAME,
                 "sandbox_name": d.ADOBE_SANDBOX_NAME,
             },
             secret_source="{source: generate, field: password, length: 24, "

@@ -232,7 +232,8 @@ def write_targets(
             + ("schedule: 30d, " if scheduled(name) else "")
             + f"credentials: {{client_id: 'env:{CLIENT_ID_VAR}', "
             f"client_secret: 'env:{CLIENT_SECRET_VAR}'}}, "
-            f"options: {{ims_url: '{urls['adobe_ims']}', org_id: '{defaults.ADOBE_ORG_ID}'}}}}"
+            f"options: {{ims_url: '{urls['adobe_ims']}', org_id: '{defaults.ADOBE_ORG_ID}', "
+            f"updated_client: '{defaults.ADOBE_CLIENT_NAME}'}}}}"
         )
     path.write_text("\n".join(lines) + "\n")
 

@@ -264,7 +264,11 @@ def target_block(plan: TargetPlan, urls: Mapping[str, str]) -> dict[str, Any]:
                 "client_id": "env:CHAOS_ADOBE_ID",
                 "client_secret": "env:CHAOS_ADOBE_SECRET",
             },
-            options={"ims_url": urls["adobe_ims"], "org_id": d.ADOBE_ORG_ID},
+            options={
+                "ims_url": urls["adobe_ims"],
+                "org_id": d.ADOBE_ORG_ID,
+                "updated_client": d.ADOBE_CLIENT_NAME,
+            },
         )
     elif plan.provider == "appflow":
         block.update(

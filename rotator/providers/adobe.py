@@ -154,9 +154,16 @@ class AdobeFlowService(OAuthClientCredentialsProvider):
         if applied_version is not None:
             # The etag our PATCH returned is still the live one: nothing changed since.
             return Evidence.shown(same_etag(applied_version, live.version))
-        # Our PATCH's response was lost: the marker is the evidence left, plus updatedClient
-        # where the operator said what it shows for this integration.
-        return Evidence.shown(live.summary.get("identity") != IDENTITY_MISMATCH)
+        # Our PATCH's response was lost, so no etag of ours to compare. The marker alone cannot
+        # tell our PATCH from a later hand edit that kept the description (found by the chaos
+        # experiment: a promotion of a version that was not live). updatedClient can, once the
+        # operator says what it shows for this integration (``options.updated_client``);
+        # without that the answer is "cannot tell", which the engine ends as a conflict for an
+        # operator to look at: never a promotion of a secret that may not be live.
+        identity = live.summary.get("identity")
+        if identity == IDENTITY_UNCHECKED:
+            return Evidence.UNKNOWN
+        return Evidence.shown(identity == IDENTITY_MATCH)
 
     async def apply(
         self,

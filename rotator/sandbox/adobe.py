@@ -445,6 +445,6 @@ def _client(client_id: str, secret: str, org: str, name: object = None) -> JSON:
     return {
         "client_secret": secret,
         "org_id": org,
-        "client_name": str(name) if name else "sandbox integration",
+        "client_name": str(name) if name else defaults.ADOBE_CLIENT_NAME,
         "technical_account": f"{account}@techacct.adobe.com",
     }

@@ -14,6 +14,9 @@ ADOBE_CLIENT_SECRET = "p8e-sandbox-adobe-client-secret"
 ADOBE_API_KEY = ADOBE_CLIENT_ID
 #: ``x-gw-ims-org-id`` the client belongs to.
 ADOBE_ORG_ID = "0123456789ABCDEF01234567@AdobeOrg"
+# What the sandbox records as ``updatedClient`` after this client's own updates (an invented
+# value, like the real one): the targets' ``options.updated_client`` for lost-response evidence.
+ADOBE_CLIENT_NAME = "sandbox integration"
 #: ``x-sandbox-name`` that seeded connections live in.
 ADOBE_SANDBOX_NAME = "prod"
 #: Scope list sent to IMS (any non-empty list is accepted).

@@ -127,6 +127,7 @@ targets:
     options:
       ims_url: {adobe_ims}
       org_id: "{org}"
+      updated_client: "sandbox integration"
 """
 
 

@@ -114,7 +114,12 @@ def test_adobe_verification_does_not_hinge_on_updated_client(
     seed_adobe(admin, description="Salesforce prod")
     # The sandbox records a client name, not our client id, as updatedClient.
     # Before: the marker was ignored, verification failed, the retry reported a conflict.
-    assert rotate_adobe(sandbox_url, NEW_SF) == [Evidence.OURS, Evidence.OURS]
+    # Now our PATCH's etag decides; without it (response lost) the marker alone cannot tell
+    # our update from a hand edit that kept the description, unless updated_client says what
+    # this integration's updates show.
+    assert rotate_adobe(sandbox_url, NEW_SF) == [Evidence.OURS, Evidence.UNKNOWN]
+    named = rotate_adobe(sandbox_url, NEW_SF, updated_client=D.ADOBE_CLIENT_NAME)
+    assert named == [Evidence.OURS, Evidence.OURS]
     assert admin.get("adobe", "conn-sf")["description"].startswith("Salesforce prod [rotator:")
 
 
