@@ -45,9 +45,15 @@ def configure_logging(settings: Settings) -> None:
     hold_process_keys(
         *(_secret_value(getattr(settings, name, None)) for name in ("master_key", "audit_key"))
     )
+    # Celery replaces sys.stderr with a proxy that re-logs every line as
+    # "[WARNING/MainProcess] ...": write to the real stream so a line keeps its own level.
+    stream = sys.__stderr__ or sys.stderr
+    as_json = settings.log_json
+    if as_json is None:  # people read a terminal; log shippers read everything else
+        as_json = not stream.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if settings.log_json
+        if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
@@ -60,7 +66,7 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
 
