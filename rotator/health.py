@@ -189,10 +189,12 @@ def _start(beat: bool) -> None:
     global _server
     from rotator import metrics
     from rotator.config import load_settings
+    from rotator.runtime import configure_logging
 
     settings = load_settings()
     if settings.metrics_port is None or _server is not None:
         return
+    configure_logging(settings)  # beat never builds a Runtime: its lines need the setup too
     _server = MonitorServer(
         settings.metrics_port,
         render_registry(metrics.registry),
@@ -205,6 +207,10 @@ def connect_signals() -> None:
     """Worker: multiprocess metric files under the state dir (set before any metric exists),
     then the port once the worker is ready. Beat: the port, for its readiness."""
     from celery import signals
+
+    from rotator.runtime import quiet_dispatch_chatter
+
+    quiet_dispatch_chatter()
 
     def on_worker_init(**_: Any) -> None:
         from rotator import metrics

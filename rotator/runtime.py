@@ -71,6 +71,23 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+class DispatchChatter(logging.Filter):
+    """Celery's lines about each dispatch (beat's "Sending due task", the worker's "Task
+    received/succeeded"), every few seconds, are DEBUG lines: shown only at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "rotator.dispatch" not in record.getMessage():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_dispatch_chatter() -> None:
+    """Celery configures handlers, never loggers' filters: installing these once sticks."""
+    for name in ("celery.beat", "celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).addFilter(DispatchChatter())
+
+
 def _secret_value(value: Any) -> str:
     """A setting's value, plain or pydantic ``SecretStr``."""
     reveal = getattr(value, "get_secret_value", None)

@@ -122,3 +122,8 @@ def test_worker_counts_rotations_and_the_exporter_ages_the_credential(system: Sy
     assert rescheduled[0]["target"] == "adobe-sfdc"
     assert all(e.get("target") == "adobe-sfdc" for e in about_jobs if "provider" in e)
     assert "MainProcess] {" not in worker_log
+    # And the per-dispatch chatter (every half second here) stays out of INFO logs
+    beat_log = system.logs[1].read_text(errors="replace")
+    assert "Sending due task" not in beat_log, beat_log[-3000:]
+    assert "Task rotator.dispatch" not in worker_log
+    assert "MainProcess] {" not in beat_log and "monitoring port open" in beat_log
