@@ -21,6 +21,7 @@ rotator_audit_spool_segments               failed audit writes waiting in the sp
                                            per failed batch write)
 rotator_audit_spool_bytes                  size of the spool
 rotator_last_dispatch_timestamp_seconds    unix time of the last dispatch pass (0: never)
+rotator_dispatch_interval_seconds          ROTATOR_DISPATCH_INTERVAL (alerts compare against it)
 rotator_exporter_scrape_error              1 when Redis could not be read for this scrape
 =========================================  ======================================================
 """
@@ -47,6 +48,7 @@ EXPORTER_METRICS = (
     "rotator_audit_spool_segments",
     "rotator_audit_spool_bytes",
     "rotator_last_dispatch_timestamp_seconds",
+    "rotator_dispatch_interval_seconds",
     "rotator_exporter_scrape_error",
 )
 
@@ -150,6 +152,11 @@ class RedisCollector:
             "rotator_last_dispatch_timestamp_seconds",
             "Unix time of the last dispatch",
             float(last) if last else 0.0,
+        )
+        yield _gauge(
+            "rotator_dispatch_interval_seconds",
+            "Configured dispatch interval",
+            self.settings.dispatch_interval,
         )
 
 
