@@ -125,11 +125,25 @@ def use_multiprocess_dir(state_dir: Path) -> Path:
     The directory is named after this (the worker's main) process: forked children inherit
     the variable, and a restarted worker starts from zero instead of summing a dead one's
     files, which is what a counter reset looks like to Prometheus anyway."""
-    path = state_dir / "metrics" / str(os.getpid())
+    root = state_dir / "metrics"
+    path = root / str(os.getpid())
     shutil.rmtree(path, ignore_errors=True)
+    for stale in root.glob("*"):  # directories of workers that are gone
+        if stale.name.isdigit() and not _alive(int(stale.name)):
+            shutil.rmtree(stale, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
     os.environ[MULTIPROC_ENV] = str(path)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not ours to clean up
+        return True
+    return True
 
 
 def registry() -> CollectorRegistry:

@@ -104,6 +104,10 @@ def test_worker_counts_rotations_and_the_exporter_ages_the_credential(system: Sy
     worker = scrape(worker_port)
     assert value(worker, "rotator_rotations_total", provider="adobe", outcome="completed") == 2
 
+    # And the worker counted into its multiprocess directory under the state dir
+    metric_dirs = list((system.tmp / "state" / "metrics").iterdir())
+    assert len(metric_dirs) == 1 and list(metric_dirs[0].glob("counter_*.db")), metric_dirs
+
     # And every process is ready
     for port in (worker_port, beat_port, exporter_port):
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
