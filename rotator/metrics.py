@@ -29,6 +29,7 @@ memory and nobody reads it; that costs microseconds.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import shutil
@@ -171,15 +172,19 @@ def observe_rotation(
     @functools.wraps(process)
     async def wrapper(self: Any, job_id: str) -> T:
         started = time.monotonic()
+        outcome: object = "error"  # the engine raised (Redis unreachable, cancelled, ...)
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            outcome = await process(self, job_id)
-            provider = structlog.contextvars.get_contextvars().get("provider") or "unknown"
-            structlog.contextvars.unbind_contextvars("target", "provider")
-        m = instruments()
-        m.rotations.labels(provider, str(outcome)).inc()
-        if provider != "unknown":  # an attempt that ran (not a refused or quarantined one)
-            m.attempt_seconds.labels(provider, str(outcome)).observe(time.monotonic() - started)
-        return outcome
+            try:
+                result = outcome = await process(self, job_id)
+            finally:
+                provider = structlog.contextvars.get_contextvars().get("provider") or "unknown"
+                structlog.contextvars.unbind_contextvars("target", "provider")
+                m = instruments()
+                m.rotations.labels(provider, str(outcome)).inc()
+                if provider != "unknown":  # an attempt ran (not a refused or quarantined job)
+                    elapsed = time.monotonic() - started
+                    m.attempt_seconds.labels(provider, str(outcome)).observe(elapsed)
+        return result
 
     return wrapper
 
@@ -213,6 +218,9 @@ def metered(
             response = await exchange(client, method, url, cap, provider, *rest)
             status = str(response.status_code)
             return response
+        except asyncio.CancelledError:
+            status = "cancelled"  # the call's deadline, or the attempt's lease was lost
+            raise
         except BaseException as exc:
             status = type(exc).__name__
             raise
