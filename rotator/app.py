@@ -10,6 +10,7 @@ from rotator import celeryconfig
 from rotator.broker import transport_for
 from rotator.config import Settings, load_settings
 from rotator.embedded import broker_url_from
+from rotator.health import connect_signals
 from rotator.store.keys import Keys
 
 
@@ -45,4 +46,5 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 celery_app = make_app()
+connect_signals()  # the monitoring port (ROTATOR_METRICS_PORT) of worker and beat
 app = celery_app

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
         default="90d", description="Age after which `rotator audit archive` moves events out"
     )
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = Field(default=None, description="unset: JSON unless stderr is a TTY")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="/metrics, /readyz")
     # Bounded work (README "Bounded work"): caps on what a slow or hostile peer can hold.
     http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
     redis_socket_timeout: float = Field(default=30.0, gt=0)

@@ -21,6 +21,7 @@ import structlog
 from rotator.audit import AuditEvent, AuditLog
 from rotator.config import TargetsConfig
 from rotator.errors import AuditUnavailable
+from rotator.metrics import record_dispatch
 from rotator.models import Reason
 from rotator.store import RotatorStore
 
@@ -117,6 +118,7 @@ async def dispatch_pass(runtime: Runtime, deliver: Deliver) -> DispatchResult:
     """One dispatch with a process's store, targets, audit and settings: the beat task's and
     ``rotator run --once``'s (a reloaded targets file is synced into the schedule first)."""
     await runtime.ensure_schedule_synced()
+    await record_dispatch(runtime.redis, runtime.keys)
     return await dispatch(
         runtime.store,
         runtime.config.get(),

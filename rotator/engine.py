@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from rotator import metrics
 from rotator.attempt import Attempt, JobJournal
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
@@ -98,6 +99,7 @@ class Engine:
 
     # -- entry point ---------------------------------------------------------------------
 
+    @metrics.observe_rotation
     async def process(self, job_id: str) -> Outcome:
         """Run one attempt of a job. Safe to call for any id any number of times."""
         try:
@@ -115,6 +117,7 @@ class Engine:
         begun = await self.store.begin(job_id, job.target, self.options.lease_ttl)
         if isinstance(begun, BeginRefused):
             return await self._refused(job, begun)
+        metrics.lease_taken(job)
 
         lease, job = begun.lease, begun.job
         journal = JobJournal(self.store, lease, self.options.lease_ttl, begun.journal)
@@ -156,6 +159,7 @@ class Engine:
         config = self.config()
         spec = target_model(config, job.target)
         ctx.provider_name = spec.provider
+        metrics.bind_attempt(job.target, spec.provider)
         await self.audit.replay_spool()
         await self.audit.emit(ctx.event("job.started"))
 
@@ -429,6 +433,7 @@ class Engine:
             fields["verifying_since"] = since
         decision = self.options.retry.decide(exc, job.attempts, applied_for)
         if isinstance(decision, Retry):
+            metrics.retried(ctx.provider_name, error_class, decision.state)
             await self.store.reschedule(ctx.lease, now + decision.delay, decision.state, fields)
             verifying = decision.state is JobState.VERIFYING
             then = "the update may be live, verify again in" if verifying else "retry in"

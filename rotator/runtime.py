@@ -45,9 +45,15 @@ def configure_logging(settings: Settings) -> None:
     hold_process_keys(
         *(_secret_value(getattr(settings, name, None)) for name in ("master_key", "audit_key"))
     )
+    # Celery replaces sys.stderr with a proxy that re-logs every line as
+    # "[WARNING/MainProcess] ...": write to the real stream so a line keeps its own level.
+    stream = sys.__stderr__ or sys.stderr
+    as_json = settings.log_json
+    if as_json is None:  # people read a terminal; log shippers read everything else
+        as_json = not stream.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if settings.log_json
+        if as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
@@ -60,9 +66,26 @@ def configure_logging(settings: Settings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
+
+
+class DispatchChatter(logging.Filter):
+    """Celery's lines about each dispatch (beat's "Sending due task", the worker's "Task
+    received/succeeded"), every few seconds, are DEBUG lines: shown only at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "rotator.dispatch" not in record.getMessage():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def quiet_dispatch_chatter() -> None:
+    """Celery configures handlers, never loggers' filters: installing these once sticks."""
+    for name in ("celery.beat", "celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).addFilter(DispatchChatter())
 
 
 def _secret_value(value: Any) -> str:

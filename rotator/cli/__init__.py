@@ -15,6 +15,7 @@ One module per group of commands, mounted here so this file reads as the whole s
     audit_filters.py  the audit filter options, declared once for list and export
     report.py         rotator report
     api.py            rotator api (the optional extra rotator[api], imported lazily)
+    exporter.py       rotator exporter (Prometheus gauges read from Redis)
 
 Exit codes: 0 ok; 1 the command's check failed (invalid targets, a job failed, the audit
 chain does not verify, ...); 2 usage or configuration error, or Redis unreachable.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import typer
 
-from rotator.cli import api, jobs, plan, processes, sandbox
+from rotator.cli import api, exporter, jobs, plan, processes, sandbox
 from rotator.cli.audit import audit_app
 from rotator.cli.config import config_app
 from rotator.cli.embedded import embedded_app
@@ -59,6 +60,7 @@ app.add_typer(embedded_app, name="embedded")
 app.add_typer(audit_app, name="audit")
 app.command("report")(report_command)
 app.command("api")(api.api)
+app.command("exporter")(exporter.exporter)
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ from rotator.errors import (
     error_class_for_status,
 )
 from rotator.lease import before_remote_write
+from rotator.metrics import metered
 from rotator.providers.bounded import (
     DEFAULT_MAX_RESPONSE_BYTES,
     BoundedClient,
@@ -360,7 +361,7 @@ async def send(
         )
     try:
         async with asyncio.timeout(budget):
-            return await exchange(client, method, url, cap, provider, unsafe, kwargs)
+            return await metered(exchange)(client, method, url, cap, provider, unsafe, kwargs)
     except TimeoutError:
         raise CallDeadlineExceeded(
             f"provider call did not finish within {budget:.1f}s",

@@ -46,6 +46,7 @@ key                             type     contents
 {p}keys:check                   hash     key check values: master (Fernet token of a constant),
                                          audit_kid/audit_epoch/audit:{n} (see rotator.keycheck)
 {p}keys:reseal                  hash     progress of `rotator keys rotate` (resumable)
+{p}dispatch:last                string   unix time of the last dispatch pass (rotator.metrics)
 ==============================  =======  ===================================================
 """
 
@@ -132,6 +133,10 @@ class Keys:
     @property
     def key_check(self) -> str:
         return f"{self.prefix}keys:check"
+
+    @property
+    def last_dispatch(self) -> str:
+        return f"{self.prefix}dispatch:last"
 
     @property
     def reseal(self) -> str:
