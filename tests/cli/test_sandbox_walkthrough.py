@@ -122,6 +122,9 @@ def test_walkthrough_verbatim(seeded: tuple[Path, str], redis_url: str, key_pref
     typo = cli("enqueue", "adobe-sfd")
     assert typo.returncode != 0
     assert "did you mean 'adobe-sfdc'?" in " ".join(typo.stderr.split())  # rich wraps
+    typo = cli("plan", "adobe-sfd")
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert "did you mean 'adobe-sfdc'?" in " ".join(typo.stderr.split())
     enqueued = cli("enqueue", "adobe-sfdc")
     assert enqueued.returncode == 0, enqueued.stderr
     run = cli("run", "--once", "--json")
