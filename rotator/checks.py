@@ -249,7 +249,12 @@ def check_config(
     for name, spec in config.targets.items():
         errors, warnings = provider_field_problems(spec)
         where = f"targets.{name}.options"
-        result.errors += [ConfigIssue(label, where, e) for e in errors]
+        result.errors += [
+            ConfigIssue(
+                label, f"targets.{name}.credentials" if e.startswith("credential") else where, e
+            )
+            for e in errors
+        ]
         result.warnings += [ConfigIssue(label, where, w) for w in warnings]
     check_references(config, env, result)
     check_sources(config, env, offline, result)
