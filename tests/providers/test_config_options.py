@@ -21,6 +21,21 @@ def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]
     env["ROTATOR_ALLOWED_HOSTS"] = (
         "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
     )
+    # config check resolves every reference (issue 12.3): provision what the example names.
+    creds = tmp_path / "creds"
+    for name, text in (
+        ("secrets/sfdc-etl.json", '{"password": "p"}'),
+        ("secrets/cl-integration.json", '{"reference": "r"}'),
+        ("secrets/uipath_client_secret", "s"),
+    ):
+        (creds / name).parent.mkdir(parents=True, exist_ok=True)
+        (creds / name).write_text(text)
+        (creds / name).chmod(0o600)
+    env["ROTATOR_CREDENTIALS_DIR"] = str(creds)
+    for var in ("ADOBE_CLIENT_ID", "ADOBE_CLIENT_SECRET", "UIPATH_CLIENT_ID", "CL_CLIENT_ID"):
+        env[var] = "x"
+    env.update(CL_CLIENT_SECRET="x", CTM_USER="x", CTM_PASSWORD="x")
+    env["ROBOT_ACCESS_JSON"] = '{"groupIds": ["g"]}'
     return subprocess.run(
         [sys.executable, "-m", "rotator", "config", "check", "--file", str(path)],
         env=env,
