@@ -14,14 +14,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rotator.example.yaml
 CHOICE = "      credentials: default-chain\n"
 
 
-def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
-    env["ROTATOR_STATE_DIR"] = str(tmp_path / "state")
-    # the example's self-hosted products, as deploy/rotator.env.example allows them
-    env["ROTATOR_ALLOWED_HOSTS"] = (
-        "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
-    )
-    # config check resolves every reference (issue 12.3): provision what the example names.
+def provision_example(env: dict[str, str], tmp_path: Path) -> None:
+    """The variables and files the example references: config check resolves every reference
+    (issue 12.3)."""
     creds = tmp_path / "creds"
     for name, text in (
         ("secrets/sfdc-etl.json", '{"password": "p"}'),
@@ -36,6 +31,16 @@ def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]
         env[var] = "x"
     env.update(CL_CLIENT_SECRET="x", CTM_USER="x", CTM_PASSWORD="x")
     env["ROBOT_ACCESS_JSON"] = '{"groupIds": ["g"]}'
+
+
+def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+    env["ROTATOR_STATE_DIR"] = str(tmp_path / "state")
+    # the example's self-hosted products, as deploy/rotator.env.example allows them
+    env["ROTATOR_ALLOWED_HOSTS"] = (
+        "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
+    )
+    provision_example(env, tmp_path)
     return subprocess.run(
         [sys.executable, "-m", "rotator", "config", "check", "--file", str(path)],
         env=env,
