@@ -36,6 +36,7 @@ from rotator.errors import ConfigError, ConfigIssue
 
 # The remote sources' options (vault, aws-secrets-manager) live with those sources.
 from rotator.sources.specs import AwsSecretsSpec, VaultSourceSpec
+from rotator.suggest import did_you_mean
 from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
 
 # ---------------------------------------------------------------------------------------------
@@ -533,7 +534,8 @@ def _cross_check(
                 ConfigIssue(
                     label,
                     f"targets.{name}.provider",
-                    f"unknown provider {provider!r}; known: {', '.join(known_providers)}",
+                    f"unknown provider {provider!r}{did_you_mean(provider, known_providers)} "
+                    f"(known: {', '.join(known_providers)})",
                 )
             )
         secret = target.get("secret")

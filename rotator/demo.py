@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from rotator import embedded
 from rotator.urlpolicy import insecure_entry
@@ -362,7 +363,39 @@ def run_demo() -> int:
         sandbox.stop()
         embedded.stop(root)
     console.rule("[green]demo finished" if ok else "[red]demo finished with problems")
+    console.print("\n".join(continuation(root, targets_file, env)), highlight=False)
     return 0 if ok else 1
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def continuation(root: Path, targets_file: Path, env: dict[str, str]) -> list[str]:
+    """How to go on after the demo: the file it wrote, the env it used (saved next to it,
+    sandbox-only values), and the commands that bring that file back up on a fresh sandbox."""
+    used = root / "demo.env"
+    keys = [k for k in env if k.startswith(("ROTATOR_", "DEMO_"))]
+    used.write_text("".join(f"{k}={shlex.quote(env[k])}\n" for k in sorted(keys)))
+    used.chmod(0o600)
+    targets, sandbox_env = _relative(targets_file), _relative(root / "sandbox.env")
+    access = _relative(root / "robot-access.json")
+    return [
+        "[bold]Next: run it yourself[/bold]",
+        f"  targets file the demo wrote: {targets}",
+        f"  environment it used:         {_relative(used)}",
+        "  1. serve and seed a sandbox for that file (leave it running):",
+        f"       rotator sandbox --targets {targets} --env-file {sandbox_env}",
+        "  2. in another shell:",
+        f"       set -a; . {sandbox_env}; set +a",
+        f"       rotator config check && rotator secrets put robot-access --from-file {access}",
+        "       rotator run --once && rotator status",
+        "  3. copy the file, point it at your own targets: README, 'Try it on your own targets "
+        "file'",
+    ]
 
 
 def _show_status(env: dict[str, str]) -> None:
@@ -386,7 +419,20 @@ def _show_audit(env: dict[str, str]) -> None:
         return
     payload = json.loads(result.stdout)
     events = payload["events"] if isinstance(payload, dict) else payload
-    table = Table("seq", "time", "target", "event", "version", "outcome", "detail")
+    table, hidden = audit_table(events)
+    console.print(table)
+    console.print(
+        f"({hidden} routine steps hidden: job.started, secret.loaded, remote.read, "
+        "update.verified; 'rotator audit list' and 'rotator audit show JOB_ID' show every step)"
+    )
+
+
+def audit_table(events: list[dict[str, Any]]) -> tuple[Table, int]:
+    """The demo's audit view and how many routine events it hides. The detail column folds
+    (wraps at any character) rather than truncating: ids in it stay whole."""
+    names = ("seq", "time", "target", "event", "version", "outcome")
+    table = Table(*(Column(name, overflow="fold") for name in names))
+    table.add_column("detail", overflow="fold", ratio=1)
     hidden = 0
     for event in events:
         if event["event"] in _ROUTINE:
@@ -399,10 +445,6 @@ def _show_audit(env: dict[str, str]) -> None:
             str(event["event"]),
             str(event.get("secret_version") or "-"),
             str(event.get("outcome") or ""),
-            str(event.get("detail") or "")[:60],
+            str(event.get("detail") or ""),
         )
-    console.print(table)
-    console.print(
-        f"({hidden} routine steps hidden: job.started, secret.loaded, remote.read, "
-        "update.verified; 'rotator audit list' and 'rotator audit show JOB_ID' show every step)"
-    )
+    return table, hidden

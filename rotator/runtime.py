@@ -34,6 +34,7 @@ from rotator.redaction import LogScrubber, hold_process_keys
 from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
+from rotator.suggest import did_you_mean
 
 T = TypeVar("T")
 log = structlog.get_logger("rotator.runtime")
@@ -232,7 +233,8 @@ class Runtime:
         config = self.config.get()
         spec = config.targets.get(target)
         if spec is None:
-            raise KeyError(f"no target named {target!r} in {config.path}")
+            hint = did_you_mean(target, config.targets)
+            raise KeyError(f"no target named {target!r} in {config.path}{hint}")
         job_id, created = await self.store.create_job(
             target, reason, actor, note=note, requested_version=version
         )

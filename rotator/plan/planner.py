@@ -51,6 +51,7 @@ from rotator.providers import load_provider
 from rotator.providers.base import Provider, ProviderContext, RemoteState, TargetSpec
 from rotator.resolve import resolve_reference, resolve_target_sync
 from rotator.sources import SourceContext, pin_version
+from rotator.suggest import did_you_mean
 
 # Want.marker: rotator:<version id>:<fingerprint[:12]>:<job id[:12]>
 _MARKER = re.compile(r"^rotator:([^:]+):([0-9a-f]{1,12}):")
@@ -128,7 +129,9 @@ class Planner:
         chosen = list(names) or sorted(targets)
         unknown = [n for n in chosen if n not in targets]
         if unknown:
-            raise KeyError(f"no target named {', '.join(map(repr, unknown))} in {self.config.path}")
+            hint = did_you_mean(unknown[0], targets)
+            names = ", ".join(map(repr, unknown))
+            raise KeyError(f"no target named {names} in {self.config.path}{hint}")
         records = await self.state.target_states(chosen)
         # Every target counts for the rate budget: they share it, selected or not.
         scheduled = await self.state.next_due(sorted(targets))

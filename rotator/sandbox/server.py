@@ -8,10 +8,12 @@ faults can abort the connection without a response.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from rotator.config import TargetsConfig
 from rotator.sandbox.app import create_app
 from rotator.sandbox.faults import TRANSPORT_KEY
 
@@ -157,6 +160,22 @@ class SandboxServer:
         self.stop()
 
 
+def _banner(url: str) -> list[str]:
+    """Where each adapter points and how to drive the sandbox: its admin API."""
+    from rotator.sandbox import defaults
+
+    lines = [f"rotator sandbox listening on {url}"]
+    lines += [f"  {provider:<20} {base}" for provider, base in defaults.base_urls(url).items()]
+    lines += [
+        "admin API (see rotator/sandbox/app.py):",
+        f"  PUT|GET  {url}/_sandbox/<provider>/resources/<id>   create/read a resource",
+        f"  POST     {url}/_sandbox/<provider>/resources/<id>/oob   edit it out of band",
+        f"  PUT|DEL  {url}/_sandbox/faults   inject faults;  GET {url}/_sandbox/stats",
+        f"  POST     {url}/_sandbox/reset   back to the seeded defaults",
+    ]
+    return lines
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -166,11 +185,47 @@ def serve(
 ) -> None:
     """Run the sandbox in the foreground until interrupted. The access log (off by default,
     it costs throughput) shows method, path and status only: never headers or bodies."""
-    from rotator.sandbox import defaults
-
     url = f"http://{host}:{port}"
-    print(f"rotator sandbox listening on {url}", file=sys.stderr)
-    for provider, base in defaults.base_urls(url).items():
-        print(f"  {provider:<20} {base}", file=sys.stderr)
+    print("\n".join(_banner(url)), file=sys.stderr)
     config: Any = _config(create_app(seed=seed), host, port, quiet=False, access_log=access_log)
     uvicorn.Server(config).run()
+
+
+def serve_seeded(
+    targets: TargetsConfig,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    seed: int | None = None,
+    env_file: Path | None = None,
+) -> None:
+    """Serve in a background thread, seed a resource per target of ``targets``, print (or
+    write to ``env_file``) the environment the file expects, then wait for SIGINT/SIGTERM."""
+    import httpx
+
+    from rotator.sandbox.seeding import seed_targets
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with SandboxServer(port=port, host=host, seed=seed) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as admin:
+            report = seed_targets(admin, targets, server.url)
+        lines = _banner(server.url)
+        lines.append(f"seeded from {targets.path}:")
+        lines += [f"  {line}" for line in report.seeded]
+        lines += [f"note: {note}" for note in report.notes]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        if env_file is not None:
+            env_file.write_text("\n".join(report.env_lines()) + "\n")
+            env_file.chmod(0o600)
+            print(
+                f"environment written to {env_file}: set -a; . {env_file}; set +a", file=sys.stderr
+            )
+        else:
+            print(
+                "# the environment your targets file expects (sandbox-only values):",
+                file=sys.stderr,
+            )
+            print("\n".join(f"export {line}" for line in report.env_lines()), flush=True)
+        print("ready (Ctrl-C stops)", file=sys.stderr, flush=True)
+        stop.wait()

@@ -42,7 +42,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "rotator.yaml").write_text(
         "secrets:\n  s1: {source: generate}\n"
         "targets:\n  t1: {provider: adobe, base_url: 'https://a.example', resource_id: r1,"
-        " secret: s1, schedule: 30d}\n"
+        " secret: s1, schedule: 30d, options: {org_id: o@AdobeOrg},"
+        " credentials: {client_id: 'env:T_ID', client_secret: 'env:T_SECRET'}}\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
     environ.update(
@@ -50,6 +51,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         ROTATOR_TARGETS_FILE=str(tmp_path / "rotator.yaml"),
         ROTATOR_ALLOWED_HOSTS="adobe=a.example",
         COLUMNS="200",
+        T_ID="id",
+        T_SECRET="secret",
     )
     return environ
 

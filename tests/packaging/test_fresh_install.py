@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.providers.test_config_options import provision_example
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
@@ -37,6 +39,7 @@ def test_plain_install_runs_the_worker_without_sandbox_dependencies(tmp_path: Pa
     env["ROTATOR_ALLOWED_HOSTS"] = (
         "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
     )
+    provision_example(env, tmp_path)
 
     # Then the sandbox's server stack is absent and no global celeryconfig module is installed
     listed = _run(str(bin_dir / "python"), "-m", "pip", "list", "--format=freeze", cwd=tmp_path)

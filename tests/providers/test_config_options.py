@@ -14,6 +14,25 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rotator.example.yaml
 CHOICE = "      credentials: default-chain\n"
 
 
+def provision_example(env: dict[str, str], tmp_path: Path) -> None:
+    """The variables and files the example references: config check resolves every reference
+    (issue 12.3)."""
+    creds = tmp_path / "creds"
+    for name, text in (
+        ("secrets/sfdc-etl.json", '{"password": "p"}'),
+        ("secrets/cl-integration.json", '{"reference": "r"}'),
+        ("secrets/uipath_client_secret", "s"),
+    ):
+        (creds / name).parent.mkdir(parents=True, exist_ok=True)
+        (creds / name).write_text(text)
+        (creds / name).chmod(0o600)
+    env["ROTATOR_CREDENTIALS_DIR"] = str(creds)
+    for var in ("ADOBE_CLIENT_ID", "ADOBE_CLIENT_SECRET", "UIPATH_CLIENT_ID", "CL_CLIENT_ID"):
+        env[var] = "x"
+    env.update(CL_CLIENT_SECRET="x", CTM_USER="x", CTM_PASSWORD="x")
+    env["ROBOT_ACCESS_JSON"] = '{"groupIds": ["g"]}'
+
+
 def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
     env["ROTATOR_STATE_DIR"] = str(tmp_path / "state")
@@ -21,6 +40,7 @@ def config_check(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]
     env["ROTATOR_ALLOWED_HOSTS"] = (
         "uipath=automation.example.com,ciphertrust=ciphertrust.example.com"
     )
+    provision_example(env, tmp_path)
     return subprocess.run(
         [sys.executable, "-m", "rotator", "config", "check", "--file", str(path)],
         env=env,
