@@ -138,12 +138,18 @@ def _summary(record: StoredEvent) -> str:
 @filtered
 def list_command(
     where: AuditFilter,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=10000, help="Events per page.")
+    ] = 50,
     cursor: Annotated[
-        str | None, typer.Option("--cursor", help="Continue after this (from the last page).")
+        str | None,
+        typer.Option(
+            "--cursor", metavar="CURSOR", help="Continue after this (from the last page)."
+        ),
     ] = None,
     page: Annotated[
-        int | None, typer.Option("--page", min=1, help="Page number (skips earlier matches).")
+        int | None,
+        typer.Option("--page", metavar="N", min=1, help="Page number (skips earlier matches)."),
     ] = None,
     oldest_first: Annotated[bool, typer.Option("--oldest-first", help="Chain order.")] = False,
     as_json: JsonOpt = False,
@@ -284,6 +290,7 @@ def verify_command(
         Path | None,
         typer.Option(
             "--archive-dir",
+            metavar="DIR",
             help="Verify from the first event: the archive files, then the live stream.",
         ),
     ] = None,
@@ -291,6 +298,7 @@ def verify_command(
         list[Path] | None,
         typer.Option(
             "--checkpoint",
+            metavar="FILE",
             help="A file of signed checkpoints (`rotator audit checkpoint`); the chain must "
             "still hold every one (repeatable; the file is only read).",
         ),
@@ -359,13 +367,16 @@ def checkpoint_command(
         typer.Option(
             "--output",
             "-O",
+            metavar="FILE",
             help="Checkpoint log to append to ('-': stdout). Keep it outside Redis, ideally "
             "append-only or off-host. Default: <state_dir>/" + CHECKPOINTS_NAME,
         ),
     ] = None,
     archive_dir: Annotated[
         Path | None,
-        typer.Option("--archive-dir", help="Verify from the first event before signing."),
+        typer.Option(
+            "--archive-dir", metavar="DIR", help="Verify from the first event before signing."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -400,9 +411,12 @@ def checkpoint_command(
 @audit_app.command("export")
 @filtered
 def export_command(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl or csv.")
+    ] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-O", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-O", metavar="FILE", help="File to write (default: stdout)."),
     ] = None,
     *,
     where: AuditFilter,
@@ -427,12 +441,17 @@ def archive_command(
         str | None,
         typer.Option(
             "--older-than",
+            metavar="DURATION",
             help="Archive events stored longer ago than this (default: ROTATOR_AUDIT_RETENTION).",
         ),
     ] = None,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Archive directory (default: <state_dir>/audit-archive)."),
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Archive directory (default: <state_dir>/audit-archive).",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only.")] = False,
     as_json: JsonOpt = False,
@@ -475,7 +494,7 @@ def archive_command(
 def replay_spool_command(
     spool_dir: Annotated[
         Path | None,
-        typer.Option("--spool-dir", help="Default: <state_dir>/audit-spool."),
+        typer.Option("--spool-dir", metavar="DIR", help="Default: <state_dir>/audit-spool."),
     ] = None,
 ) -> None:
     """Append events spooled while Redis was unreachable, in order."""

@@ -18,7 +18,9 @@ config_app = typer.Typer(help="Validate and describe the targets file.", no_args
 
 @config_app.command("check")
 def config_check(
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Targets file")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", metavar="FILE", help="Targets file")
+    ] = None,
 ) -> None:
     """Validate settings and the targets file; exit 1 listing every error."""
     try:

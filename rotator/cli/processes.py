@@ -51,8 +51,12 @@ def _check_keys(settings: Settings) -> None:
 
 
 def worker(
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", metavar="N", help="Worker processes.")
+    ] = None,
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
+    ] = "INFO",
 ) -> None:
     """Start a Celery worker (threads pool; rotations share one event loop per process)."""
     settings = load_settings()
@@ -72,7 +76,11 @@ def worker(
     )
 
 
-def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
+def beat(
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
+    ] = "INFO",
+) -> None:
     """Start Celery beat, which triggers the dispatcher every ROTATOR_DISPATCH_INTERVAL."""
     settings = load_settings()
     _check_keys(settings)
@@ -91,7 +99,8 @@ def run_once(
         bool, typer.Option("--once", help="Dispatch what is due, process, exit")
     ] = False,
     max_wait: Annotated[
-        float, typer.Option("--max-wait", help="Wait this long for scheduled retries")
+        float,
+        typer.Option("--max-wait", metavar="SECONDS", help="Wait this long for scheduled retries"),
     ] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:

@@ -28,9 +28,13 @@ def _require_extra() -> None:
 
 
 def sandbox(
-    port: Annotated[int, typer.Option("--port")] = 8765,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8765,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Random seed for faults.")
+    ] = None,
 ) -> None:
     """Serve the local imitation of all provider APIs (with fault injection)."""
     _require_extra()
