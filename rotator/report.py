@@ -316,7 +316,7 @@ def _first_activity(
     scan: _Scan, targets: dict[str, TargetReport], since: float, now: float
 ) -> float:
     """Where the charts start: the first outcome or rotation in the window (``now`` if none)."""
-    times = [t for t, _ in scan.timeline[:1]]
+    times = [min((t for t, _ in scan.timeline), default=now)]  # chain order is not time order
     times += [r.rotated_at for r in targets.values() if r.rotated_at and r.rotated_at >= since]
     return max(since, min(times, default=now))
 
