@@ -57,6 +57,7 @@ from rotator.cli.common import (
     utc_time,
     wide_console,
 )
+from rotator.cli.progress import CountingWriter, activity
 from rotator.config import Settings
 from rotator.errors import AuditUnavailable, ConfigError
 from rotator.store.keys import Keys
@@ -318,7 +319,8 @@ def verify_command(
     settings = settings_or_exit()
     automatic = settings.state_dir / CHECKPOINT_NAME
     paths = list(checkpoint or []) + ([automatic] if use_checkpoint else [])
-    settings, keyring, result = _verify(archive_dir, paths)
+    with activity("verifying the audit chain", enabled=not as_json):
+        settings, keyring, result = _verify(archive_dir, paths)
     if result.ok and use_checkpoint and result.last_seq > 0:
         with contextlib.suppress(OSError):
             replace_checkpoint(automatic, signed_line(keyring, result.last_seq, result.last_hash))
@@ -427,8 +429,9 @@ def export_command(
     with session() as (settings, client, keys):
         reader = AuditReader(client, keys)
         try:
-            with open_output(output) as handle:
-                count = reader.export(handle, "csv" if fmt == "csv" else "jsonl", where)
+            with open_output(output) as handle, activity("exporting", unit="lines") as counter:
+                writer: Any = CountingWriter(handle, counter)
+                count = reader.export(writer, "csv" if fmt == "csv" else "jsonl", where)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     if output is not None and str(output) != "-":
@@ -466,9 +469,10 @@ def archive_command(
             _keyring(settings)  # refuses a short key before anything is written
             key = audit_key(settings)
         try:
-            result = AuditReader(client, keys, key).archive(
-                time.time() - age, target_dir, dry_run=dry_run, actor=actor()
-            )
+            with activity("archiving audit events", enabled=not as_json):
+                result = AuditReader(client, keys, key).archive(
+                    time.time() - age, target_dir, dry_run=dry_run, actor=actor()
+                )
         except OSError as exc:
             fail(f"cannot write archive in {target_dir}: {exc.strerror or exc}")
         except AuditUnavailable as exc:

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from rotator import incident as inc
-from rotator.cli.common import actor, fail, out, plain, print_json, styled, with_runtime
+from rotator.cli.common import actor, err, fail, out, plain, print_json, styled, with_runtime
 from rotator.models import Job, JobState
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _progress(live: bool) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=out,
+        console=err,
         disable=not live,
         transient=False,
     )
@@ -96,7 +96,7 @@ def follow_one(job_id: str, target: str, timeout: float, as_json: bool) -> None:
     async def body(runtime: Runtime) -> Job:
         provider = runtime.config.get().targets[target].provider
         deadline = time.monotonic() + timeout
-        live = out.is_terminal and not as_json
+        live = err.is_terminal and not as_json
         return (await _follow(runtime, {target: job_id}, {target: provider}, deadline, live))[
             target
         ]
@@ -158,7 +158,7 @@ def run_incident(
         providers = {p.target: p.provider for p in planned}
         deadline = time.monotonic() + timeout + max(p.start_at - now for p in planned)
         enqueuing = asyncio.create_task(inc.enqueue_all(runtime, incident, note))
-        live = out.is_terminal and not as_json
+        live = err.is_terminal and not as_json
         expected = Counter(p.provider for p in planned)
         try:
             latest = await _follow(

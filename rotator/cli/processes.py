@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rotator.cli.common import JsonOpt, err, fail, out, print_json, with_runtime
+from rotator.cli.progress import activity
 from rotator.config import Settings, load_settings
 
 # Job outcomes that make `rotator run --once` exit 1.
@@ -110,7 +111,8 @@ def run_once(
         fail("only 'rotator run --once' is supported; use 'rotator worker' and 'rotator beat'")
     from rotator.runtime import run_until_idle
 
-    summary = with_runtime(lambda runtime: run_until_idle(runtime, max_wait=max_wait))
+    with activity("processing due jobs", enabled=not as_json):
+        summary = with_runtime(lambda runtime: run_until_idle(runtime, max_wait=max_wait))
     if as_json:
         print_json(summary)
     else:
