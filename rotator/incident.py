@@ -100,7 +100,7 @@ def _earliest(history: list[float], provider: str, at: float) -> float:
         for kind, cost in costs.items():
             for window, limit in limits[kind]:
                 inside = sorted(t for t in history if t > at - window)
-                allowed = limit // cost  # rotations per window
+                allowed = max(1, limit // cost)  # rotations per window (one always fits)
                 if len(inside) >= allowed:
                     # Wait until the oldest rotation that keeps the window full leaves it.
                     later = max(later, inside[len(inside) - allowed] + window)

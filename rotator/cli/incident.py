@@ -167,7 +167,9 @@ def run_incident(
         finally:
             if not enqueuing.done():
                 enqueuing.cancel()
-        await asyncio.gather(enqueuing, return_exceptions=True)
+        (failure,) = await asyncio.gather(enqueuing, return_exceptions=True)
+        if isinstance(failure, Exception):  # not CancelledError: a timeout cut the spread short
+            raise failure
         return _summary(incident, latest, planned, selection)
 
     summary = with_runtime(body)
