@@ -378,6 +378,8 @@ class TargetSpecModel(BaseModel):
     jitter: str = "0s"
     ca_bundle: str | None = None
     enabled: bool = True
+    # Incident mode (``rotator enqueue --secret``) rotates higher priorities first.
+    priority: int = Field(default=0, description="Incident-mode order: higher first")
 
     @field_validator("base_url")
     @classmethod

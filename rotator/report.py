@@ -50,6 +50,8 @@ OUTCOME_EVENTS = {
 }
 # Alert-worthy; `unverified` is not a failure of the update (it may be live) but needs a look.
 FAILURE_OUTCOMES = frozenset({"conflict", "failed", "dead", "unverified"})
+MAX_FAILING_JOBS = 5
+HOUR, DAY, WEEK = 3600.0, 86400.0, 7 * 86400.0
 
 
 @dataclass
@@ -72,6 +74,13 @@ class TargetReport:
     failures: int = 0
     retries: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # The window's failing jobs, newest first (at most MAX_FAILING_JOBS): what to open first.
+    failing_jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failing_now(self) -> bool:
+        """Whether the target's last job ended in a failure (a later success clears it)."""
+        return (self.last_outcome or "") in FAILURE_OUTCOMES
 
 
 @dataclass
@@ -90,6 +99,8 @@ class RotationReport:
     since: float
     grace_seconds: float
     bucket_seconds: float
+    # Where the charts start: the first activity in the window, not an empty --since axis.
+    chart_since: float
     targets: list[TargetReport]
     buckets: list[Bucket]
     summary: dict[str, Any]
@@ -193,18 +204,19 @@ def build_report(
 ) -> RotationReport:
     now = time.time() if now is None else now
     targets = _target_reports(StoreReader(client, keys), config, now, grace)
-    window = _Window.over(since, now)
     reader = AuditReader(client, keys)
-    scan = _scan(reader, targets, window, since, now)
+    scan = _scan(reader, targets, since, now)
     history = _history(reader, targets, scan.rotations, since)
+    window = _Window.over(_first_activity(scan, targets, since, now), now)
     rows = list(targets.values())
     return RotationReport(
         generated_at=now,
         since=since,
         grace_seconds=grace,
         bucket_seconds=window.seconds,
+        chart_since=window.first,
         targets=rows,
-        buckets=_buckets(window, scan.outcomes, history, now),
+        buckets=_buckets(window, scan.timeline, history, now),
         summary=_summary(rows, scan.totals),
         audit_events_scanned=scan.scanned,
         targets_file=str(config.path),
@@ -243,7 +255,9 @@ def _target_reports(
 
 @dataclass(frozen=True)
 class _Window:
-    """The report's time buckets: days, or weeks for windows longer than 120 days."""
+    """The charts' time buckets: hours for up to two days of data, days up to 120, then
+    weeks. ``since`` is where the data starts, so a week-old install is not drawn as 83 empty
+    days and 7 full ones."""
 
     first: float
     seconds: float
@@ -252,9 +266,13 @@ class _Window:
     @classmethod
     def over(cls, since: float, now: float) -> _Window:
         span = max(now - since, 1.0)
-        seconds = 86400.0 if span <= 120 * 86400 else 7 * 86400.0
+        seconds = HOUR if span <= 2 * DAY else DAY if span <= 120 * DAY else WEEK
         first = since - (since % seconds)
         return cls(first, seconds, int((now - first) // seconds) + 1)
+
+    def label(self, start: float) -> str:
+        fmt = "%Y-%m-%d %H:00" if self.seconds < DAY else "%Y-%m-%d"
+        return datetime.fromtimestamp(start, tz=UTC).strftime(fmt)
 
     def position(self, when: float) -> int | None:
         position = int((when - self.first) // self.seconds)
@@ -263,7 +281,7 @@ class _Window:
 
 @dataclass
 class _Scan:
-    outcomes: list[Counter[str]]  # per bucket
+    timeline: list[tuple[float, str]]  # (time, outcome) of every outcome event, oldest first
     totals: Counter[str]
     rotations: dict[str, list[float]]  # target -> rotation times in the window
     scanned: int = 0
@@ -272,12 +290,11 @@ class _Scan:
 def _scan(
     reader: AuditReader,
     targets: dict[str, TargetReport],
-    window: _Window,
     since: float,
     now: float,
 ) -> _Scan:
     """One pass over the window's audit events, oldest first."""
-    scan = _Scan([Counter() for _ in range(window.count)], Counter(), {n: [] for n in targets})
+    scan = _Scan([], Counter(), {n: [] for n in targets})
     for record in reader.iter_events(AuditFilter(since=since, until=now)):
         scan.scanned += 1
         event = record.event
@@ -286,21 +303,38 @@ def _scan(
             outcome = event.outcome or OUTCOME_EVENTS[event.event]
             if outcome == "completed":
                 outcome = "success"
-            position = window.position(event.time)
-            if position is not None:
-                scan.outcomes[position][outcome] += 1
+            scan.timeline.append((event.time, outcome))
             scan.totals[outcome] += 1
             if target is not None:
-                _count(target, outcome)
+                _count(target, outcome, event)
         if target is not None and _is_rotation(event):
             scan.rotations[target.name].append(event.time)
     return scan
 
 
-def _count(target: TargetReport, outcome: str) -> None:
+def _first_activity(
+    scan: _Scan, targets: dict[str, TargetReport], since: float, now: float
+) -> float:
+    """Where the charts start: the first outcome or rotation in the window (``now`` if none)."""
+    times = [min((t for t, _ in scan.timeline), default=now)]  # chain order is not time order
+    times += [r.rotated_at for r in targets.values() if r.rotated_at and r.rotated_at >= since]
+    return max(since, min(times, default=now))
+
+
+def _count(target: TargetReport, outcome: str, event: AuditEvent) -> None:
     target.outcomes[outcome] = target.outcomes.get(outcome, 0) + 1
     if outcome in FAILURE_OUTCOMES:
         target.failures += 1
+        target.failing_jobs.insert(
+            0,
+            {
+                "job_id": event.job_id,
+                "outcome": outcome,
+                "error_class": event.error_class,
+                "time": event.time,
+            },
+        )
+        del target.failing_jobs[MAX_FAILING_JOBS:]
     elif outcome == "retry":
         target.retries += 1
     elif outcome == "success":
@@ -332,10 +366,15 @@ def _history(
 
 def _buckets(
     window: _Window,
-    outcomes: list[Counter[str]],
+    timeline: list[tuple[float, str]],
     history: dict[str, list[float]],
     now: float,
 ) -> list[Bucket]:
+    outcomes: list[Counter[str]] = [Counter() for _ in range(window.count)]
+    for when, outcome in timeline:
+        position = window.position(when)
+        if position is not None:
+            outcomes[position][outcome] += 1
     buckets = []
     for position in range(window.count):
         start = window.first + position * window.seconds
@@ -348,7 +387,7 @@ def _buckets(
         buckets.append(
             Bucket(
                 start=start,
-                label=datetime.fromtimestamp(start, tz=UTC).strftime("%Y-%m-%d"),
+                label=window.label(start),
                 outcomes={k: v for k, v in outcomes[position].items() if v},
                 median_age_seconds=statistics.median(ages) if ages else None,
                 max_age_seconds=max(ages) if ages else None,
@@ -367,7 +406,10 @@ def _summary(rows: list[TargetReport], totals: Counter[str]) -> dict[str, Any]:
         "rotated": sum(1 for t in rows if t.rotated_at is not None),
         "never_rotated": sum(1 for t in rows if t.rotated_at is None),
         "overdue": sum(1 for t in rows if t.overdue),
-        "with_failures": sum(1 for t in rows if t.failures),
+        # Targets whose last job failed: a failure already fixed by a later success is not
+        # counted here but in with_failures_in_window.
+        "with_failures": sum(1 for t in rows if t.failing_now),
+        "with_failures_in_window": sum(1 for t in rows if t.failures),
         "outcomes": {k: totals.get(k, 0) for k in OUTCOMES}
         | {k: v for k, v in totals.items() if k not in OUTCOMES},
         "last_outcomes": dict(Counter(t.last_outcome or "unknown" for t in rows)),

@@ -8,7 +8,14 @@ from __future__ import annotations
 import html
 from string import Template
 
-from rotator.report import FAILURE_OUTCOMES, OUTCOMES, RotationReport, human_duration, iso
+from rotator.report import (
+    FAILURE_OUTCOMES,
+    OUTCOMES,
+    RotationReport,
+    TargetReport,
+    human_duration,
+    iso,
+)
 
 COLOURS = {
     "success": "#2e7d32",
@@ -50,6 +57,8 @@ svg { max-width: 100%; height: auto; font: 11px system-ui, sans-serif; }
 <p class="meta">Generated $generated &middot; window $since &rarr; $generated &middot;
 overdue grace $grace &middot; targets file <code>$targets_file</code> &middot;
 $scanned audit events read</p>
+<p class="note">Charts start at the window's first activity ($chart_since), one bar per
+$bucket_name.</p>
 <div class="cards">$cards</div>
 <h2>Rotation outcomes per $bucket_name</h2>
 $outcome_chart
@@ -69,8 +78,12 @@ $target_chart
 $rows
 </tbody>
 </table>
-<p class="note">Failures count conflict, failed and dead outcomes in the window. "-" means unknown
-(never recorded). Source: rotator state in Redis and the hash-chained audit log
+<p class="note">Failures count conflict, failed, dead and unverified outcomes in the window; a
+target is <em>failing now</em> when its last job ended in one of them. "-" means unknown
+(never recorded).</p>
+<h2 id="failing-jobs">Failing jobs</h2>
+$failing
+<p class="note"> Source: rotator state in Redis and the hash-chained audit log
 (verify it with <code>rotator audit verify</code>).</p>
 </body>
 </html>
@@ -273,13 +286,48 @@ def _target_chart(report: RotationReport, limit: int = 40) -> str:
     return "".join(parts)
 
 
+def _bucket_name(seconds: float) -> str:
+    return "week" if seconds > 86400 else "day" if seconds == 86400 else "hour"
+
+
+def _failures_cell(target: TargetReport) -> str:
+    """The count, linked to the target's failing jobs when there are any."""
+    if not target.failures:
+        return "0"
+    mark = ' <span class="bad">failing now</span>' if target.failing_now else ""
+    return f'<a href="#fail-{_e(target.name)}">{target.failures}</a>{mark}'
+
+
+def _failing_jobs(report: RotationReport) -> str:
+    """Each failing target's latest failing jobs with their error class, and how to look."""
+    rows = []
+    for t in sorted(report.targets, key=lambda t: (not t.failing_now, t.name)):
+        for index, job in enumerate(t.failing_jobs):
+            anchor = f' id="fail-{_e(t.name)}"' if index == 0 else ""
+            rows.append(
+                f"<tr{anchor}><td>{_e(t.name)}</td><td><code>{_e(job['job_id'])}</code></td>"
+                f"<td>{_e(iso(job['time']))}</td><td>{_e(job['outcome'])}</td>"
+                f"<td>{_e(job['error_class'])}</td>"
+                f"<td><code>rotator job {_e(job['job_id'])}</code></td></tr>"
+            )
+    if not rows:
+        return '<p class="note">No failing job in this window.</p>'
+    return (
+        "<table><thead><tr><th>Target</th><th>Job</th><th>Ended</th><th>Outcome</th>"
+        "<th>Error class</th><th>Details</th></tr></thead><tbody>"
+        + "\n".join(rows)
+        + "</tbody></table>"
+    )
+
+
 def render_html(report: RotationReport) -> str:
     summary = report.summary
     cards = [
         ("Targets", summary["targets"], False),
         ("Overdue", summary["overdue"], summary["overdue"] > 0),
         ("Never rotated", summary["never_rotated"], False),
-        ("With failures", summary["with_failures"], summary["with_failures"] > 0),
+        ("Failing now (last outcome)", summary["with_failures"], summary["with_failures"] > 0),
+        ("With failures (window)", summary["with_failures_in_window"], False),
         ("Rotations (window)", summary["outcomes"].get("success", 0), False),
         (
             "Failed / dead / conflict",
@@ -307,7 +355,7 @@ def render_html(report: RotationReport) -> str:
             f"<td>{_e(t.provider)}</td><td>{_e(t.schedule)}</td><td>{_e(t.current)}</td>"
             f"<td>{_e(iso(t.rotated_at))}</td><td>{_e(human_duration(t.age_seconds))}</td>"
             f"<td>{_e(iso(t.next_due))}</td><td>{_e(t.last_outcome)}</td>"
-            f'<td class="num">{t.rotations}</td><td class="num">{t.failures}</td>'
+            f'<td class="num">{t.rotations}</td><td class="num">{_failures_cell(t)}</td>'
             f'<td class="num">{t.retries}</td><td>{overdue}</td></tr>'
         )
     return _PAGE.substitute(
@@ -317,7 +365,9 @@ def render_html(report: RotationReport) -> str:
         targets_file=_e(report.targets_file),
         scanned=report.audit_events_scanned,
         cards=card_html,
-        bucket_name="week" if report.bucket_seconds > 86400 else "day",
+        bucket_name=_bucket_name(report.bucket_seconds),
+        chart_since=_e(iso(report.chart_since)),
+        failing=_failing_jobs(report),
         outcome_chart=_outcome_chart(report),
         age_chart=_age_chart(report),
         target_chart=_target_chart(report),

@@ -19,8 +19,12 @@ _SERVER_PACKAGES = {"starlette", "uvicorn"}
 
 
 def api(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8080,
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8080,
 ) -> None:
     """Serve the HTTP API (tokens from ROTATOR_API_TOKENS; see the README's "HTTP API")."""
     try:

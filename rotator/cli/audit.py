@@ -57,6 +57,7 @@ from rotator.cli.common import (
     utc_time,
     wide_console,
 )
+from rotator.cli.progress import CountingWriter, activity
 from rotator.config import Settings
 from rotator.errors import AuditUnavailable, ConfigError
 from rotator.store.keys import Keys
@@ -138,12 +139,18 @@ def _summary(record: StoredEvent) -> str:
 @filtered
 def list_command(
     where: AuditFilter,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=10000, help="Events per page.")
+    ] = 50,
     cursor: Annotated[
-        str | None, typer.Option("--cursor", help="Continue after this (from the last page).")
+        str | None,
+        typer.Option(
+            "--cursor", metavar="CURSOR", help="Continue after this (from the last page)."
+        ),
     ] = None,
     page: Annotated[
-        int | None, typer.Option("--page", min=1, help="Page number (skips earlier matches).")
+        int | None,
+        typer.Option("--page", metavar="N", min=1, help="Page number (skips earlier matches)."),
     ] = None,
     oldest_first: Annotated[bool, typer.Option("--oldest-first", help="Chain order.")] = False,
     as_json: JsonOpt = False,
@@ -284,6 +291,7 @@ def verify_command(
         Path | None,
         typer.Option(
             "--archive-dir",
+            metavar="DIR",
             help="Verify from the first event: the archive files, then the live stream.",
         ),
     ] = None,
@@ -291,6 +299,7 @@ def verify_command(
         list[Path] | None,
         typer.Option(
             "--checkpoint",
+            metavar="FILE",
             help="A file of signed checkpoints (`rotator audit checkpoint`); the chain must "
             "still hold every one (repeatable; the file is only read).",
         ),
@@ -310,7 +319,8 @@ def verify_command(
     settings = settings_or_exit()
     automatic = settings.state_dir / CHECKPOINT_NAME
     paths = list(checkpoint or []) + ([automatic] if use_checkpoint else [])
-    settings, keyring, result = _verify(archive_dir, paths)
+    with activity("verifying the audit chain", enabled=not as_json):
+        settings, keyring, result = _verify(archive_dir, paths)
     if result.ok and use_checkpoint and result.last_seq > 0:
         with contextlib.suppress(OSError):
             replace_checkpoint(automatic, signed_line(keyring, result.last_seq, result.last_hash))
@@ -359,13 +369,16 @@ def checkpoint_command(
         typer.Option(
             "--output",
             "-O",
+            metavar="FILE",
             help="Checkpoint log to append to ('-': stdout). Keep it outside Redis, ideally "
             "append-only or off-host. Default: <state_dir>/" + CHECKPOINTS_NAME,
         ),
     ] = None,
     archive_dir: Annotated[
         Path | None,
-        typer.Option("--archive-dir", help="Verify from the first event before signing."),
+        typer.Option(
+            "--archive-dir", metavar="DIR", help="Verify from the first event before signing."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -400,9 +413,12 @@ def checkpoint_command(
 @audit_app.command("export")
 @filtered
 def export_command(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="jsonl or csv.")
+    ] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-O", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-O", metavar="FILE", help="File to write (default: stdout)."),
     ] = None,
     *,
     where: AuditFilter,
@@ -413,8 +429,9 @@ def export_command(
     with session() as (settings, client, keys):
         reader = AuditReader(client, keys)
         try:
-            with open_output(output) as handle:
-                count = reader.export(handle, "csv" if fmt == "csv" else "jsonl", where)
+            with open_output(output) as handle, activity("exporting", unit="lines") as counter:
+                writer: Any = CountingWriter(handle, counter)
+                count = reader.export(writer, "csv" if fmt == "csv" else "jsonl", where)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     if output is not None and str(output) != "-":
@@ -427,12 +444,17 @@ def archive_command(
         str | None,
         typer.Option(
             "--older-than",
+            metavar="DURATION",
             help="Archive events stored longer ago than this (default: ROTATOR_AUDIT_RETENTION).",
         ),
     ] = None,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Archive directory (default: <state_dir>/audit-archive)."),
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Archive directory (default: <state_dir>/audit-archive).",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only.")] = False,
     as_json: JsonOpt = False,
@@ -447,9 +469,10 @@ def archive_command(
             _keyring(settings)  # refuses a short key before anything is written
             key = audit_key(settings)
         try:
-            result = AuditReader(client, keys, key).archive(
-                time.time() - age, target_dir, dry_run=dry_run, actor=actor()
-            )
+            with activity("archiving audit events", enabled=not as_json):
+                result = AuditReader(client, keys, key).archive(
+                    time.time() - age, target_dir, dry_run=dry_run, actor=actor()
+                )
         except OSError as exc:
             fail(f"cannot write archive in {target_dir}: {exc.strerror or exc}")
         except AuditUnavailable as exc:
@@ -475,7 +498,7 @@ def archive_command(
 def replay_spool_command(
     spool_dir: Annotated[
         Path | None,
-        typer.Option("--spool-dir", help="Default: <state_dir>/audit-spool."),
+        typer.Option("--spool-dir", metavar="DIR", help="Default: <state_dir>/audit-spool."),
     ] = None,
 ) -> None:
     """Append events spooled while Redis was unreachable, in order."""

@@ -21,16 +21,24 @@ _FILTER_OPTIONS = tuple(
         name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=annotation
     )
     for name, annotation in (
-        ("target", Annotated[str | None, typer.Option("--target", "-t", help="Target name.")]),
-        ("job", Annotated[str | None, typer.Option("--job", "-j", help="Job id.")]),
+        (
+            "target",
+            Annotated[
+                str | None, typer.Option("--target", "-t", metavar="NAME", help="Target name.")
+            ],
+        ),
+        ("job", Annotated[str | None, typer.Option("--job", "-j", metavar="ID", help="Job id.")]),
         (
             "provider",
-            Annotated[str | None, typer.Option("--provider", "-p", help="Provider name.")],
+            Annotated[
+                str | None, typer.Option("--provider", "-p", metavar="NAME", help="Provider name.")
+            ],
         ),
         (
             "event",
             Annotated[
-                list[str] | None, typer.Option("--event", "-e", help="Event name (repeatable).")
+                list[str] | None,
+                typer.Option("--event", "-e", metavar="EVENT", help="Event name (repeatable)."),
             ],
         ),
         (
@@ -38,7 +46,10 @@ _FILTER_OPTIONS = tuple(
             Annotated[
                 list[str] | None,
                 typer.Option(
-                    "--outcome", "-o", help="success|noop|retry|conflict|failed|dead (repeatable)."
+                    "--outcome",
+                    "-o",
+                    metavar="OUTCOME",
+                    help="success|noop|retry|conflict|failed|dead (repeatable).",
                 ),
             ],
         ),
@@ -46,20 +57,30 @@ _FILTER_OPTIONS = tuple(
             "actor",
             Annotated[
                 str | None,
-                typer.Option("--actor", "-a", help="Actor, e.g. schedule or cli:alice; globs ok."),
+                typer.Option(
+                    "--actor",
+                    "-a",
+                    metavar="ACTOR",
+                    help="Actor, e.g. schedule or cli:alice; globs ok.",
+                ),
             ],
         ),
         (
             "since",
             Annotated[
                 str | None,
-                typer.Option("--since", help="Only events at/after: 24h, 90d, ISO time, unix s."),
+                typer.Option(
+                    "--since",
+                    metavar="WHEN",
+                    help="Only events at/after: 24h, 90d, ISO time, unix s.",
+                ),
             ],
         ),
         (
             "until",
             Annotated[
-                str | None, typer.Option("--until", help="Only events at/before (same forms).")
+                str | None,
+                typer.Option("--until", metavar="WHEN", help="Only events at/before (same forms)."),
             ],
         ),
     )

@@ -25,7 +25,9 @@ def _print_issue(mark: str, style: str, issue: object) -> None:
 
 @config_app.command("check")
 def config_check(
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Targets file")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", metavar="FILE", help="Targets file")
+    ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Skip what needs the network (vault, AWS sources)")
     ] = False,

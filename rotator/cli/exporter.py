@@ -15,9 +15,19 @@ from rotator.errors import ConfigError
 
 
 def exporter(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
+    ] = "0.0.0.0",  # noqa: S104 - an exporter is scraped from other hosts
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, envvar="ROTATOR_EXPORTER_PORT")
+        int,
+        typer.Option(
+            "--port",
+            min=0,
+            max=65535,
+            envvar="ROTATOR_EXPORTER_PORT",
+            metavar="PORT",
+            help="Port to serve /metrics, /healthz and /readyz on.",
+        ),
     ] = 9810,
 ) -> None:
     """Serve credential age, due queue, dead letters, audit spool, last dispatch (Prometheus)."""

@@ -18,6 +18,7 @@ from rich.text import Text
 from rotator.cli.common import (
     JsonOpt,
     actor,
+    duration,
     fail,
     out,
     plain,
@@ -47,35 +48,96 @@ _JOB_FIELDS = (
 
 
 def enqueue(
-    target: str,
-    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log)")] = "",
-    version: Annotated[
-        str | None, typer.Option("--version", help="Roll to this stored version")
+    target: Annotated[
+        str | None,
+        typer.Argument(help="The target to rotate (omit with --secret/--provider/--all)"),
     ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (kept in the audit log)")
+    ] = "",
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="VERSION", help="Roll to this stored version"),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Follow the job to its end; exit 0 completed, 1 failed/dead/conflict"
+        ),
+    ] = False,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="How long --wait / incident mode follow jobs"
+        ),
+    ] = "15m",
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret", metavar="NAME", help="Incident mode: every target using this secret"
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option("--provider", metavar="NAME", help="Incident mode: every target of it"),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Incident mode: every enabled target")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Incident mode: show the plan, enqueue nothing")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue an on-demand rotation; prints the job id (an existing queued/running job's id if
-    one is already in flight for the target)."""
+    one is already in flight for the target). With --secret/--provider/--all: incident mode,
+    a rotation of every matching target by priority within the providers' rate budgets."""
+    from rotator.cli import incident
+
+    limit = duration(timeout)
+    if secret or provider or everything:
+        if target is not None or version is not None:
+            fail("incident mode (--secret/--provider/--all) takes no TARGET or --version")
+        incident.run_incident(
+            secret=secret,
+            provider=provider,
+            everything=everything,
+            dry_run=dry_run,
+            note=reason,
+            timeout=limit,
+            as_json=as_json,
+        )
+        return
+    if target is None:
+        fail("give a TARGET, or --secret/--provider/--all for incident mode")
+    if dry_run:
+        fail("--dry-run belongs to incident mode (--secret/--provider/--all)")
+    name = target
 
     async def body(runtime: Runtime) -> tuple[str, bool]:
         try:
             return await runtime.enqueue(
-                target, reason=Reason.ON_DEMAND, actor=actor(), note=reason, version=version
+                name, reason=Reason.ON_DEMAND, actor=actor(), note=reason, version=version
             )
         except KeyError as exc:
             fail(str(exc.args[0]))
 
     job_id, created = with_runtime(body)
+    if wait:
+        incident.follow_one(job_id, name, limit, as_json)
+        return
     if as_json:
-        print_json({"job_id": job_id, "created": created, "target": target})
+        print_json({"job_id": job_id, "created": created, "target": name})
     else:
         note = "" if created else " (already queued or running)"
         out.print(f"{job_id}{note}", highlight=False)
 
 
 def jobs(
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
-    state: Annotated[str | None, typer.Option("--state")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many jobs.")] = 50,
+    state: Annotated[
+        str | None, typer.Option("--state", metavar="STATE", help="Only jobs in this state.")
+    ] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered jobs")] = False,
     quarantined: Annotated[
         bool,

@@ -16,6 +16,7 @@ import typer
 
 from rotator.audit import AuditEvent
 from rotator.cli.common import actor, fail, out, with_runtime
+from rotator.cli.progress import activity
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -61,7 +62,8 @@ def keys_rotate() -> None:
         )
         return total, len(names)
 
-    count, secrets = with_runtime(body, needs_targets=False)
+    with activity("re-encrypting secret versions"):
+        count, secrets = with_runtime(body, needs_targets=False)
     out.print(
         f"re-encrypted {count} versions of {secrets} stored secrets under the newest master key",
         highlight=False,

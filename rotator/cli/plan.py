@@ -36,11 +36,14 @@ def plan(
     targets: Annotated[
         list[str] | None, typer.Argument(help="Targets to plan (default: every target)")
     ] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Targets file")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", metavar="FILE", help="Targets file")
+    ] = None,
     within: Annotated[
         str,
         typer.Option(
             "--within",
+            metavar="DURATION",
             help="Check the rotations due within this long (e.g. 1h, 24h, 7d) against the "
             "providers' documented rate limits",
         ),

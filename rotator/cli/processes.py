@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rotator.cli.common import JsonOpt, err, fail, out, print_json, with_runtime
+from rotator.cli.progress import activity
 from rotator.config import Settings, load_settings
 
 # Job outcomes that make `rotator run --once` exit 1.
@@ -51,8 +52,12 @@ def _check_keys(settings: Settings) -> None:
 
 
 def worker(
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c")] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", metavar="N", help="Worker processes.")
+    ] = None,
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
+    ] = "INFO",
 ) -> None:
     """Start a Celery worker (threads pool; rotations share one event loop per process)."""
     settings = load_settings()
@@ -72,7 +77,11 @@ def worker(
     )
 
 
-def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
+def beat(
+    loglevel: Annotated[
+        str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
+    ] = "INFO",
+) -> None:
     """Start Celery beat, which triggers the dispatcher every ROTATOR_DISPATCH_INTERVAL."""
     settings = load_settings()
     _check_keys(settings)
@@ -91,7 +100,8 @@ def run_once(
         bool, typer.Option("--once", help="Dispatch what is due, process, exit")
     ] = False,
     max_wait: Annotated[
-        float, typer.Option("--max-wait", help="Wait this long for scheduled retries")
+        float,
+        typer.Option("--max-wait", metavar="SECONDS", help="Wait this long for scheduled retries"),
     ] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -101,7 +111,8 @@ def run_once(
         fail("only 'rotator run --once' is supported; use 'rotator worker' and 'rotator beat'")
     from rotator.runtime import run_until_idle
 
-    summary = with_runtime(lambda runtime: run_until_idle(runtime, max_wait=max_wait))
+    with activity("processing due jobs", enabled=not as_json):
+        summary = with_runtime(lambda runtime: run_until_idle(runtime, max_wait=max_wait))
     if as_json:
         print_json(summary)
     else:

@@ -53,9 +53,15 @@ def _file_port(path: Path) -> int | None:
 def sandbox(
     port: Annotated[
         int | None,
-        typer.Option("--port", help="Port to serve on [default: the targets file's, else 8765]"),
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            help="Port to serve on [default: the targets file's, else 8765]",
+        ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Address to bind")
+    ] = "127.0.0.1",
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed for fault randomness", metavar="INT")
     ] = None,

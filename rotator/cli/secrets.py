@@ -23,7 +23,10 @@ secrets_app = typer.Typer(help="Push secret versions for 'store' sources.", no_a
 def secrets_put(
     name: str,
     from_file: Annotated[
-        Path | None, typer.Option("--from-file", help="JSON object of fields; '-' or unset: stdin")
+        Path | None,
+        typer.Option(
+            "--from-file", metavar="FILE", help="JSON object of fields; '-' or unset: stdin"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

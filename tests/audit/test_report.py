@@ -111,7 +111,8 @@ def test_per_target_rows_and_overdue_rules(report_env) -> None:  # type: ignore[
     assert rows["nightly"].interval_seconds == pytest.approx(DAY)
     summary = report.summary
     assert summary["targets"] == 7 and summary["overdue"] == 4
-    assert summary["never_rotated"] == 2 and summary["with_failures"] == 1
+    assert summary["never_rotated"] == 2 and summary["with_failures"] == 1  # "stale" fails now
+    assert summary["with_failures_in_window"] == 1
     assert summary["outcomes"]["success"] == 2 and summary["outcomes"]["dead"] == 1
     assert summary["outcomes"]["failed"] == 1 and summary["outcomes"]["retry"] == 1
 
@@ -119,7 +120,10 @@ def test_per_target_rows_and_overdue_rules(report_env) -> None:  # type: ignore[
 def test_history_buckets(report_env) -> None:  # type: ignore[no-untyped-def]
     env, config, now = report_env
     report = build_report(env.sync, env.keys, config, since=now - 90 * DAY, now=now)
-    assert report.bucket_seconds == DAY and 90 <= len(report.buckets) <= 92
+    # The charts start at the first activity in the window ("paused" rotated 50 days ago),
+    # not at the 90-day mark with 40 empty days before it.
+    assert report.chart_since == pytest.approx(now - 50 * DAY, abs=DAY)
+    assert report.bucket_seconds == DAY and 50 <= len(report.buckets) <= 52
     totals: dict[str, int] = {}
     for bucket in report.buckets:
         for outcome, n in bucket.outcomes.items():
@@ -131,8 +135,8 @@ def test_history_buckets(report_env) -> None:  # type: ignore[no-untyped-def]
     # before fresh's first success (32 days ago) only the targets rotated earlier are known
     # "stale" last succeeded 200 days ago, before the window: found through its index
     early = report.buckets[0]
-    assert early.targets_with_known_age == 1
-    assert early.max_age_seconds == pytest.approx(111 * DAY, abs=1.5 * DAY)
+    assert early.targets_with_known_age == 2  # "stale", and "paused" rotated that day
+    assert early.max_age_seconds == pytest.approx(151 * DAY, abs=1.5 * DAY)
     json.dumps(report.to_dict())  # serialisable
 
 
