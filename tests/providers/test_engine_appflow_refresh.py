@@ -195,3 +195,31 @@ def test_out_of_band_settings_edit_between_attempts_is_still_a_conflict(rig: Rig
     profile = rig.profile()
     assert profile["connectorProfileProperties"] == edited
     assert [h["by"] for h in profile["history"]] == ["oob"]
+
+
+@pytest.mark.parametrize("reuse_error", ["ConflictException", "ValidationException"])
+def test_token_reused_with_other_settings_is_a_conflict_either_way(
+    rig: Rig, reuse_error: str
+) -> None:
+    # Given an update that landed but whose answer was lost
+    seed(rig.admin, tokenReuseError=reuse_error)
+    rig.admin.faults(
+        {
+            "provider": "appflow",
+            "kind": "drop_response",
+            "path": "update-connector-profile",
+            "count": 1,
+        }
+    )
+    job_id = rig.enqueue()
+    assert rig.run(rig.engine.process(job_id)) is Outcome.RETRY
+    # When an operator then edits the profile's settings, so the resend carries other
+    # parameters under the same clientToken
+    edited = {"Salesforce": {"instanceUrl": "https://other.my.salesforce.com"}}
+    rig.admin.oob("appflow", PROFILE, {"connectorProfileProperties": edited})
+
+    # Then AppFlow's complaint about the token, in either form, is a conflict, never "failed"
+    assert rig.run(rig.engine.process(job_id)) is Outcome.CONFLICT
+    profile = rig.profile()
+    assert profile["connectorProfileProperties"] == edited
+    assert [h["by"] for h in profile["history"]] == ["api", "oob"]
