@@ -292,20 +292,22 @@ class AppFlow(BaseProvider):
         )
         if profile is None:
             raise NotFound("connector profile not found", provider=NAME, status=200)
+        summary = {
+            "connectorProfileArn": profile.get("connectorProfileArn"),
+            "connectorType": profile.get("connectorType"),
+            "connectorLabel": profile.get("connectorLabel"),
+            "connectionMode": profile.get("connectionMode"),
+            "credentialsArn": profile.get("credentialsArn"),
+            # Shown, never compared: AppFlow's own token refresh moves it.
+            "lastUpdatedAt": profile.get("lastUpdatedAt"),
+            # Non-secret settings that UpdateConnectorProfile requires again.
+            "connectorProfileProperties": profile.get("connectorProfileProperties") or {},
+        }
         return RemoteState(
-            version=profile_version(profile),
+            # From the summary, so that apply's version of what it sent is computed alike.
+            version=profile_version(summary),
             marker=None,  # credentials are never returned: nothing to show
-            summary={
-                "connectorProfileArn": profile.get("connectorProfileArn"),
-                "connectorType": profile.get("connectorType"),
-                "connectorLabel": profile.get("connectorLabel"),
-                "connectionMode": profile.get("connectionMode"),
-                "credentialsArn": profile.get("credentialsArn"),
-                # Shown, never compared: AppFlow's own token refresh moves it.
-                "lastUpdatedAt": profile.get("lastUpdatedAt"),
-                # Non-secret settings that UpdateConnectorProfile requires again.
-                "connectorProfileProperties": profile.get("connectorProfileProperties") or {},
-            },
+            summary=summary,
         )
 
     async def apply(
