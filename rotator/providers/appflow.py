@@ -11,9 +11,16 @@ Options: ``region`` (required: part of the SigV4 scope), ``connector_type`` (the
 Describe), ``credentials``.
 
 Every request is signed with botocore's SigV4 (signing name ``appflow``) and sent through the
-pooled httpx client. Version check: none native; ``lastUpdatedAt`` from Describe is the version
-the engine compares. Idempotency: a ``clientToken`` derived from the job's idempotency key, so a
-retry of the same job replays the first result instead of applying twice (``replay_safe``).
+pooled httpx client. Version check: none native. The version the engine compares is a digest of
+what an operator's edit changes and Describe shows (``profile_version``: connector type and
+label, connection mode, credentials ARN, connector profile properties), NOT ``lastUpdatedAt``:
+AppFlow refreshes a profile's OAuth tokens itself, which moves ``lastUpdatedAt`` with no update
+by anyone, so a moved ``lastUpdatedAt`` alone means "refreshed, not edited" and is never a
+conflict. The price: an out-of-band edit of the credentials alone cannot be told from a refresh
+(Describe never returns credentials), and the next rotation replaces it.
+
+Idempotency: a ``clientToken`` derived from the job's idempotency key, so a retry of the same
+job replays the first result instead of applying twice (``replay_safe``).
 The same token with different parameters is an error whose type AWS does not document: a
 ConflictException or a ValidationException about the token both mean "not the update this
 token first carried", so both take the conflict path, never the bad-request one.
@@ -197,6 +204,24 @@ def client_token(want: Want) -> str:
     return f"rotator-{digest}"
 
 
+# What Describe shows that an operator's edit would change. lastUpdatedAt is left out on purpose
+# (AppFlow's own token refresh moves it), and so are createdAt and the ARN (never edited).
+_EDITABLE = (
+    "connectorType",
+    "connectorLabel",
+    "connectionMode",
+    "credentialsArn",
+    "connectorProfileProperties",
+)
+
+
+def profile_version(profile: Mapping[str, Any]) -> str:
+    """The version of a profile's visible, editable settings: stable across token refreshes."""
+    settings = {key: profile.get(key) for key in _EDITABLE}
+    encoded = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return "settings-" + hashlib.sha256(encoded.encode()).hexdigest()[:16]
+
+
 def credential_key(connector_type: str) -> str:
     return _CREDENTIAL_KEYS.get(connector_type.lower(), connector_type)
 
@@ -267,20 +292,22 @@ class AppFlow(BaseProvider):
         )
         if profile is None:
             raise NotFound("connector profile not found", provider=NAME, status=200)
-        version = str(profile.get("lastUpdatedAt", ""))
+        summary = {
+            "connectorProfileArn": profile.get("connectorProfileArn"),
+            "connectorType": profile.get("connectorType"),
+            "connectorLabel": profile.get("connectorLabel"),
+            "connectionMode": profile.get("connectionMode"),
+            "credentialsArn": profile.get("credentialsArn"),
+            # Shown, never compared: AppFlow's own token refresh moves it.
+            "lastUpdatedAt": profile.get("lastUpdatedAt"),
+            # Non-secret settings that UpdateConnectorProfile requires again.
+            "connectorProfileProperties": profile.get("connectorProfileProperties") or {},
+        }
         return RemoteState(
-            version=version,
+            # From the summary, so that apply's version of what it sent is computed alike.
+            version=profile_version(summary),
             marker=None,  # credentials are never returned: nothing to show
-            summary={
-                "connectorProfileArn": profile.get("connectorProfileArn"),
-                "connectorType": profile.get("connectorType"),
-                "connectorLabel": profile.get("connectorLabel"),
-                "connectionMode": profile.get("connectionMode"),
-                "credentialsArn": profile.get("credentialsArn"),
-                "lastUpdatedAt": profile.get("lastUpdatedAt"),
-                # Non-secret settings that UpdateConnectorProfile requires again.
-                "connectorProfileProperties": profile.get("connectorProfileProperties") or {},
-            },
+            summary=summary,
         )
 
     async def apply(
@@ -296,12 +323,13 @@ class AppFlow(BaseProvider):
         )
         if not connector_type:
             raise BadRequest("connector type unknown: set option 'connector_type'", provider=NAME)
+        mode = expected.summary.get("connectionMode") or "Public"
+        properties = expected.summary.get("connectorProfileProperties") or {}
         payload = {
             "connectorProfileName": target.resource_id,
-            "connectionMode": expected.summary.get("connectionMode") or "Public",
+            "connectionMode": mode,
             "connectorProfileConfig": {
-                "connectorProfileProperties": expected.summary.get("connectorProfileProperties")
-                or {},
+                "connectorProfileProperties": properties,
                 "connectorProfileCredentials": {credential_key(connector_type): secret.fields},
             },
             "clientToken": client_token(want),
@@ -312,10 +340,14 @@ class AppFlow(BaseProvider):
         except ProviderError as exc:
             redact(exc, secret)  # AWS validation messages quote offending values
             raise
-        body = response.json()
-        # The documented response is only {connectorProfileArn}; use lastUpdatedAt if present.
-        updated = body.get("lastUpdatedAt") if isinstance(body, dict) else None
-        return ApplyResult(version=str(updated) if updated is not None else None)
+        # The documented response is only {connectorProfileArn}. What Describe will show is the
+        # settings we just sent again on top of the ones we read: that is our version.
+        sent = {
+            **expected.summary,
+            "connectionMode": mode,
+            "connectorProfileProperties": properties,
+        }
+        return ApplyResult(version=profile_version(sent))
 
     def carries(
         self, live: RemoteState, want: Want, applied_version: str | None = None

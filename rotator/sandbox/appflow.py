@@ -22,12 +22,26 @@ against the connector); profiles are per account and region. Describe never retu
 credentials, pages by ``maxResults`` (1-100, default 50) / ``nextToken`` in name order and
 answers unknown names with an empty list. Timestamps are epoch seconds (floats).
 
+AppFlow's own OAuth token refresh: AppFlow refreshes an OAuth profile's access token itself
+(when a flow runs on an expired token), and that moves ``lastUpdatedAt`` although nobody
+updated the profile. AWS does not document the timing; the sandbox simulates it on demand:
+``POST /_sandbox/appflow/resources/{name}/refresh`` refreshes once (every ``accessToken`` in
+the credentials replaced, ``refreshToken`` kept, ``lastUpdatedAt`` moved, nothing else), and a
+profile seeded with ``"refreshOnDescribe": true`` refreshes right after every Describe that
+shows it (a refresh between each read and the next write). Refreshes are counted in the admin
+view's ``refreshes``, not in ``history`` (no one changed the profile).
+
+Same clientToken, other parameters: the sandbox answers 409 ConflictException; the real service
+may answer 400 ValidationException about the token instead (AWS does not document which). A
+profile seeded with ``"tokenReuseError": "ValidationException"`` gets that variation.
+
 Admin body (``PUT /_sandbox/appflow/resources/{connectorProfileName}``), all optional::
 
     {"connectorType": "Salesforce", "connectionMode": "Public", "connectorLabel": null,
      "connectorProfileProperties": {"Salesforce": {"instanceUrl": ..., ...}},
      "connectorProfileCredentials": {"Salesforce": {"accessToken": ..., "refreshToken": ...}},
-     "region": "us-east-1", "accountId": "123456789012"}
+     "region": "us-east-1", "accountId": "123456789012",
+     "refreshOnDescribe": false, "tokenReuseError": "ConflictException"}
 
 Secret part (history): ``connectorProfileCredentials``. Version: ``lastUpdatedAt``.
 Clients (``PUT /_sandbox/appflow/clients/{access_key_id}``):
@@ -67,6 +81,7 @@ from rotator.sandbox.state import (
 )
 
 IDEMPOTENCY_WINDOW = 8 * 3600.0
+TOKEN_REUSE_ERRORS = ("ConflictException", "ValidationException")
 DEFAULT_PAGE = 50
 SERVICE = "appflow"
 
@@ -97,6 +112,12 @@ class AppFlowSim(ProviderSim):
         return [
             Route("/update-connector-profile", self.update, methods=["POST"]),
             Route("/describe-connector-profiles", self.describe, methods=["POST"]),
+            # Admin (the app's generic admin routes only match GET/PUT on this path).
+            Route(
+                "/_sandbox/appflow/resources/{rid:path}/refresh",
+                self.admin_refresh,
+                methods=["POST"],
+            ),
         ]
 
     def fault_response(self, status: int, retry_after: float | None) -> Response:
@@ -167,11 +188,7 @@ class AppFlowSim(ProviderSim):
             if previous is not None and t - previous[2] < IDEMPOTENCY_WINDOW:
                 if previous[0] == fingerprint:
                     return _ok(previous[1])  # a replay: the first result, nothing applied
-                return aws_error(
-                    409,
-                    "ConflictException",
-                    "The clientToken was already used with different request parameters.",
-                )
+                return self._token_reused(caller, name)
         rec = self._profile(caller, name)
         if rec is None:
             return aws_error(
@@ -204,6 +221,21 @@ class AppFlowSim(ProviderSim):
                 self._prune_idempotency(t)
             self.idempotency[key] = (fingerprint, result, t)
         return _ok(result)
+
+    def _token_reused(self, caller: Caller, name: str) -> Response:
+        rec = self._profile(caller, name)
+        if rec is not None and rec.data.get("tokenReuseError") == "ValidationException":
+            return validation_response(
+                [
+                    "Value at 'clientToken' failed to satisfy constraint: Member must not be "
+                    "reused with different request parameters"
+                ]
+            )
+        return aws_error(
+            409,
+            "ConflictException",
+            "The clientToken was already used with different request parameters.",
+        )
 
     def _prune_idempotency(self, t: float) -> None:
         self.idempotency = {
@@ -261,6 +293,9 @@ class AppFlowSim(ProviderSim):
         out: JSON = {"connectorProfileDetails": [self._detail(d) for d in page]}
         if offset + limit < len(matched):
             out["nextToken"] = _encode_token(offset + limit, filter_hash)
+        for d in page:
+            if d.get("refreshOnDescribe"):
+                _refresh(d, self.sb.rng)  # after the answer was built: the next read sees it
         return _ok(out)
 
     @staticmethod
@@ -311,6 +346,12 @@ class AppFlowSim(ProviderSim):
             )
         if not isinstance(props, dict) or not isinstance(creds, dict):
             raise AdminError(400, "connectorProfileProperties/Credentials must be objects")
+        refresh_on_describe = body.get("refreshOnDescribe", False)
+        if not isinstance(refresh_on_describe, bool):
+            raise AdminError(400, "refreshOnDescribe must be a boolean")
+        reuse_error = str_field(body, "tokenReuseError", "ConflictException")
+        if reuse_error not in TOKEN_REUSE_ERRORS:
+            raise AdminError(400, f"tokenReuseError must be one of {', '.join(TOKEN_REUSE_ERRORS)}")
         created = _stamp(None)
         suffix = random_secret(self.sb.rng, 6)
         d: JSON = {
@@ -329,6 +370,9 @@ class AppFlowSim(ProviderSim):
             "lastUpdatedAt": created,
             "region": region,
             "accountId": account,
+            "refreshOnDescribe": refresh_on_describe,
+            "tokenReuseError": reuse_error,
+            "refreshes": 0,
         }
         rec = Record(d)
         rec.initial = {"secret": snapshot(creds), "version": created}
@@ -364,6 +408,16 @@ class AppFlowSim(ProviderSim):
         rec.note("oob", d["connectorProfileCredentials"], d["lastUpdatedAt"])
         return self._admin_view(rec)
 
+    async def admin_refresh(self, request: Request) -> Response:
+        """AppFlow refreshing the profile's OAuth token itself (see the module docstring)."""
+        rec = self.profiles.get(request.path_params["rid"])
+        if rec is None:
+            return json_response(
+                {"error": "no appflow resources " + request.path_params["rid"]}, 404
+            )
+        _refresh(rec.data, self.sb.rng)
+        return json_response(self._admin_view(rec))
+
     def put_client(self, client_id: str, body: JSON) -> JSON:
         secret = body.get("secret_access_key", body.get("secret"))
         if not isinstance(secret, str) or not secret:
@@ -376,6 +430,19 @@ class AppFlowSim(ProviderSim):
 def _stamp(previous: float | None) -> float:
     """Epoch seconds with millisecond precision (what the service shows), strictly increasing."""
     return tick(None if previous is None else round(previous * 1000), 3) / 1000
+
+
+def _refresh(d: JSON, rng: Any) -> None:
+    """A new access token from the refresh token: lastUpdatedAt moves, no setting changes."""
+    pending = [d["connectorProfileCredentials"]]
+    while pending:  # CustomConnector nests its oauth2 credentials one level deeper
+        section = pending.pop()
+        if isinstance(section, dict):
+            if isinstance(section.get("accessToken"), str):
+                section["accessToken"] = "refreshed-" + random_secret(rng)
+            pending.extend(section.values())
+    d["lastUpdatedAt"] = _stamp(d["lastUpdatedAt"])
+    d["refreshes"] = int(d.get("refreshes") or 0) + 1
 
 
 def _has_invalid_credential(value: Any) -> bool:

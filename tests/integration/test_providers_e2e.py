@@ -233,6 +233,9 @@ def test_out_of_band_edit_during_a_retry_is_a_conflict(rig: Rig, provider: str) 
             "/_sandbox/ciphertrust/connections/hand-made", json={"name": "hand-made"}
         ).raise_for_status()
         edit = {"connection": "hand-made"}
+    elif provider == "appflow":
+        # A credentials-only edit looks exactly like AppFlow's own token refresh: edit a setting.
+        edit = {"connectorProfileProperties": {"Salesforce": {"instanceUrl": "https://x.test"}}}
     rig.admin.post(
         f"/_sandbox/{provider}/resources/{target.resource_id}/oob", json=edit
     ).raise_for_status()

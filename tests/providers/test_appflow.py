@@ -17,7 +17,7 @@ from rotator.errors import (
     TransportError,
     VersionConflict,
 )
-from rotator.providers.appflow import AppFlow, client_token
+from rotator.providers.appflow import AppFlow, client_token, profile_version
 from rotator.providers.base import Evidence, ProviderContext, RemoteState
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, body, run_in, secret, target, want
@@ -113,7 +113,8 @@ def test_read_reports_last_updated_at_and_properties() -> None:
         return await AppFlow(ctx).read(spec, MemoryJournal())
 
     live = run_in(api, go)
-    assert live.version == "1700000000.5"
+    assert live.version == profile_version(fake.profiles["sfdc"])
+    assert live.summary["lastUpdatedAt"] == 1700000000.5
     assert live.marker is None
     assert live.summary["connectorType"] == "Salesforce"
     assert live.summary["connectorProfileProperties"]["Salesforce"]["instanceUrl"]
@@ -341,7 +342,8 @@ def test_replay_after_lost_response_does_not_apply_twice() -> None:
     first, after, again, final = run_in(api, go)
     tokens = {body(r)["clientToken"] for r in api.calls("POST", "/update-connector-profile")}
     assert len(tokens) == 1
-    assert after.version == final.version == "1700000001.5"
+    assert after.summary["lastUpdatedAt"] == final.summary["lastUpdatedAt"] == 1700000001.5
+    assert first.version == after.version == final.version
 
 
 def test_carries_only_when_version_after_update_is_known() -> None:
@@ -382,3 +384,36 @@ def test_region_is_required() -> None:
 
     with pytest.raises(BadRequest, match="region"):
         run_in(api, go)
+
+
+def test_version_ignores_last_updated_at_but_not_an_operators_edit() -> None:
+    # AppFlow's own OAuth refresh moves lastUpdatedAt: not an edit, so not a new version.
+    fake = FakeAppFlow()
+    profile = fake.profiles["sfdc"]
+    version = profile_version(profile)
+    assert profile_version({**profile, "lastUpdatedAt": 1800000000.0}) == version
+    edits: list[dict[str, Any]] = [
+        {"connectionMode": "Private"},
+        {"credentialsArn": "arn:aws:secretsmanager:us-east-1:123:secret:y"},
+        {"connectorLabel": "other"},
+        {"connectorProfileProperties": {"Salesforce": {"instanceUrl": "https://b.example"}}},
+    ]
+    for edit in edits:
+        assert profile_version({**profile, **edit}) != version, edit
+    assert version.startswith("settings-") and CANARY not in version
+
+
+def test_apply_reports_the_version_the_next_read_shows() -> None:
+    fake, api, spec = make()
+
+    async def go(ctx: ProviderContext):
+        adapter = AppFlow(ctx)
+        live = await adapter.read(spec, MemoryJournal())
+        result = await adapter.apply(spec, secret(NEW), live, want(), MemoryJournal())
+        fake.profiles["sfdc"]["lastUpdatedAt"] += 60  # AppFlow refreshed the token since
+        after = await adapter.read(spec, MemoryJournal())
+        return result, after, adapter.carries(after, want(), result.version)
+
+    result, after, verdict = run_in(api, go)
+    assert result.version == after.version
+    assert verdict is Evidence.OURS

@@ -74,3 +74,21 @@ def test_an_appflow_target_without_the_choice_fails(
     assert result.returncode == 1
     assert "targets.appflow-salesforce.options" in result.stderr
     assert message in result.stderr
+
+
+def test_the_example_shows_both_remote_sources(tmp_path: Path) -> None:
+    # The example's Vault (AppRole from env: references) and Secrets Manager (a stage) entries
+    # are real entries, so `config check` above validates them too.
+    from rotator.config import Settings, load_targets
+    from rotator.providers import provider_names
+
+    settings = Settings(
+        state_dir=tmp_path,
+        allowed_hosts="uipath=automation.example.com,ciphertrust=ciphertrust.example.com",
+    )
+    config = load_targets(EXAMPLE, provider_names(), settings)
+    vault = config.secrets["sfdc-integration-from-vault"].vault
+    assert vault is not None and vault.auth == "approle"
+    assert all(ref.startswith("env:") for ref in vault.credentials.values())
+    aws = config.secrets["appflow-oauth-from-aws"].aws_secrets_manager
+    assert aws is not None and aws.stage == "AWSPENDING"

@@ -26,7 +26,7 @@ PROPS = {"Salesforce": {"instanceUrl": "https://acme.my.salesforce.com"}}
 NEW = {"accessToken": "access-" + CANARY, "refreshToken": "refresh-" + CANARY}
 
 
-def seed(admin: Admin) -> None:
+def seed(admin: Admin, **variation: Any) -> None:
     admin.put(
         "appflow",
         PROFILE,
@@ -35,6 +35,7 @@ def seed(admin: Admin) -> None:
             "connectorProfileCredentials": {
                 "Salesforce": {"accessToken": "a0", "refreshToken": "r0"}
             },
+            **variation,
         },
     )
 
@@ -69,9 +70,9 @@ def test_happy_path(profile: Admin, sandbox_url: str) -> None:
 
     live, result, after, verdict = run_live(go)
     assert live_credentials(profile) == {"Salesforce": NEW}
-    assert float(after.version) > float(live.version)
+    assert after.summary["lastUpdatedAt"] > live.summary["lastUpdatedAt"]
     assert after.summary["connectorProfileProperties"] == PROPS
-    assert verdict is not Evidence.NOT_OURS
+    assert verdict is Evidence.OURS
     for value in (live, result, after):
         assert CANARY not in repr(value)
 
@@ -158,7 +159,7 @@ def test_drop_response_then_replay_with_same_client_token(profile: Admin, sandbo
             await adapter.apply(spec(sandbox_url), secret(NEW), live, want(), MemoryJournal())
         assert info.value.maybe_applied
         after = await adapter.read(spec(sandbox_url), MemoryJournal())
-        assert after.version != live.version  # it was applied
+        assert after.summary["lastUpdatedAt"] != live.summary["lastUpdatedAt"]  # it was applied
         assert adapter.carries(after, want()) is Evidence.UNKNOWN  # AppFlow cannot show credentials
         # replay_safe: the engine re-sends with the same clientToken and parameters
         await adapter.apply(spec(sandbox_url), secret(NEW), after, want(), MemoryJournal())
@@ -166,22 +167,92 @@ def test_drop_response_then_replay_with_same_client_token(profile: Admin, sandbo
         return after, final
 
     after, final = run_live(go)
-    assert final.version == after.version  # the replay returned the first result
+    # The replay returned the first result without a new lastUpdatedAt
+    assert final.summary["lastUpdatedAt"] == after.summary["lastUpdatedAt"]
     assert live_credentials(profile) == {"Salesforce": NEW}
     history = profile.get("appflow", PROFILE)["history"]
     assert [h["by"] for h in history] == ["api"]
 
 
-def test_out_of_band_edit_changes_version(profile: Admin, sandbox_url: str) -> None:
+def test_out_of_band_settings_edit_changes_version(profile: Admin, sandbox_url: str) -> None:
+    edited = {"Salesforce": {"instanceUrl": "https://other.my.salesforce.com"}}
+
+    async def go(ctx: ProviderContext):
+        adapter = AppFlow(ctx)
+        live = await adapter.read(spec(sandbox_url), MemoryJournal())
+        result = await adapter.apply(spec(sandbox_url), secret(NEW), live, want(), MemoryJournal())
+        profile.oob("appflow", PROFILE, {"connectorProfileProperties": edited})
+        after = await adapter.read(spec(sandbox_url), MemoryJournal())
+        return result, after, adapter.carries(after, want(), result.version)
+
+    result, after, verdict = run_live(go)
+    assert after.version != result.version
+    assert verdict is not Evidence.OURS
+
+
+def test_credentials_only_edit_cannot_be_told_from_a_refresh(
+    profile: Admin, sandbox_url: str
+) -> None:
+    # Describe never returns credentials: an edit of the credentials alone looks exactly like
+    # AppFlow's own token refresh (only lastUpdatedAt moves). The documented price of never
+    # calling a refresh a conflict.
+    async def go(ctx: ProviderContext):
+        adapter = AppFlow(ctx)
+        live = await adapter.read(spec(sandbox_url), MemoryJournal())
+        profile.oob("appflow", PROFILE)
+        after = await adapter.read(spec(sandbox_url), MemoryJournal())
+        return live, after
+
+    live, after = run_live(go)
+    assert after.version == live.version
+    assert after.summary["lastUpdatedAt"] > live.summary["lastUpdatedAt"]
+
+
+def test_token_refresh_moves_last_updated_at_but_not_the_version(
+    profile: Admin, sandbox_url: str
+) -> None:
+    async def go(ctx: ProviderContext):
+        adapter = AppFlow(ctx)
+        live = await adapter.read(spec(sandbox_url), MemoryJournal())
+        result = await adapter.apply(spec(sandbox_url), secret(NEW), live, want(), MemoryJournal())
+        response = profile.c.post(f"/_sandbox/appflow/resources/{PROFILE}/refresh")
+        assert response.status_code == 200, response.text
+        after = await adapter.read(spec(sandbox_url), MemoryJournal())
+        return live, result, after, adapter.carries(after, want(), result.version)
+
+    live, result, after, verdict = run_live(go)
+    assert after.summary["lastUpdatedAt"] > live.summary["lastUpdatedAt"]
+    assert after.version == live.version == result.version
+    assert verdict is Evidence.OURS
+    # The refresh is AppFlow's own: a new access token, our refresh token kept, no history entry
+    live_now = profile.get("appflow", PROFILE)
+    assert (
+        live_now["connectorProfileCredentials"]["Salesforce"]["refreshToken"]
+        == (NEW["refreshToken"])
+    )
+    assert (
+        live_now["connectorProfileCredentials"]["Salesforce"]["accessToken"] != (NEW["accessToken"])
+    )
+    assert live_now["refreshes"] == 1
+    assert [h["by"] for h in live_now["history"]] == ["api"]
+
+
+def test_token_reuse_as_validation_exception_is_a_conflict(admin: Admin, sandbox_url: str) -> None:
+    # Given the variation where AppFlow answers a reused clientToken with a ValidationException
+    seed(admin, tokenReuseError="ValidationException")
+
     async def go(ctx: ProviderContext):
         adapter = AppFlow(ctx)
         live = await adapter.read(spec(sandbox_url), MemoryJournal())
         await adapter.apply(spec(sandbox_url), secret(NEW), live, want(), MemoryJournal())
-        ours = await adapter.read(spec(sandbox_url), MemoryJournal())
-        profile.oob("appflow", PROFILE)
-        after = await adapter.read(spec(sandbox_url), MemoryJournal())
-        return ours, after, adapter.carries(after, want(), ours.version)
+        # When the same job's token goes out again with other parameters
+        other = {"accessToken": "other-" + CANARY, "refreshToken": "other"}
+        await adapter.apply(spec(sandbox_url), secret(other), live, want(), MemoryJournal())
 
-    ours, after, verdict = run_live(go)
-    assert after.version != ours.version
-    assert verdict is not Evidence.OURS
+    # Then it is the conflict path, never a permanent bad request, and nothing else applied
+    with pytest.raises(VersionConflict) as info:
+        run_live(go)
+    assert info.value.code == "ValidationException"
+    assert info.value.status == 400
+    assert CANARY not in str(info.value)
+    assert live_credentials(admin) == {"Salesforce": NEW}

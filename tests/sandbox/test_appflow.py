@@ -254,3 +254,64 @@ def test_oob_changes_credentials_and_version(client: httpx.Client, profile: dict
     ).json()
     assert given["connectorProfileCredentials"] == _creds(7)
     assert given["history"][-1]["secret"] == _creds(7)
+
+
+def _detail(api: Api) -> dict[str, Any]:
+    r = api.appflow("describe-connector-profiles", {"connectorProfileNames": ["sfdc-prod"]})
+    assert r.status_code == 200, r.text
+    detail: dict[str, Any] = r.json()["connectorProfileDetails"][0]
+    return detail
+
+
+def test_admin_refresh_moves_last_updated_at_and_nothing_else(
+    api: Api, client: httpx.Client, profile: dict[str, Any]
+) -> None:
+    before = _detail(api)
+    r = client.post("/_sandbox/appflow/resources/sfdc-prod/refresh")
+    assert r.status_code == 200, r.text
+    after = _detail(api)
+    assert after["lastUpdatedAt"] > before["lastUpdatedAt"]
+    assert {k: v for k, v in after.items() if k != "lastUpdatedAt"} == {
+        k: v for k, v in before.items() if k != "lastUpdatedAt"
+    }
+    view = client.get("/_sandbox/appflow/resources/sfdc-prod").json()
+    salesforce = view["connectorProfileCredentials"]["Salesforce"]
+    assert salesforce["refreshToken"] == "refresh-0"  # kept: it minted the new access token
+    assert salesforce["accessToken"] != "access-0"
+    assert view["refreshes"] == 1 and view["history"] == []
+    assert client.post("/_sandbox/appflow/resources/ghost/refresh").status_code == 404
+
+
+def test_refresh_on_describe_refreshes_after_each_answer(api: Api, client: httpx.Client) -> None:
+    r = client.put(
+        "/_sandbox/appflow/resources/sfdc-prod",
+        json={"connectorProfileProperties": PROPS, "refreshOnDescribe": True},
+    )
+    assert r.status_code == 200, r.text
+    first, second = _detail(api), _detail(api)
+    assert second["lastUpdatedAt"] > first["lastUpdatedAt"]
+    assert "refreshOnDescribe" not in first  # a sandbox setting, never on the wire
+    assert client.get("/_sandbox/appflow/resources/sfdc-prod").json()["refreshes"] == 2
+
+
+def test_token_reuse_as_validation_exception_variation(api: Api, client: httpx.Client) -> None:
+    r = client.put(
+        "/_sandbox/appflow/resources/sfdc-prod",
+        json={"connectorProfileProperties": PROPS, "tokenReuseError": "ValidationException"},
+    )
+    assert r.status_code == 200, r.text
+    assert api.appflow("update-connector-profile", _update(n=1, token="t")).status_code == 200
+    r = api.appflow("update-connector-profile", _update(n=2, token="t"))
+    assert r.status_code == 400
+    assert r.headers["x-amzn-ErrorType"].startswith("ValidationException")
+    assert "clientToken" in r.json()["message"] and "access-2" not in r.text
+    assert len(_history(client)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"refreshOnDescribe": "yes"}, {"tokenReuseError": "TeapotException"}],
+)
+def test_variation_settings_are_checked(client: httpx.Client, body: dict[str, Any]) -> None:
+    r = client.put("/_sandbox/appflow/resources/sfdc-prod", json=body)
+    assert r.status_code == 400 and r.json()["error"]
