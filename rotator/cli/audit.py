@@ -51,6 +51,7 @@ from rotator.cli.common import (
     duration,
     err,
     fail,
+    is_id_prefix,
     parse_time,
     plain,
     print_json,
@@ -201,7 +202,7 @@ def show_command(
 ) -> None:
     """The whole story of one job, step by step."""
     with session() as (settings, client, keys):
-        if not is_job_id(job_id):  # a prefix, resolved against the job index like git
+        if is_id_prefix(job_id) and not is_job_id(job_id):  # resolved like git's short ids
             job_id = resolve_job_id_sync(client, keys.job_index, job_id)
         story = AuditReader(client, keys).job_story(job_id)
     if as_json:

@@ -201,12 +201,20 @@ def with_runtime(
 
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(rf"^[0-9a-f]{{{MIN_ID_PREFIX},32}}$")
+_NAME_LIKE = re.compile(r"^[0-9a-z_-]{1,64}$")  # a mistyped id; anything else is refused
 
 
-def _id_pattern(text: str) -> str:
+def is_id_prefix(text: str) -> bool:
+    """Whether ``text`` could be a job id or a short one (8+ lowercase hex digits)."""
+    return _ID_PREFIX.match(text.strip().lower()) is not None
+
+
+def id_prefix(text: str) -> str:
     """The index pattern for a job id or prefix (hex only, so the text can never be a glob
     that matches more than a prefix); anything else is no job, exit 1."""
     value = text.strip().lower()
+    if not _NAME_LIKE.match(value):  # "<id>:journal" names another key: an attack shape
+        fail(f"{text!r} is not a job id (32 lowercase hex digits, or a unique prefix)")
     if not _ID_PREFIX.match(value):
         fail(
             f"no such job: {text!r} (a job id is 32 hex digits; a unique prefix of at least "
@@ -237,7 +245,7 @@ def _matches(members: Iterable[Any], prefix: str) -> list[str]:
 async def resolve_job_id(runtime: Runtime, text: str) -> str:
     """A job id from a full id or a unique prefix of >= 8 hex digits, against the job index:
     unknown exits 1 ("no such job"), ambiguous exits 2 listing the candidates."""
-    prefix = _id_pattern(text)
+    prefix = id_prefix(text)
     index = runtime.store.keys.job_index
     members = [m async for m in runtime.redis.zscan_iter(index, match=f"{prefix}*", count=1000)]
     return _pick(text, _matches((m[0] if isinstance(m, tuple) else m for m in members), prefix))
@@ -245,7 +253,7 @@ async def resolve_job_id(runtime: Runtime, text: str) -> str:
 
 def resolve_job_id_sync(client: Any, index_key: str, text: str) -> str:
     """``resolve_job_id`` for the commands that use a synchronous Redis client."""
-    prefix = _id_pattern(text)
+    prefix = id_prefix(text)
     members = client.zscan_iter(index_key, match=f"{prefix}*", count=1000)
     return _pick(text, _matches((m[0] if isinstance(m, tuple) else m for m in members), prefix))
 

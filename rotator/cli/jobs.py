@@ -21,6 +21,7 @@ from rotator.cli.common import (
     actor,
     fail,
     fitted_table,
+    id_prefix,
     narrow,
     out,
     plain,
@@ -192,6 +193,7 @@ def job(
     as_json: JsonOpt = False,
 ) -> None:
     """One job with its step journal."""
+    id_prefix(job_id)  # a forged or mistyped id is refused before Redis is reached
 
     async def body(runtime: Runtime) -> dict[str, Any]:
         full = await resolve_job_id(runtime, job_id)
