@@ -246,6 +246,8 @@ async def resolve_job_id(runtime: Runtime, text: str) -> str:
     """A job id from a full id or a unique prefix of >= 8 hex digits, against the job index:
     unknown exits 1 ("no such job"), ambiguous exits 2 listing the candidates."""
     prefix = id_prefix(text)
+    if len(prefix) == 32:  # a whole id: its record decides (an old job may have left the index)
+        return prefix
     index = runtime.store.keys.job_index
     members = [m async for m in runtime.redis.zscan_iter(index, match=f"{prefix}*", count=1000)]
     return _pick(text, _matches((m[0] if isinstance(m, tuple) else m for m in members), prefix))

@@ -200,7 +200,7 @@ def job(
         try:
             record = (await runtime.store.load_job(full)).public()
         except MalformedJob as exc:
-            if "record is empty" in str(exc):  # indexed, but its record expired or was removed
+            if exc.reason == "record is empty":  # never created, or expired and removed
                 fail(f"no such job: {full}", 1)
             raise
         record["journal"] = await runtime.store.journal(full)
