@@ -46,7 +46,7 @@ def env(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[dict[str, s
         "ROTATOR_REDIS_URL": redis_url,
         "ROTATOR_KEY_PREFIX": key_prefix,
         "ROTATOR_MASTER_KEY": Fernet.generate_key().decode(),
-        "ROTATOR_AUDIT_KEY": "cli-test-audit-key",
+        "ROTATOR_AUDIT_KEY": "cli-test-audit-key-at-least-32-bytes",
         "ROTATOR_STATE_DIR": str(tmp_path / "state"),
         "ROTATOR_TARGETS_FILE": str(tmp_path / "none.yaml"),
         "COLUMNS": "300",
