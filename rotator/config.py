@@ -380,6 +380,11 @@ class TargetSpecModel(BaseModel):
     enabled: bool = True
     # Incident mode (``rotator enqueue --secret``) rotates higher priorities first.
     priority: int = Field(default=0, description="Incident-mode order: higher first")
+    # When an interval target added to the file first rotates (issue 12.6): ``scheduled`` (the
+    # default: adding a target never writes to it by surprise) after one interval, ``now`` on
+    # the next dispatch, ``adopt`` = read the live version and record it as current, no write.
+    # Cron targets always come due at their next slot.
+    first_rotation: Literal["now", "scheduled", "adopt"] = "scheduled"
 
     @field_validator("base_url")
     @classmethod

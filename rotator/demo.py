@@ -59,6 +59,7 @@ class DemoTarget:
             f"resource_id: {self.resource_id}",
             f"secret: {self.secret_name}",
             "schedule: 1h",
+            "first_rotation: now",  # the demo shows a scheduled rotation right away
             "credentials:",
             *(f"  {field}: env:{var}" for field, var in self.credentials.items()),
             "options:",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from rotator.audit import AuditEvent, AuditLog
-from rotator.config import TargetsConfig
+from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import AuditUnavailable
 from rotator.metrics import record_dispatch
 from rotator.models import Reason
@@ -43,18 +43,33 @@ class DispatchResult:
     delivered: int  # job ids handed to workers
 
 
+def first_due(target: TargetSpecModel, now: float, rng_value: float) -> float | None:
+    """When a target new to the schedule first comes due (None: not scheduled).
+
+    A cron target waits for its next slot: ``0 3 * * 1`` means Monday 03:00, not "as soon as
+    the file is loaded". An interval target follows ``first_rotation``: ``now`` comes due
+    within jitter, ``scheduled`` and ``adopt`` (which records the live version instead of
+    writing) after one interval."""
+    schedule = target.parsed_schedule
+    if not target.enabled or schedule is None:
+        return None
+    if schedule.every is not None and target.first_rotation == "now":
+        return now + schedule.jitter * rng_value
+    return schedule.next_after(now, rng_value)
+
+
 async def sync_schedule(
     store: RotatorStore, config: TargetsConfig, now: float | None = None
-) -> int:
-    """Make the schedule set match the targets file (new targets come due within jitter)."""
+) -> list[str]:
+    """Make the schedule set match the targets file; returns the targets new to it."""
     now = time.time() if now is None else now
     rng = random.Random()
-    first_due: dict[str, float] = {}
+    due: dict[str, float] = {}
     for name, target in config.targets.items():
-        schedule = target.parsed_schedule
-        if target.enabled and schedule is not None:
-            first_due[name] = now + schedule.jitter * rng.random()
-    return await store.sync_schedule(first_due)
+        when = first_due(target, now, rng.random())
+        if when is not None:
+            due[name] = when
+    return await store.sync_schedule(due)
 
 
 async def dispatch(

@@ -386,7 +386,11 @@ class Engine:
             return job.secret_version, str(recorded["fingerprint"])
         sources = SourceContext(self.store, config.credentials_dir, self.options.environ)
         pinned = await pin_version(
-            spec.secret, config.secrets[spec.secret], sources, job.requested_version
+            spec.secret,
+            config.secrets[spec.secret],
+            sources,
+            job.requested_version,
+            targets={job.target: (spec.provider, spec.options)},
         )
         version, fingerprint = pinned.version, pinned.fingerprint
         ctx.fields = pinned.fields  # when the source produced it: no decrypting read-back

@@ -218,7 +218,10 @@ class Runtime:
             added = await sync_schedule(self.store, config)
             self._synced_generation = self.config.generation
             if added:
-                log.info("schedule synced", new_targets=added)
+                log.info("schedule synced", new_targets=len(added))
+                from rotator.adopt import adopt_targets
+
+                await adopt_targets(self, added)
 
     async def enqueue(
         self,

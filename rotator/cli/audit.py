@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,9 +51,11 @@ from rotator.cli.common import (
     duration,
     err,
     fail,
+    is_id_prefix,
     parse_time,
     plain,
     print_json,
+    resolve_job_id_sync,
     settings_or_exit,
     styled,
     utc_time,
@@ -60,6 +64,7 @@ from rotator.cli.common import (
 from rotator.cli.progress import CountingWriter, activity
 from rotator.config import Settings
 from rotator.errors import AuditUnavailable, ConfigError
+from rotator.models import is_job_id
 from rotator.store.keys import Keys
 
 __all__ = ["audit_app", "audit_json", "parse_time", "session"]
@@ -199,11 +204,13 @@ def list_command(
 
 @audit_app.command("show")
 def show_command(
-    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    job_id: Annotated[str, typer.Argument(help="Job id, or a unique prefix (8+ hex digits).")],
     as_json: JsonOpt = False,
 ) -> None:
     """The whole story of one job, step by step."""
     with session() as (settings, client, keys):
+        if is_id_prefix(job_id) and not is_job_id(job_id):  # resolved like git's short ids
+            job_id = resolve_job_id_sync(client, keys.job_index, job_id)
         story = AuditReader(client, keys).job_story(job_id)
     if as_json:
         audit_json({"job_id": job_id, "events": [r.to_dict() for r in story]})
@@ -432,6 +439,13 @@ def export_command(
             with open_output(output) as handle, activity("exporting", unit="lines") as counter:
                 writer: Any = CountingWriter(handle, counter)
                 count = reader.export(writer, "csv" if fmt == "csv" else "jsonl", where)
+                if handle is sys.stdout:
+                    handle.flush()  # a closed pipe shows here, not at interpreter exit
+        except BrokenPipeError:
+            # `audit export | head -1`: the reader has what it wanted. Point stdout at
+            # /dev/null so the interpreter's final flush cannot fail, and end quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     if output is not None and str(output) != "-":

@@ -18,12 +18,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from rotator.config import Settings, load_settings, parse_interval
@@ -71,7 +73,7 @@ def wide_console() -> Console:
     return Console()
 
 
-def utc_time(value: float | str | None, *, millis: bool = False, zone: str = "") -> str:
+def utc_time(value: float | str | None, *, millis: bool = False, zone: str = "Z") -> str:
     """The one time format: ``YYYY-MM-DD HH:MM:SS[.mmm]<zone>`` in UTC, ``-`` when unknown."""
     if value is None or value == "":
         return "-"
@@ -193,3 +195,94 @@ def with_runtime(
         return asyncio.run(main())
     except ConfigError as exc:
         fail(str(exc))
+
+
+# -- job ids: full or a unique prefix, like git ---------------------------------------------
+
+MIN_ID_PREFIX = 8
+_ID_PREFIX = re.compile(rf"^[0-9a-f]{{{MIN_ID_PREFIX},32}}$")
+_NAME_LIKE = re.compile(r"^[0-9a-z_-]{1,64}$")  # a mistyped id; anything else is refused
+
+
+def is_id_prefix(text: str) -> bool:
+    """Whether ``text`` could be a job id or a short one (8+ lowercase hex digits)."""
+    return _ID_PREFIX.match(text.strip().lower()) is not None
+
+
+def id_prefix(text: str) -> str:
+    """The index pattern for a job id or prefix (hex only, so the text can never be a glob
+    that matches more than a prefix); anything else is no job, exit 1."""
+    value = text.strip().lower()
+    if not _NAME_LIKE.match(value):  # "<id>:journal" names another key: an attack shape
+        fail(f"{text!r} is not a job id (32 lowercase hex digits, or a unique prefix)")
+    if not _ID_PREFIX.match(value):
+        fail(
+            f"no such job: {text!r} (a job id is 32 hex digits; a unique prefix of at least "
+            f"{MIN_ID_PREFIX} also works)",
+            1,
+        )
+    return value
+
+
+def _pick(text: str, candidates: list[str]) -> str:
+    if not candidates:
+        fail(f"no such job: {text}", 1)
+    if len(candidates) > 1:
+        listed = ", ".join(sorted(candidates)[:10]) + (" ..." if len(candidates) > 10 else "")
+        fail(f"job id prefix {text!r} is ambiguous: {len(candidates)} jobs match ({listed})")
+    return candidates[0]
+
+
+def _matches(members: Iterable[Any], prefix: str) -> list[str]:
+    found = []
+    for member in members:
+        name = member.decode() if isinstance(member, bytes) else str(member)
+        if name.startswith(prefix):
+            found.append(name)
+    return found
+
+
+async def resolve_job_id(runtime: Runtime, text: str) -> str:
+    """A job id from a full id or a unique prefix of >= 8 hex digits, against the job index:
+    unknown exits 1 ("no such job"), ambiguous exits 2 listing the candidates."""
+    prefix = id_prefix(text)
+    if len(prefix) == 32:  # a whole id: its record decides (an old job may have left the index)
+        return prefix
+    index = runtime.store.keys.job_index
+    members = [m async for m in runtime.redis.zscan_iter(index, match=f"{prefix}*", count=1000)]
+    return _pick(text, _matches((m[0] if isinstance(m, tuple) else m for m in members), prefix))
+
+
+def resolve_job_id_sync(client: Any, index_key: str, text: str) -> str:
+    """``resolve_job_id`` for the commands that use a synchronous Redis client."""
+    prefix = id_prefix(text)
+    members = client.zscan_iter(index_key, match=f"{prefix}*", count=1000)
+    return _pick(text, _matches((m[0] if isinstance(m, tuple) else m for m in members), prefix))
+
+
+# -- tables that fit: whole ids, folded cells --------------------------------------------------
+
+NARROW = 120  # below this many columns, tables switch to the compact layout
+
+
+def narrow(console: Console | None = None) -> bool:
+    return (console or out).width < NARROW
+
+
+def fitted_table(
+    *columns: tuple[str, int | None], ids: Sequence[str] = (), console: Console | None = None
+) -> Table:
+    """A table that never cuts a cell: every column folds (no ellipsis).
+
+    ``columns`` are (name, width in the compact layout, or None for a share of what is left);
+    ``ids`` name the columns holding ids: whole on one line in a wide terminal, and in a narrow
+    one folded at 16 characters, so a job id reads as two even halves and copies whole."""
+    compact = narrow(console)
+    table = Table(box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, show_edge=not compact)
+    for name, width in columns:
+        if compact:
+            fixed = 16 if name in ids else width
+            table.add_column(name, overflow="fold", width=fixed, ratio=None if fixed else 1)
+        else:
+            table.add_column(name, overflow="fold", no_wrap=name in ids)
+    return table

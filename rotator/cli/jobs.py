@@ -9,6 +9,7 @@ target whose update is live and being verified never reads as the last job's ``f
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -20,14 +21,22 @@ from rotator.cli.common import (
     actor,
     duration,
     fail,
+    fitted_table,
+    id_prefix,
+    narrow,
     out,
     plain,
     print_json,
+    resolve_job_id,
     styled,
     utc_time,
     with_runtime,
 )
+from rotator.dispatch import first_due
+from rotator.errors import MalformedJob
 from rotator.models import Job, JobState, Reason, is_job_id
+
+_STATES = tuple(str(s) for s in JobState)
 
 if TYPE_CHECKING:
     from rotator.runtime import Runtime
@@ -136,7 +145,10 @@ def enqueue(
 def jobs(
     limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many jobs.")] = 50,
     state: Annotated[
-        str | None, typer.Option("--state", metavar="STATE", help="Only jobs in this state.")
+        str | None,
+        typer.Option(
+            "--state", metavar="STATE", help=f"Only jobs in this state: {', '.join(_STATES)}"
+        ),
     ] = None,
     dead: Annotated[bool, typer.Option("--dead", help="Only dead-lettered jobs")] = False,
     quarantined: Annotated[
@@ -149,6 +161,11 @@ def jobs(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent jobs, newest first; --dead shows the dead-letter set."""
+    if state is not None and state not in _STATES:
+        raise typer.BadParameter(
+            f"{state!r} is not a job state; valid states: {', '.join(_STATES)}",
+            param_hint="--state",
+        )
     if quarantined:
         _show_quarantine(as_json, raw)
         return
@@ -167,22 +184,36 @@ def jobs(
     if as_json:
         print_json(rows, indent=2)
         return
-    table = Table("job", "target", "reason", "state", "attempts", "version", "updated", "error")
+    compact = narrow()
+    # In 80 columns, attempts and version make way (they are in `rotator job` and --json).
+    wide_only = () if compact else (("tries", None), ("version", None))
+    table = fitted_table(
+        ("job", None), ("target", None), ("reason", None), ("state", 9), *wide_only,
+        ("updated", 10), ("error", None), ids=("job",),
+    )  # fmt: skip
     for row in rows:
         error = (row["last_error_class"] or "") + (
             ": " + row["last_error"] if row["last_error"] else ""
         )
+        extra: list[str | Text] = (
+            [] if compact else [str(row["attempts"]), plain(row["secret_version"] or "-")]
+        )
         table.add_row(
             plain(row["id"]),
             plain(row["target"]),
-            plain(row["reason"]),
+            plain(reason_text(row)),
             styled(_label(row["state"])),
-            str(row["attempts"]),
-            plain(row["secret_version"] or "-"),
+            *extra,
             utc_time(row["updated_at"]),
             plain(error),
         )
     out.print(table)
+
+
+def reason_text(row: dict[str, Any]) -> str:
+    """The reason with the operator's ``--reason`` text: ``on-demand: leak drill``."""
+    note = row.get("note") or ""
+    return f"{row['reason']}: {note}" if note else str(row["reason"])
 
 
 def _label(state: str) -> str:
@@ -219,29 +250,39 @@ def _show_quarantine(as_json: bool, raw: bool) -> None:
     out.print(envelopes)
 
 
-def job(job_id: str, as_json: JsonOpt = False) -> None:
+def job(
+    job_id: Annotated[str, typer.Argument(help="Job id, or a unique prefix (8+ hex digits).")],
+    as_json: JsonOpt = False,
+) -> None:
     """One job with its step journal."""
-    if not is_job_id(job_id):
-        fail(f"{job_id!r} is not a job id (32 lowercase hex digits)")
+    id_prefix(job_id)  # a forged or mistyped id is refused before Redis is reached
 
     async def body(runtime: Runtime) -> dict[str, Any]:
-        record = (await runtime.store.load_job(job_id)).public()
-        record["journal"] = await runtime.store.journal(job_id)
+        full = await resolve_job_id(runtime, job_id)
+        try:
+            record = (await runtime.store.load_job(full)).public()
+        except MalformedJob as exc:
+            if exc.reason == "record is empty":  # never created, or expired and removed
+                fail(f"no such job: {full}", 1)
+            raise
+        record["journal"] = await runtime.store.journal(full)
         return record
 
     try:
         record = with_runtime(body, needs_targets=False)
-    except Exception as exc:  # an unknown or malformed id
+    except MalformedJob as exc:
         fail(str(exc))
     if as_json:
         print_json(record, indent=2, sort_keys=True)
         return
     since = record.get("verifying_since")
-    record_shown = {**record, "state": _label(record["state"])}
+    record_shown = {**record, "state": _label(record["state"]), "reason": reason_text(record)}
     record_shown["verifying_since"] = utc_time(since) if since else None
     for key in _JOB_FIELDS:
         out.print(Text.assemble((key, "bold"), ": ", plain(record_shown.get(key) or "-")))
-    table = Table("step", "recorded")
+    table = Table(title="journal")
+    table.add_column("step", overflow="fold")
+    table.add_column("recorded", overflow="fold")
     for step, data in sorted(record["journal"].items(), key=lambda kv: kv[1].get("at", 0)):
         table.add_row(plain(step), plain(json.dumps(data, sort_keys=True)))
     out.print(table)
@@ -253,7 +294,10 @@ def status(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows, indent=2)
         return
-    table = Table("target", "provider", "current", "pending", "rotated", "next due", "state")
+    table = fitted_table(
+        ("target", None), ("provider", None), ("current", 13), ("pending", 13),
+        ("rotated", 10), ("next due", 10), ("state", 9),
+    )  # fmt: skip
     for row in rows:
         table.add_row(
             plain(row["target"]),
@@ -261,7 +305,7 @@ def status(as_json: JsonOpt = False) -> None:
             plain(row["current"] or "-"),
             plain(row["pending"] or "-"),
             utc_time(row["rotated_at"]),
-            utc_time(row["next_due"]),
+            utc_time(row["next_due"]) + (" (first)" if row.get("first_run") else ""),
             styled(row["state"] or "-"),
         )
     out.print(table)
@@ -274,9 +318,13 @@ async def _target_rows(runtime: Runtime) -> list[dict[str, Any]]:
     due = await runtime.store.next_due(names)
     active = await runtime.store.active_jobs(names)
     rows = []
+    now = time.time()
     for name in names:
         state = states.get(name, {})
         job = active.get(name)
+        # A target the schedule has not picked up yet: when it will first run once synced
+        # (without jitter), so adding a target never hides when it will first be written.
+        first = None if due.get(name) is not None else first_due(config.targets[name], now, 0.0)
         rows.append(
             {
                 "target": name,
@@ -285,7 +333,8 @@ async def _target_rows(runtime: Runtime) -> list[dict[str, Any]]:
                 "previous": state.get("previous") or None,
                 "pending": state.get("pending") or None,
                 "rotated_at": float(state["rotated_at"]) if state.get("rotated_at") else None,
-                "next_due": due.get(name),
+                "next_due": due.get(name) if first is None else first,
+                "first_run": first is not None,
                 "last_outcome": state.get("last_outcome") or None,
                 "last_job": state.get("last_job") or None,
                 "active_job": job.id if job else None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from rotator.config import TargetSpecModel
+from rotator.dispatch import first_due as dispatch_first_due
 from rotator.providers.commercelayer import LIMITS as COMMERCELAYER_LIMITS
 
 Limits = Mapping[str, Sequence[tuple[float, int]]]  # method class -> (window s, max requests)
@@ -53,8 +54,9 @@ def occurrences(spec: TargetSpecModel, first: float, until: float) -> list[float
 def first_due(
     specs: Mapping[str, TargetSpecModel], scheduled: Mapping[str, float | None], now: float
 ) -> dict[str, float | None]:
-    """Each target's next due time: the schedule's, else the next sync's (within jitter,
-    spread evenly over the unscheduled targets); None for disabled or unscheduled targets."""
+    """Each target's next due time: the schedule's, else its first due time once synced
+    (``rotator.dispatch.first_due``, with the jitter spread evenly over the unscheduled
+    targets); None for disabled or unscheduled targets."""
     due: dict[str, float | None] = {}
     pending = sorted(n for n, s in specs.items() if s.enabled and s.parsed_schedule)
     position = {n: i for i, n in enumerate(n for n in pending if scheduled.get(n) is None)}
@@ -64,9 +66,9 @@ def first_due(
             due[name] = None
         elif scheduled.get(name) is not None:
             due[name] = scheduled[name]
-        else:
+        else:  # not synced yet: when the dispatcher will first schedule it
             share = (position[name] + 0.5) / len(position)
-            due[name] = now + schedule.jitter * share
+            due[name] = dispatch_first_due(spec, now, share)
     return due
 
 

@@ -180,7 +180,11 @@ class Planner:
             return "disabled"
         if spec.parsed_schedule is None:
             return "on demand only"
-        return "scheduled" if scheduled is not None else "at the next sync, within jitter"
+        if scheduled is not None:
+            return "scheduled"
+        if spec.parsed_schedule.every is not None and spec.first_rotation == "now":
+            return "at the next sync, within jitter"
+        return "first run at its next scheduled time (not yet synced)"
 
     # -- 1. configuration -----------------------------------------------------------------
 

@@ -18,8 +18,11 @@ version must already be stored. Errors name the source or the version, never a v
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, cast
 
+from rotator import fields
 from rotator.errors import UnknownSecretVersion
 from rotator.sources.base import Pinned, SecretSource, SourceContext, ValueSource
 from rotator.sources.store import stored_fingerprint
@@ -44,15 +47,32 @@ def load_source(kind: str) -> SecretSource:
 
 
 async def pin_version(
-    name: str, spec: SecretSpec, ctx: SourceContext, requested: str | None = None
+    name: str,
+    spec: SecretSpec,
+    ctx: SourceContext,
+    requested: str | None = None,
+    *,
+    targets: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
 ) -> Pinned:
-    """The version a job rotates to: the one it requested, else whatever its source yields."""
+    """The version a job rotates to: the one it requested, else whatever its source yields.
+
+    With ``targets`` (name -> (provider, options)) the value is checked against the fields
+    those providers need (``rotator.fields``): a value they cannot use raises
+    SecretFieldsInvalid, a permanent failure, before any remote call."""
     if requested:
         fingerprint = await stored_fingerprint(ctx.versions, name, requested)
         if fingerprint is None:
             raise UnknownSecretVersion(name, requested)
-        return Pinned(requested, fingerprint)
-    return await load_source(spec.source).pin(name, spec, ctx)
+        pinned = Pinned(requested, fingerprint)
+    else:
+        pinned = await load_source(spec.source).pin(name, spec, ctx)
+    if targets is None:
+        return pinned
+    value = pinned.fields
+    if value is None:  # a stored version: read it back once, and hand it on so the job need not
+        value = await ctx.versions.load_secret_version(name, pinned.version)
+    fields.check(value, targets)
+    return replace(pinned, fields=value)
 
 
 __all__ = [

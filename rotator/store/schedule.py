@@ -25,9 +25,10 @@ class ScheduleStore(StoreBase):
         if due:
             await self.redis.zadd(self.keys.schedule, dict(due))
 
-    async def sync_schedule(self, first_due: Mapping[str, float]) -> int:
+    async def sync_schedule(self, first_due: Mapping[str, float]) -> list[str]:
         """Add targets new to the schedule (existing due times are kept) and drop targets no
-        longer scheduled. Runs at start-up and on config reload, not per dispatch."""
+        longer scheduled; returns the names added. Runs at start-up and on config reload, not
+        per dispatch."""
         k = self.keys
         existing = {text(m) for m in await self.redis.zrange(k.schedule, 0, -1)}
         removed = existing - set(first_due)
@@ -37,7 +38,19 @@ class ScheduleStore(StoreBase):
             if removed:
                 pipe.zrem(k.schedule, *removed)
             await pipe.execute()
-        return len(set(first_due) - existing)
+        return sorted(set(first_due) - existing)
+
+    async def mark_adopted(self, target: str, remote_version: str, at: float) -> bool:
+        """Record a live remote version as the target's current state without any write to the
+        provider (``first_rotation: adopt``). Only a target with no rotation history is
+        adopted: False (nothing changed) when it already has a state."""
+        key = self.keys.target(target)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "remote_version", remote_version)
+            pipe.hsetnx(key, "last_outcome", "adopted")
+            pipe.hsetnx(key, "adopted_at", repr(at))
+            first, *_ = await pipe.execute()
+        return bool(first)
 
     async def next_due(self, targets: Iterable[str]) -> dict[str, float | None]:
         names = list(targets)

@@ -13,8 +13,9 @@ T = 1_704_067_200.25  # 2024-01-01 00:00:00.250 UTC
 
 
 def test_utc_time() -> None:
-    assert utc_time(T) == "2024-01-01 00:00:00"  # jobs and status tables
-    assert utc_time(str(T)) == "2024-01-01 00:00:00"  # fields as stored in Redis
+    # Every printed time carries its zone (issue 12.9).
+    assert utc_time(T) == "2024-01-01 00:00:00Z"  # jobs and status tables
+    assert utc_time(str(T)) == "2024-01-01 00:00:00Z"  # fields as stored in Redis
     assert utc_time(T, zone="Z") == "2024-01-01 00:00:00Z"  # report
     assert utc_time(T, millis=True, zone="Z") == "2024-01-01 00:00:00.250Z"  # audit events
     assert utc_time(None) == utc_time("") == "-"

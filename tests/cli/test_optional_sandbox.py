@@ -42,7 +42,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "rotator.yaml").write_text(
         "secrets:\n  s1: {source: generate}\n"
         "targets:\n  t1: {provider: adobe, base_url: 'https://a.example', resource_id: r1,"
-        " secret: s1, schedule: 30d, options: {org_id: o@AdobeOrg},"
+        " secret: s1, schedule: 30d, first_rotation: now, options: {org_id: o@AdobeOrg},"
         " credentials: {client_id: 'env:T_ID', client_secret: 'env:T_SECRET'}}\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}

@@ -12,7 +12,8 @@ from tests.core.conftest import Harness
 
 def test_due_targets_become_jobs_once_across_concurrent_dispatchers(harness: Harness) -> None:
     h = harness
-    h.run(sync_schedule(h.store, h.config, now=time.time() - 10))
+    # first_rotation defaults to "scheduled": synced an interval (1h) ago, it is due now.
+    h.run(sync_schedule(h.store, h.config, now=time.time() - 3610))
     delivered: list[str] = []
 
     async def deliver(ids: Sequence[str]) -> None:
@@ -43,7 +44,7 @@ def test_due_targets_become_jobs_once_across_concurrent_dispatchers(harness: Har
 
 def test_sync_schedule_keeps_due_times_and_drops_removed_targets(harness: Harness) -> None:
     h = harness
-    assert h.run(sync_schedule(h.store, h.config, now=1000.0)) == 1
+    assert h.run(sync_schedule(h.store, h.config, now=1000.0)) == ["crm"]
     h.run(h.store.set_next_due({"crm": 5000.0, "gone": 1.0}))
-    assert h.run(sync_schedule(h.store, h.config, now=2000.0)) == 0
+    assert h.run(sync_schedule(h.store, h.config, now=2000.0)) == []
     assert h.run(h.store.next_due(["crm", "gone"])) == {"crm": 5000.0, "gone": None}

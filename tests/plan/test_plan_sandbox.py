@@ -187,6 +187,7 @@ def commercelayer_fleet(world: World, count: int, jitter: str) -> str:
         f"    resource_id: {cl.resource_id}\n"
         f"    secret: cl\n"
         f"    schedule: 1h\n"
+        f"    first_rotation: now\n"
         f"    jitter: {jitter}\n"
         f"    credentials: {{client_id: env:DEMO_CL_CLIENT_ID, client_secret: env:DEMO_CL_CLIENT_SECRET}}\n"
         f"    options: {{auth_url: {cl.options['auth_url']}}}\n"

@@ -154,7 +154,8 @@ def test_budget_counts_every_occurrence_within_the_horizon() -> None:
 
 
 def test_budget_flags_bursts_and_accepts_spread_schedules() -> None:
-    burst = {f"t{i}": _cl() for i in range(51)}
+    # first_rotation: now puts 51 new targets at the next sync: a burst
+    burst = {f"t{i}": _cl().model_copy(update={"first_rotation": "now"}) for i in range(51)}
     due = budget.first_due(burst, {}, now=1000.0)
     problems = budget.check(burst, due, now=1000.0, horizon=60.0)
     assert sorted(problems) == sorted(burst)

@@ -30,6 +30,8 @@ def provision_example(env: dict[str, str], tmp_path: Path) -> None:
     for var in ("ADOBE_CLIENT_ID", "ADOBE_CLIENT_SECRET", "UIPATH_CLIENT_ID", "CL_CLIENT_ID"):
         env[var] = "x"
     env.update(CL_CLIENT_SECRET="x", CTM_USER="x", CTM_PASSWORD="x")
+    env.update(VAULT_ROLE_ID="x", VAULT_SECRET_ID="x")
+    env.update(AWS_SM_ACCESS_KEY_ID="x", AWS_SM_SECRET_ACCESS_KEY="x")
     env["ROBOT_ACCESS_JSON"] = '{"groupIds": ["g"]}'
 
 

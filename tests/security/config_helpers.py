@@ -111,6 +111,7 @@ targets:
     resource_id: conn-1
     secret: s
     schedule: 1d
+    first_rotation: now
     credentials:
       client_id: env:ATTACK_CLIENT_ID
       client_secret: {client_secret}

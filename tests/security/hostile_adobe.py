@@ -106,7 +106,8 @@ TARGET = """
     base_url: http://{host}/flow
     resource_id: {name}
     secret: sfdc
-    schedule: 30d             # due at once: `run --once` rotates every target
+    schedule: 30d
+    first_rotation: now       # due at once: `run --once` rotates every target
     credentials:
       client_id: env:HOSTILE_CLIENT_ID
       client_secret: env:HOSTILE_CLIENT_SECRET

@@ -36,6 +36,7 @@ targets:
     resource_id: conn-1
     secret: s
     schedule: 1d
+    first_rotation: now
     credentials:
       client_id: env:HOSTILE_CLIENT_ID
       client_secret: env:HOSTILE_CLIENT_SECRET

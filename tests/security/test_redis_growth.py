@@ -45,6 +45,7 @@ targets:
     resource_id: conn-1
     secret: db-password
     schedule: 1h
+    first_rotation: now
 """
 # Dispatch never calls a provider: any real one will do for the schedule.
 DISPATCH_TARGETS = TARGETS.replace("provider: fake", "provider: adobe").replace(

@@ -1,0 +1,88 @@
+"""Issue 12.5 and 12.6 at the unit level: when a new target first comes due, and the engine's
+field check when it pins a version (before any remote call)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rotator.config import SecretSpec, TargetSpecModel
+from rotator.dispatch import first_due
+from rotator.fields import SecretFieldsInvalid, diff
+from rotator.models import JobState
+from rotator.retry import RetryPolicy, Stop
+from rotator.sources import SourceContext, pin_version
+
+NOW = datetime(2026, 12, 1, 17, 0, tzinfo=UTC).timestamp()  # a Tuesday
+
+
+def target(schedule: str, **extra: Any) -> TargetSpecModel:
+    return TargetSpecModel(
+        provider="uipath",
+        base_url="https://u.example",
+        resource_id="r",
+        secret="s",
+        schedule=schedule,
+        **extra,
+    )
+
+
+def test_a_cron_target_first_comes_due_at_its_next_slot() -> None:
+    due = first_due(target("0 3 * * 1"), NOW, 0.0)
+    assert due == datetime(2026, 12, 7, 3, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [("scheduled", NOW + 86400), ("adopt", NOW + 86400), ("now", NOW)],
+)
+def test_an_interval_target_follows_first_rotation(first: str, expected: float) -> None:
+    assert first_due(target("1d", first_rotation=first), NOW, 0.0) == expected
+
+
+def test_the_default_first_rotation_is_scheduled() -> None:
+    assert target("1d").first_rotation == "scheduled"
+    assert first_due(target("1d", enabled=False), NOW, 0.0) is None
+
+
+class Versions:
+    """A stored version of a UiPath secret that lacks ``groupIds``."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    async def put_secret_version(self, secret: str, fields: Any) -> tuple[str, str]:
+        raise AssertionError("pinning a stored version stores nothing")
+
+    async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]:
+        return dict(self.fields)
+
+    async def latest_secret_version(self, secret: str) -> str | None:
+        return "v000000000001"
+
+    async def fingerprint_of(self, secret: str, version: str) -> str | None:
+        return "f" * 64
+
+
+def test_pinning_a_value_its_provider_cannot_use_fails_permanently() -> None:
+    ctx = SourceContext(Versions({"x": "value-never-shown"}), base_dir=Path("."))
+    uipath = {"robots": ("uipath", {})}
+    with pytest.raises(SecretFieldsInvalid) as caught:
+        asyncio.run(pin_version("s", SecretSpec(source="store"), ctx, targets=uipath))
+    assert "needs field(s) ['groupIds']" in str(caught.value)
+    assert "value-never-shown" not in str(caught.value)
+    # a permanent failure: the retry policy never retries it
+    assert RetryPolicy().decide(caught.value, attempt=1) == Stop(JobState.FAILED)
+
+    good = SourceContext(Versions({"groupIds": ["g"]}), base_dir=Path("."))
+    pinned = asyncio.run(pin_version("s", SecretSpec(source="store"), good, targets=uipath))
+    assert pinned.fields == {"groupIds": ["g"]}  # handed on: the job needs no second read
+
+
+def test_field_diff_names_fields_only() -> None:
+    change = diff({"username": 1, "password": 2}, {"x": 3})
+    assert change.describe() == "-password -username +x"
