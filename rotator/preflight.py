@@ -96,7 +96,8 @@ def check(*, targets: bool = True) -> Settings:
         asyncio.run(_check_store(settings))
     except ConfigError as exc:
         raise StartupRefused(one_line(exc)) from None
-    except (RedisError, OSError, EmbeddedRedisError) as exc:
+    # ConnectionError: the OS's refusal where redis-py does not wrap it (unix sockets).
+    except (RedisError, ConnectionError, TimeoutError, EmbeddedRedisError) as exc:
         raise StartupRefused(redis_line(exc)) from None
     return settings
 

@@ -169,6 +169,8 @@ def job(job_id: str, as_json: JsonOpt = False) -> None:
 
     try:
         record = with_runtime(body, needs_targets=False)
+    except typer.Exit:  # with_runtime has said why (Redis unreachable, keys refused)
+        raise
     except Exception as exc:  # an unknown or malformed id
         fail(str(exc))
     if as_json:
