@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from rotator import celeryconfig
 from rotator.broker import transport_for
@@ -48,3 +48,14 @@ def make_app(settings: Settings | None = None) -> Celery:
 celery_app = make_app()
 connect_signals()  # the monitoring port (ROTATOR_METRICS_PORT) of worker and beat
 app = celery_app
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _refuse_to_start_broken(**_: Any) -> None:
+    """``celery -A rotator.app worker|beat`` runs the same startup checks as ``rotator worker``:
+    a process that cannot work exits (code 2, one line) before it reports ready. SystemExit
+    is not an Exception, so Celery's signal dispatch lets it through."""
+    from rotator import preflight
+
+    preflight.check_or_exit()

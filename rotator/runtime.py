@@ -299,32 +299,70 @@ class LoopThread:
             future.cancel()
             raise
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop, wait for its thread, release the loop's resources."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
 
 _process_lock = threading.Lock()
 _process: tuple[LoopThread, Runtime] | None = None
 _process_pid: int | None = None
+# One loop thread per process, kept across failed builds: a task that fails because Redis is
+# down must not leave a loop and its thread behind on every call (50 failing calls used to
+# leave 50 threads).
+_loop: LoopThread | None = None
+_loop_pid: int | None = None
+
+
+def _process_loop() -> LoopThread:
+    global _loop, _loop_pid
+    if _loop is None or _loop_pid != os.getpid():
+        _loop, _loop_pid = LoopThread(), os.getpid()
+    return _loop
 
 
 def process_runtime() -> tuple[LoopThread, Runtime]:
-    """The process-wide runtime (created on first use; re-created after a fork)."""
+    """The process-wide runtime (created on first use; re-created after a fork). A build that
+    fails (Redis unreachable, keys refused) closes what it opened and is retried next call."""
     global _process, _process_pid
     with _process_lock:
         if _process is None or _process_pid != os.getpid():
             settings = load_settings()
             configure_logging(settings)
             holder = ConfigHolder(settings)
-            loop = LoopThread()
+            loop = _process_loop()
 
             async def build() -> Runtime:
                 from rotator.keycheck import check_keys
 
                 runtime = Runtime(settings, holder)
-                await check_keys(runtime.redis, runtime.keys, settings)  # before any write
+                try:
+                    await check_keys(runtime.redis, runtime.keys, settings)  # before any write
+                except BaseException:
+                    await runtime.aclose()  # its pools and clients, not just the loop
+                    raise
                 return runtime
 
             _process = (loop, loop.run(build()))
             _process_pid = os.getpid()
         return _process
+
+
+def shutdown_process_runtime() -> None:
+    """Close the process runtime and stop its loop thread (tests, orderly shutdown)."""
+    global _process, _process_pid, _loop, _loop_pid
+    with _process_lock:
+        if _process is not None and _process_pid == os.getpid():
+            loop, runtime = _process
+            loop.run(runtime.aclose(), timeout=10)
+        if _loop is not None and _loop_pid == os.getpid():
+            _loop.close()
+        _process = _process_pid = _loop = _loop_pid = None
 
 
 async def deliver_locally(runtime: Runtime, job_ids: Sequence[str]) -> list[Outcome]:

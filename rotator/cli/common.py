@@ -61,8 +61,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit (2: usage/configuration, by default).
 
     The message is text, not markup: ``rotator[sandbox]`` or ``[uipath] ...`` print as written.
+    Never wrapped at the console width: a one-line error stays one line for log collectors.
     """
-    err.print(Text.assemble(("error:", "red"), " ", plain(message)))
+    err.print(Text.assemble(("error:", "red"), " ", plain(message)), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -191,10 +192,18 @@ def with_runtime(
         finally:
             await runtime.aclose()
 
+    from redis.exceptions import RedisError
+
+    from rotator.errors import EmbeddedRedisError
+    from rotator.preflight import redis_line
+
     try:
         return asyncio.run(main())
     except ConfigError as exc:
         fail(str(exc))
+    except (RedisError, ConnectionError, EmbeddedRedisError) as exc:
+        # One line and exit 2, not redis-py's 80-line traceback.
+        fail(redis_line(exc))
 
 
 # -- job ids: full or a unique prefix, like git ---------------------------------------------

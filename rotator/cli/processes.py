@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from rotator.cli.common import JsonOpt, err, fail, out, print_json, with_runtime
+from rotator import preflight
+from rotator.cli.common import JsonOpt, fail, out, print_json, with_runtime
 from rotator.cli.progress import activity
-from rotator.config import Settings, load_settings
 
 # Job outcomes that make `rotator run --once` exit 1.
 _BAD_OUTCOMES = ("failed", "conflict", "dead", "unverified", "quarantined")
@@ -23,35 +23,14 @@ def _celery(*args: str) -> None:
     os.execvp(sys.executable, argv)  # noqa: S606
 
 
-def _check_keys(settings: Settings) -> None:
-    """Refuse to start with keys that do not match the store's (one clear error, exit 2)."""
-    import asyncio
-
-    import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-
-    from rotator.embedded import redis_url_for
-    from rotator.errors import ConfigError
-    from rotator.keycheck import check_keys
-    from rotator.store.keys import Keys
-
-    async def check() -> None:
-        client = aioredis.Redis.from_url(redis_url_for(settings))
-        try:
-            await check_keys(client, Keys(settings.key_prefix), settings)
-        finally:
-            await client.aclose()
-
-    try:
-        asyncio.run(check())
-    except ConfigError as exc:
-        fail(str(exc))
-    except (RedisError, OSError) as exc:
-        # Redis may come up later: the process checks again before its first write.
-        err.print(f"warning: key check skipped, Redis unreachable ({type(exc).__name__})")
+# `rotator worker -E --autoscale 4,1 --hostname x@%h`: options rotator does not define are
+# Celery's; the command is registered with these click settings (rotator.cli) and hands
+# ctx.args through unchanged.
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def worker(
+    ctx: typer.Context,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-c", metavar="N", help="Worker processes.")
     ] = None,
@@ -59,9 +38,10 @@ def worker(
         str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
     ] = "INFO",
 ) -> None:
-    """Start a Celery worker (threads pool; rotations share one event loop per process)."""
-    settings = load_settings()
-    _check_keys(settings)
+    """Start a Celery worker (threads pool; rotations share one event loop per process).
+    Options rotator does not define (-E, --autoscale, --hostname ...) are passed to Celery."""
+    # A worker that cannot work exits here with one line, before Celery reports ready.
+    settings = preflight.check_or_exit()
     _celery(
         "worker",
         "--pool",
@@ -74,17 +54,19 @@ def worker(
         loglevel,
         "--without-gossip",
         "--without-mingle",
+        *ctx.args,
     )
 
 
 def beat(
+    ctx: typer.Context,
     loglevel: Annotated[
         str, typer.Option("--loglevel", "-l", metavar="LEVEL", help="Celery log level.")
     ] = "INFO",
 ) -> None:
-    """Start Celery beat, which triggers the dispatcher every ROTATOR_DISPATCH_INTERVAL."""
-    settings = load_settings()
-    _check_keys(settings)
+    """Start Celery beat, which triggers the dispatcher every ROTATOR_DISPATCH_INTERVAL.
+    Options rotator does not define are passed to Celery."""
+    settings = preflight.check_or_exit()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     _celery(
         "beat",
@@ -92,6 +74,7 @@ def beat(
         loglevel,
         "--schedule",
         str(settings.state_dir / "celerybeat-schedule"),
+        *ctx.args,
     )
 
 
