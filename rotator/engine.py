@@ -33,14 +33,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.attempt import Attempt, JobJournal
+from rotator.breaker import Breaker, NoBreaker, breaker_host
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
     AuditUnavailable,
+    CircuitOpen,
     ConflictDetected,
     LeaseLost,
     MalformedJob,
     ProviderError,
     StaleVersion,
+    TransientError,
     VerificationFailed,
     VersionConflict,
 )
@@ -76,6 +79,9 @@ class EngineOptions:
     busy_retry_delay: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
+    breaker: Breaker = field(default_factory=NoBreaker)  # per provider host (rotator.breaker)
+    # A scheduled target whose job ended failed/dead/unverified comes due again this soon.
+    failure_retry_interval: float = 3600.0
 
 
 ConfigSource = Callable[[], TargetsConfig]
@@ -125,12 +131,15 @@ class Engine:
         )
         try:
             async with ctx.keeper:  # heartbeat; a lost lease cancels the attempt (LeaseLost)
-                return await self._attempt(ctx, begun.target_state)
+                outcome = await self._attempt(ctx, begun.target_state)
+            await self._breaker_note(ctx, None)
+            return outcome
         except LeaseLost:
             log.warning("lease lost; another attempt owns the target", job_id=job.id)
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
             return Outcome.SKIPPED
         except ConflictDetected as exc:
+            await self._breaker_note(ctx, None)  # the host answered
             await self._end(
                 ctx,
                 JobState.CONFLICT,
@@ -147,6 +156,7 @@ class Engine:
             )
             return Outcome.CONFLICT
         except Exception as exc:  # every failure must end in a job state
+            await self._breaker_note(ctx, exc)
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
@@ -186,6 +196,7 @@ class Engine:
             await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
             journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
+        await self._admit(ctx, target)
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)
@@ -396,6 +407,33 @@ class Engine:
         await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))
         return version, fingerprint
 
+    # -- circuit breaker -------------------------------------------------------------------
+
+    async def _admit(self, ctx: Attempt, target: TargetSpec) -> None:
+        """Fail fast, before the first provider call, while the host's breaker is open."""
+        host = breaker_host(target.provider, target.base_url)
+        wait = await self.options.breaker.admit(host)
+        if wait is not None:
+            raise CircuitOpen(
+                f"circuit open: {target.provider} fails most calls; next probe in {wait:.0f}s",
+                provider=target.provider,
+                retry_after=wait,
+            )
+        ctx.breaker_host = host
+
+    async def _breaker_note(self, ctx: Attempt, exc: BaseException | None) -> None:
+        """Count an admitted attempt against its host: only transient provider failures are
+        the host failing (a 4xx is the host answering; a refusal by the breaker made no call).
+        """
+        if ctx.breaker_host is None:
+            return
+        failed = isinstance(exc, TransientError) and not isinstance(exc, CircuitOpen)
+        try:
+            await self.options.breaker.record(ctx.breaker_host, not failed)
+        except Exception as error:  # the breaker is advice: never let it decide a job's end
+            log.warning("circuit breaker not updated", error=type(error).__name__)
+        ctx.breaker_host = None
+
     # -- endings ---------------------------------------------------------------------------
 
     async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
@@ -427,7 +465,8 @@ class Engine:
         applied_for = None if since is None else max(0.0, now - since)
         if since is not None:
             fields["verifying_since"] = since
-        decision = self.options.retry.decide(exc, job.attempts, applied_for)
+        elapsed = max(0.0, now - job.created_at)
+        decision = self.options.retry.decide(exc, job.attempts, applied_for, elapsed)
         if isinstance(decision, Retry):
             await self.store.reschedule(ctx.lease, now + decision.delay, decision.state, fields)
             verifying = decision.state is JobState.VERIFYING
@@ -459,6 +498,10 @@ class Engine:
             ctx.event(f"job.{state}", outcome=str(state), error_class=error_class, detail=detail),
             clear_pending=since is None and ctx.journal.get("intent") is None,
             job_fields=fields,
+        )
+        # The credential was not rotated: a scheduled target must not wait a whole period.
+        await self.store.due_again_after_failure(
+            job.target, time.time() + self.options.failure_retry_interval
         )
         log.warning(
             "rotation ended without success",
