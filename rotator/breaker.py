@@ -22,6 +22,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import structlog
+
+from rotator.errors import CircuitOpen, TransientError
+
+log = structlog.get_logger("rotator.breaker")
+
 
 @dataclass(frozen=True)
 class BreakerPolicy:
@@ -56,4 +62,45 @@ def breaker_host(provider: str, base_url: str) -> str:
     return f"{provider}@{netloc or '-'}"
 
 
-__all__ = ["Breaker", "BreakerPolicy", "NoBreaker", "breaker_host"]
+class Admitted(Protocol):
+    """An attempt (``rotator.attempt.Attempt``): it remembers the host it was admitted to."""
+
+    breaker_host: str | None
+
+
+async def admit(breaker: Breaker, provider: str, base_url: str) -> str:
+    """The attempt's breaker host, or ``CircuitOpen`` (no call made) while it is open."""
+    host = breaker_host(provider, base_url)
+    wait = await breaker.admit(host)
+    if wait is not None:
+        raise CircuitOpen(
+            f"circuit open: {provider} fails most calls; next probe in {wait:.0f}s",
+            provider=provider,
+            retry_after=wait,
+        )
+    return host
+
+
+async def note_outcome(breaker: Breaker, attempt: Admitted, error: BaseException | None) -> None:
+    """Count an admitted attempt against its host. Only transient provider failures are the
+    host failing: a 4xx is the host answering, and an attempt refused by the breaker (or ended
+    before it was admitted) made no call and is not counted."""
+    if attempt.breaker_host is None:
+        return
+    failed = isinstance(error, TransientError) and not isinstance(error, CircuitOpen)
+    try:
+        await breaker.record(attempt.breaker_host, not failed)
+    except Exception as exc:  # the breaker is advice: it must never decide how a job ends
+        log.warning("circuit breaker not updated", error=type(exc).__name__)
+    attempt.breaker_host = None
+
+
+__all__ = [
+    "Admitted",
+    "Breaker",
+    "BreakerPolicy",
+    "NoBreaker",
+    "admit",
+    "breaker_host",
+    "note_outcome",
+]

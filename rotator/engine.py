@@ -33,17 +33,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.attempt import Attempt, JobJournal
-from rotator.breaker import Breaker, NoBreaker, breaker_host
+from rotator.breaker import Breaker, NoBreaker, admit, note_outcome
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
     AuditUnavailable,
-    CircuitOpen,
     ConflictDetected,
     LeaseLost,
     MalformedJob,
     ProviderError,
     StaleVersion,
-    TransientError,
     VerificationFailed,
     VersionConflict,
 )
@@ -132,14 +130,14 @@ class Engine:
         try:
             async with ctx.keeper:  # heartbeat; a lost lease cancels the attempt (LeaseLost)
                 outcome = await self._attempt(ctx, begun.target_state)
-            await self._breaker_note(ctx, None)
+            await note_outcome(self.options.breaker, ctx, None)
             return outcome
         except LeaseLost:
             log.warning("lease lost; another attempt owns the target", job_id=job.id)
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
             return Outcome.SKIPPED
         except ConflictDetected as exc:
-            await self._breaker_note(ctx, None)  # the host answered
+            await note_outcome(self.options.breaker, ctx, None)  # the host answered
             await self._end(
                 ctx,
                 JobState.CONFLICT,
@@ -156,7 +154,7 @@ class Engine:
             )
             return Outcome.CONFLICT
         except Exception as exc:  # every failure must end in a job state
-            await self._breaker_note(ctx, exc)
+            await note_outcome(self.options.breaker, ctx, exc)
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
@@ -196,7 +194,8 @@ class Engine:
             await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
             journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
-        await self._admit(ctx, target)
+        # Fail fast, before the first provider call, while the host's breaker is open.
+        ctx.breaker_host = await admit(self.options.breaker, target.provider, target.base_url)
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)
@@ -406,33 +405,6 @@ class Engine:
         ctx.version, ctx.fingerprint = version, fingerprint
         await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))
         return version, fingerprint
-
-    # -- circuit breaker -------------------------------------------------------------------
-
-    async def _admit(self, ctx: Attempt, target: TargetSpec) -> None:
-        """Fail fast, before the first provider call, while the host's breaker is open."""
-        host = breaker_host(target.provider, target.base_url)
-        wait = await self.options.breaker.admit(host)
-        if wait is not None:
-            raise CircuitOpen(
-                f"circuit open: {target.provider} fails most calls; next probe in {wait:.0f}s",
-                provider=target.provider,
-                retry_after=wait,
-            )
-        ctx.breaker_host = host
-
-    async def _breaker_note(self, ctx: Attempt, exc: BaseException | None) -> None:
-        """Count an admitted attempt against its host: only transient provider failures are
-        the host failing (a 4xx is the host answering; a refusal by the breaker made no call).
-        """
-        if ctx.breaker_host is None:
-            return
-        failed = isinstance(exc, TransientError) and not isinstance(exc, CircuitOpen)
-        try:
-            await self.options.breaker.record(ctx.breaker_host, not failed)
-        except Exception as error:  # the breaker is advice: never let it decide a job's end
-            log.warning("circuit breaker not updated", error=type(error).__name__)
-        ctx.breaker_host = None
 
     # -- endings ---------------------------------------------------------------------------
 

@@ -92,6 +92,7 @@ def dead_jobs(system: System) -> int:
     return int(system.redis.zcard(f"{system.prefix}jobs:dead"))
 
 
+@pytest.mark.timeout(600)  # the outage alone is three minutes
 def test_a_three_minute_outage_is_ridden_out_with_few_calls(system: System) -> None:
     # Given eight Adobe targets, fast retries and a breaker that opens on eight calls
     targets = {f"adobe-{i}": f"conn-bo-{i}" for i in range(JOBS)}
