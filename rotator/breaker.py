@@ -33,7 +33,7 @@ log = structlog.get_logger("rotator.breaker")
 class BreakerPolicy:
     window: float = 60.0  # seconds of calls counted together
     min_calls: int = 10  # fewer calls in a window never open the breaker
-    failure_ratio: float = 0.5
+    failure_ratio: float = 1.0  # per attempt: a degraded host (some calls fail) stays closed
     probe_interval: float = 30.0  # while open: one probe per this many seconds
 
 

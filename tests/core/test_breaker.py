@@ -31,7 +31,9 @@ def _breakers(
     loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str, **policy: float
 ) -> tuple[RedisBreaker, RedisBreaker, aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
-    settings = BreakerPolicy(**{"min_calls": 4, "probe_interval": 0.5, **policy})  # type: ignore[arg-type]
+    settings = BreakerPolicy(
+        **{"min_calls": 4, "probe_interval": 0.5, "failure_ratio": 0.5, **policy}
+    )  # type: ignore[arg-type]
     # Two breakers on one Redis stand for two worker processes.
     return (
         RedisBreaker(client, Keys(key_prefix), settings),
