@@ -82,6 +82,7 @@ class Attempt:
     journal: JobJournal
     started: float
     provider_name: str | None = None
+    breaker_host: str | None = None  # set once the breaker admitted this attempt's calls
     version: str | None = None
     fingerprint: str | None = None
     # The pinned secret, when this attempt produced it: never in a repr.

@@ -100,7 +100,34 @@ class Settings(BaseSettings):
         description="Seconds after a worker's death before another may take its target over; "
         "a running attempt renews its lease every third of this.",
     )
-    max_attempts: int = Field(default=6, ge=1)
+    # Retry and brownout (README "Retries and provider brownouts"): transient failures retry
+    # for a time budget; the attempt count is only a safety cap sized so the budget binds
+    # (200 attempts at delays capped at retry_max_delay take far longer than 6 h).
+    max_attempts: int = Field(default=200, ge=1)
+    retry_budget: float = Field(default=6 * 3600.0, gt=0)
+    # A scheduled target whose job failed or was dead-lettered comes due again this soon.
+    failure_retry_interval: float = Field(default=3600.0, gt=0)
+    # Per provider host: open when >= breaker_failure_ratio of >= breaker_min_calls calls in a
+    # breaker_window fail transiently; then one probe per breaker_probe_interval.
+    breaker_enabled: bool = True
+    breaker_window: float = Field(default=60.0, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_failure_ratio: float = Field(default=1.0, gt=0, le=1)
+    breaker_probe_interval: float = Field(default=30.0, gt=0)
+
+    @field_validator(
+        "retry_budget",
+        "failure_retry_interval",
+        "breaker_window",
+        "breaker_probe_interval",
+        mode="before",
+    )
+    @classmethod
+    def _retry_interval(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not value.strip()[-1].isdigit():
+            return parse_interval(value.strip())
+        return value
+
     retry_base_delay: float = Field(default=2.0, gt=0)
     retry_max_delay: float = Field(default=600.0, gt=0)
     # How long a job whose update applied, or may have, keeps verifying before it ends

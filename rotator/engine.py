@@ -34,6 +34,7 @@ import structlog
 
 from rotator import metrics
 from rotator.attempt import Attempt, JobJournal
+from rotator.breaker import Breaker, NoBreaker, admit, note_outcome
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.errors import (
     AuditUnavailable,
@@ -77,6 +78,9 @@ class EngineOptions:
     busy_retry_delay: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     environ: Mapping[str, str] | None = None  # for credential env: references (tests inject)
+    breaker: Breaker = field(default_factory=NoBreaker)  # per provider host (rotator.breaker)
+    # A scheduled target whose job ended failed/dead/unverified comes due again this soon.
+    failure_retry_interval: float = 3600.0
 
 
 ConfigSource = Callable[[], TargetsConfig]
@@ -128,12 +132,15 @@ class Engine:
         )
         try:
             async with ctx.keeper:  # heartbeat; a lost lease cancels the attempt (LeaseLost)
-                return await self._attempt(ctx, begun.target_state)
+                outcome = await self._attempt(ctx, begun.target_state)
+            await note_outcome(self.options.breaker, ctx, None)
+            return outcome
         except LeaseLost:
             log.warning("lease lost; another attempt owns the target", job_id=job.id)
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
             return Outcome.SKIPPED
         except ConflictDetected as exc:
+            await note_outcome(self.options.breaker, ctx, None)  # the host answered
             await self._end(
                 ctx,
                 JobState.CONFLICT,
@@ -150,6 +157,7 @@ class Engine:
             )
             return Outcome.CONFLICT
         except Exception as exc:  # every failure must end in a job state
+            await note_outcome(self.options.breaker, ctx, exc)
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
@@ -190,6 +198,8 @@ class Engine:
             await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
             journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
+        # Fail fast, before the first provider call, while the host's breaker is open.
+        ctx.breaker_host = await admit(self.options.breaker, target.provider, target.base_url)
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)
@@ -435,7 +445,8 @@ class Engine:
         applied_for = None if since is None else max(0.0, now - since)
         if since is not None:
             fields["verifying_since"] = since
-        decision = self.options.retry.decide(exc, job.attempts, applied_for)
+        elapsed = max(0.0, now - job.created_at)
+        decision = self.options.retry.decide(exc, job.attempts, applied_for, elapsed)
         if isinstance(decision, Retry):
             metrics.retried(ctx.provider_name, error_class, decision.state)
             await self.store.reschedule(ctx.lease, now + decision.delay, decision.state, fields)
@@ -468,6 +479,10 @@ class Engine:
             ctx.event(f"job.{state}", outcome=str(state), error_class=error_class, detail=detail),
             clear_pending=since is None and ctx.journal.get("intent") is None,
             job_fields=fields,
+        )
+        # The credential was not rotated: a scheduled target must not wait a whole period.
+        await self.store.due_again_after_failure(
+            job.target, time.time() + self.options.failure_retry_interval
         )
         log.warning(
             "rotation ended without success",

@@ -22,7 +22,8 @@
         │   ├── TransportError          timeout, connection refused/reset, protocol error
     │   │   ├── CallDeadlineExceeded    the call (or the attempt's lease) ran out of time
     │   │   └── ResponseTooLarge        the decoded body is over the cap (a hostile/broken peer)
-        │   └── VerificationFailed      the update succeeded but a re-read does not show it yet
+        │   ├── VerificationFailed      the update succeeded but a re-read does not show it yet
+        │   └── CircuitOpen             the provider host fails most calls: not called (breaker)
         └── PermanentError          retrying cannot help
             ├── BadRequest              400, 406, 415, 422
             ├── AuthError               401, 403 (after one token refresh)
@@ -193,6 +194,11 @@ class ResponseTooLarge(TransportError):
 
 class VerificationFailed(TransientError):
     """The update succeeded but a re-read does not show it yet; the next attempt decides."""
+
+
+class CircuitOpen(TransientError):
+    """The provider host's circuit breaker is open (``rotator.breaker``): no call was made, so
+    nothing may have applied. ``retry_after`` is when the breaker next lets a probe through."""
 
 
 class PermanentError(ProviderError):

@@ -75,6 +75,8 @@ class JobStore(SecretVersions, Protocol):
 
     async def defer(self, job_id: str, run_at: float) -> None: ...
 
+    async def due_again_after_failure(self, target: str, at: float) -> None: ...
+
 
 class AuditSink(Protocol):
     """Where audit events go. ``emit`` raises ``AuditUnavailable`` when it cannot write."""

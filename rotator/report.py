@@ -10,7 +10,8 @@ Inputs, all read through the store's and the audit log's read APIs (nothing here
 
 A missing field is "unknown", never guessed. A target is overdue when its next due time is
 more than ``grace`` in the past, or when it has a schedule and has never rotated, or when its
-last rotation is older than its schedule allows (interval or cron, plus jitter, plus grace).
+last job ended failed, dead or unverified (until a rotation succeeds), or when its last
+rotation is older than its schedule allows (interval or cron, plus jitter, plus grace).
 
 ``render_html`` (in ``rotator.report_html``, importable from here too) produces one
 self-contained page (inline CSS and SVG, no scripts) that an auditor can read without the CLI.
@@ -136,6 +137,7 @@ def _overdue(
     next_due: float | None,
     now: float,
     grace: float,
+    last_outcome: str | None = None,
 ) -> str | None:
     if not spec.enabled:
         return None
@@ -149,6 +151,9 @@ def _overdue(
     deadline = schedule.next_after(rotated_at, 1.0)
     if deadline + grace < now:
         return f"last rotation {iso(rotated_at)} is older than the schedule ({spec.schedule})"
+    if last_outcome in FAILURE_OUTCOMES and last_outcome != "conflict":
+        # Overdue until a rotation succeeds; the failure retry interval brings it back soon.
+        return f"last rotation job ended {last_outcome}; retried by {iso(next_due)}"
     return None
 
 
@@ -233,7 +238,8 @@ def _target_reports(
         spec = config.targets[name]
         raw, next_due = views[name].state, views[name].next_due
         rotated_at = _float(raw.get("rotated_at"))
-        reason = _overdue(spec, rotated_at, next_due, now, grace)
+        last_outcome = raw.get("last_outcome") or None
+        reason = _overdue(spec, rotated_at, next_due, now, grace, last_outcome)
         targets[name] = TargetReport(
             name=name,
             provider=spec.provider,
@@ -244,7 +250,7 @@ def _target_reports(
             previous=raw.get("previous") or None,
             rotated_at=rotated_at,
             age_seconds=None if rotated_at is None else max(0.0, now - rotated_at),
-            last_outcome=raw.get("last_outcome") or None,
+            last_outcome=last_outcome,
             last_job=raw.get("last_job") or None,
             next_due=next_due,
             overdue=reason is not None,

@@ -6,10 +6,17 @@ looks at an error to choose between retrying and ending a job, and it also choos
 job ends; the engine only carries the decision out. While no update may have applied::
 
     error                                        budget left            budget spent
-    TransientError (Retry-After is a floor)      Retry(backoff)         Stop(dead)
+    TransientError (Retry-After is a floor,      Retry(backoff)         Stop(dead)
+      CircuitOpen's included)
     AuditUnavailable, any unexpected error       Retry(backoff)         Stop(dead)
     PermanentError, bare ProviderError,          Stop(failed)           Stop(failed)
     SecretSourceError, StaleVersion, ConfigError
+
+The budget is time first: a job retries transient errors until ``budget`` seconds have passed
+since it was created (``ROTATOR_RETRY_BUDGET``, 6 h), so a brownout of minutes or hours costs a
+delay, not a rotation period. ``max_attempts`` is only a safety cap against a runaway loop,
+sized so that the time budget binds: with delays capped at ``max_delay`` the budget runs out
+long before the count does.
 
 Once the update has applied or may have applied (``applied_for`` is the time since), the
 attempt budget no longer applies: giving up would leave the provider holding a secret that
@@ -75,21 +82,27 @@ Decision = Retry | Stop
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, bounded in attempts and delay."""
+    """Exponential backoff with jitter, bounded in time (``budget``), attempts and delay."""
 
-    max_attempts: int = 6
+    max_attempts: int = 200  # a safety cap: the time budget is what binds
+    budget: float = 6 * 3600.0  # seconds from the job's creation during which it may retry
     base_delay: float = 1.0
     max_delay: float = 300.0
     verify_limit: float = 24 * 3600.0  # how long a maybe-applied update is re-verified
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     def decide(
-        self, error: BaseException, attempt: int, applied_for: float | None = None
+        self,
+        error: BaseException,
+        attempt: int,
+        applied_for: float | None = None,
+        elapsed: float = 0.0,
     ) -> Decision:
         """What to do after attempt ``attempt`` (1-based) ended with ``error``.
 
         ``applied_for``: seconds since the job's update first applied or may have applied;
-        None while no update may have reached the provider.
+        None while no update may have reached the provider. ``elapsed``: seconds since the job
+        was created (the time budget counts from there).
         """
         never_retry = not isinstance(error, TransientError) and isinstance(error, NEVER_RETRY)
         if applied_for is not None:
@@ -98,9 +111,10 @@ class RetryPolicy:
             return Retry(self._delay(error, attempt), JobState.VERIFYING)
         if never_retry:
             return Stop(JobState.FAILED)
-        if attempt >= self.max_attempts:
+        if attempt >= self.max_attempts or elapsed >= self.budget:
             return Stop(JobState.DEAD)
-        return Retry(self._delay(error, attempt))
+        # The last retry lands at the budget's end rather than past it.
+        return Retry(min(self._delay(error, attempt), max(0.0, self.budget - elapsed)))
 
     def _delay(self, error: BaseException, attempt: int) -> float:
         # The exponent is capped: a job verifying for a day can reach thousands of attempts,

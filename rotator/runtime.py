@@ -33,6 +33,7 @@ from rotator.providers.base import Provider, ProviderContext
 from rotator.redaction import LogScrubber, hold_process_keys
 from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
+from rotator.store.breaker import breaker_for
 from rotator.store.keys import Keys
 from rotator.suggest import did_you_mean
 
@@ -189,8 +190,11 @@ class Runtime:
             EngineOptions(
                 lease_ttl=settings.lease_ttl,
                 remote_write_time=settings.http_timeout,
+                breaker=breaker_for(settings, self.redis, self.keys),
+                failure_retry_interval=settings.failure_retry_interval,
                 retry=RetryPolicy(
                     max_attempts=settings.max_attempts,
+                    budget=settings.retry_budget,
                     base_delay=settings.retry_base_delay,
                     max_delay=settings.retry_max_delay,
                     verify_limit=settings.verify_limit,

@@ -38,6 +38,9 @@ key                             type     contents
                                          max_lead (seconds, event time vs. storage time)
 {p}audit:target:{name}          zset     stream id -> audit seq: per-target index
 {p}audit:job:{job_id}           list     stream ids of one job's events, in chain order
+{p}breaker:{provider}@{host}   hash     circuit breaker of one provider host: state (open),
+                                         window_start, calls, failures, opened_at, probe_at
+                                         (see rotator.store.breaker), with a TTL
 {p}housekeeping:{task}          string   set with a TTL by whichever dispatcher runs a
                                          periodic task (``retention``, ``archive``): one run
                                          per interval across all dispatchers
@@ -123,6 +126,9 @@ class Keys:
 
     def audit_job(self, job_id: str) -> str:
         return f"{self.prefix}audit:job:{job_id}"
+
+    def breaker(self, host: str) -> str:
+        return f"{self.prefix}breaker:{host}"
 
     def housekeeping(self, task: str) -> str:
         return f"{self.prefix}housekeeping:{task}"

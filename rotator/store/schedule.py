@@ -25,6 +25,12 @@ class ScheduleStore(StoreBase):
         if due:
             await self.redis.zadd(self.keys.schedule, dict(due))
 
+    async def due_again_after_failure(self, target: str, at: float) -> None:
+        """A scheduled target whose job failed or was dead-lettered comes due again at ``at``
+        (``ROTATOR_FAILURE_RETRY_INTERVAL`` away), not a whole period later. XX: an unscheduled
+        target stays unscheduled; LT: an earlier due time is kept."""
+        await self.redis.zadd(self.keys.schedule, {target: at}, xx=True, lt=True)
+
     async def sync_schedule(self, first_due: Mapping[str, float]) -> list[str]:
         """Add targets new to the schedule (existing due times are kept) and drop targets no
         longer scheduled; returns the names added. Runs at start-up and on config reload, not

@@ -174,3 +174,22 @@ def test_human_duration() -> None:
     assert human_duration(5) == "5s"
     assert human_duration(3 * 3600 + 120) == "3h 2m"
     assert human_duration(2 * DAY + 3600) == "2d 1h"
+
+
+def test_a_target_whose_last_job_failed_is_overdue_until_it_succeeds(
+    env: FakeEnv, tmp_path: Path
+) -> None:
+    # Issue 14: a dead-lettered job must not leave its target looking fine for a month.
+    now = time.time()
+    env.sync.hset(
+        env.keys.target("fresh"),
+        mapping={"current": "v3", "rotated_at": now - DAY, "last_outcome": "dead"},
+    )
+    env.sync.zadd(env.keys.schedule, {"fresh": now + 3600})
+    config = targets_file(tmp_path)
+    row = {t.name: t for t in build_report(env.sync, env.keys, config, since=now - DAY).targets}
+    assert row["fresh"].overdue
+    assert "ended dead" in (row["fresh"].overdue_reason or "")
+    env.sync.hset(env.keys.target("fresh"), "last_outcome", "completed")
+    row = {t.name: t for t in build_report(env.sync, env.keys, config, since=now - DAY).targets}
+    assert not row["fresh"].overdue

@@ -1,0 +1,73 @@
+"""Circuit-breaker state in Redis (``{p}breaker:{host}``), shared by every worker process.
+
+Two scripts keep each transition atomic across processes: ``breaker_admit`` (closed, or hand
+out the one half-open probe per interval) and ``breaker_record`` (count an outcome in the
+current window; open past the failure ratio, close on a probe's success). The policy is
+described in ``rotator.breaker``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from rotator.breaker import Breaker, BreakerPolicy, NoBreaker
+from rotator.config import Settings
+from rotator.store import scripts
+from rotator.store.codec import text
+from rotator.store.keys import Keys
+
+
+class RedisBreaker:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, policy: BreakerPolicy) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.policy = policy
+        self._admit = redis.register_script(scripts.load("breaker_admit"))
+        self._record = redis.register_script(scripts.load("breaker_record"))
+
+    async def admit(self, host: str) -> float | None:
+        wait = await self._admit(
+            keys=[self.keys.breaker(host)], args=[time.time(), self.policy.probe_interval]
+        )
+        if isinstance(wait, int) and wait < 0:
+            return None
+        return max(0.0, float(text(wait)))
+
+    async def record(self, host: str, ok: bool) -> None:
+        p = self.policy
+        # The state outlives a quiet spell of a few windows, never forever.
+        ttl = int(max(p.window, p.probe_interval) * 10) + 1
+        await self._record(
+            keys=[self.keys.breaker(host)],
+            args=[
+                time.time(),
+                1 if ok else 0,
+                p.window,
+                p.min_calls,
+                p.failure_ratio,
+                p.probe_interval,
+                ttl,
+            ],
+        )
+
+    async def state(self, host: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.breaker(host))
+        return {text(k): text(v) for k, v in raw.items()}
+
+
+def breaker_for(settings: Settings, redis: aioredis.Redis, keys: Keys) -> Breaker:
+    """The process's breaker, from ``ROTATOR_BREAKER_*``."""
+    if not settings.breaker_enabled:
+        return NoBreaker()
+    policy = BreakerPolicy(
+        window=settings.breaker_window,
+        min_calls=settings.breaker_min_calls,
+        failure_ratio=settings.breaker_failure_ratio,
+        probe_interval=settings.breaker_probe_interval,
+    )
+    return RedisBreaker(redis, keys, policy)
+
+
+__all__ = ["RedisBreaker", "breaker_for"]
