@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit chaos bench clean
+.PHONY: install demo test lint typecheck unit chaos bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy rotator tools
 
-test: lint typecheck
+# The report's browser test renders the HTML in headless Chromium (Debian's package; root on
+# the machines this project runs on). Installed when missing, so a fresh machine needs nothing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    >/dev/null 2>&1; } || echo "note: chromium is not installed; the report's browser test needs it"
+
+test: lint typecheck browser
 	$(BIN)/pytest
 
 unit: $(STAMP)
