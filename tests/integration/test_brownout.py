@@ -55,7 +55,8 @@ def write_targets(system: System, targets: dict[str, str], schedule: str = "") -
             org=defaults.ADOBE_ORG_ID,
         )
         if schedule:
-            body += f"    schedule: {schedule}\n"
+            # first rotation on the next dispatch: a new interval target otherwise waits a period
+            body += f"    schedule: {schedule}\n    first_rotation: now\n"
     (system.tmp / "rotator.yaml").write_text(body)
     (system.tmp / "sfdc.json").write_text(json.dumps({"username": "etl", "password": "p0"}))
 
