@@ -204,6 +204,23 @@ def _name(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
 
 
+def lease_margin(ttl: float) -> float:
+    """Lease time kept back for the failure path: a tenth of the lease, at most 30 s."""
+    return min(ttl * 0.1, 30.0)
+
+
+def call_time_left() -> float | None:
+    """Seconds a provider call of the current attempt may still take; None outside an attempt.
+
+    httpx's timeouts are per read, so a peer trickling a byte now and then would keep a call
+    alive past the lease, while another worker takes the target over. ``send`` bounds every
+    call by this as well as by its own total timeout. A margin is kept back: when a call is cut
+    off, the attempt still needs the lease to record the failure under its fence.
+    """
+    keeper = _current.get()
+    return None if keeper is None else keeper.left - lease_margin(keeper.ttl)
+
+
 def current() -> LeaseKeeper | None:
     """The lease keeper of the attempt running in this context, if any."""
     return _current.get()
@@ -219,4 +236,11 @@ async def before_remote_write(needed: float | None = None) -> None:
         await keeper.ensure(needed)
 
 
-__all__ = ["LeaseKeeper", "LeaseRenewer", "before_remote_write", "current"]
+__all__ = [
+    "LeaseKeeper",
+    "LeaseRenewer",
+    "before_remote_write",
+    "call_time_left",
+    "current",
+    "lease_margin",
+]

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Protocol
 import certifi
 import httpx
 
-from rotator import deadline, redaction
+from rotator import redaction
 from rotator.errors import (
     AuthError,
     BadRequest,
@@ -47,7 +47,7 @@ from rotator.errors import (
     TransportError,
     error_class_for_status,
 )
-from rotator.lease import before_remote_write
+from rotator.lease import before_remote_write, call_time_left
 from rotator.metrics import metered
 from rotator.providers.bounded import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -340,10 +340,10 @@ async def send(
     TransportError.
 
     The whole call (connect, headers, body) must end within the client's total timeout and
-    within what is left of the attempt (``rotator.deadline``): httpx's own timeouts are per
-    read, which a peer trickling a few bytes a second never trips. The body is inflated a
-    bounded amount at a time and reading stops past the size cap (``ResponseTooLarge``), so a
-    small gzip bomb cannot become megabytes in memory.
+    within what is left of the attempt's lease (``rotator.lease.call_time_left``): httpx's own
+    timeouts are per read, which a peer trickling a few bytes a second never trips. The body is
+    inflated a bounded amount at a time and reading stops past the size cap
+    (``ResponseTooLarge``), so a small gzip bomb cannot become megabytes in memory.
 
     A failure after the request may have been written (read timeout, reset, protocol error,
     deadline or oversized answer on a non-GET) is flagged ``maybe_applied``: the engine then
@@ -353,7 +353,7 @@ async def send(
     if unsafe:
         await before_remote_write()  # inside an attempt: only with enough lease left for it
     total, cap = bounds(client)
-    left = deadline.remaining()
+    left = call_time_left()
     budget = total if left is None else min(total, left)
     if budget <= 0:
         raise CallDeadlineExceeded(
