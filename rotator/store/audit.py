@@ -25,26 +25,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 
+from rotator.store import scripts
 from rotator.store.keys import Keys
 
 GENESIS_HASH = "0" * 64
 MAX_STREAM_SEQ = 18446744073709551615  # largest sequence part of a stream id
 
 
-def _lua(name: str) -> str:
-    """A script from ``rotator/store/lua/`` (read once, at import). Private to the audit
-    scripts until the store's shared script loader covers them."""
-    return (resources.files("rotator.store") / "lua" / name).read_text(encoding="utf-8")
-
-
-_APPEND_LUA = _lua("audit_append.lua")
-_TRIM_LUA = _lua("audit_trim.lua")
+_APPEND_LUA = scripts.load("audit_append")
+_TRIM_LUA = scripts.load("audit_trim")
 
 
 def _text(value: Any) -> str:
