@@ -330,6 +330,28 @@ def parse_interval(text: str) -> float:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+_UNIX_SECONDS = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_point_in_time(text: str, now: float) -> float:
+    """``24h``/``90d`` (that long before ``now``), ``now``, unix seconds, or an ISO 8601 time
+    (UTC when it names no zone). ValueError for anything else: the CLI and the HTTP API word it
+    in their own way."""
+    value = text.strip()
+    if value == "now":
+        return now
+    if _UNIX_SECONDS.match(value):
+        return float(value)
+    try:
+        return now - parse_interval(value)
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 class Schedule(BaseModel):
     """An interval (``30d``) or a five-field cron expression, plus jitter."""
 

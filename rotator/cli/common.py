@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rotator.config import Settings, load_settings, parse_interval
+from rotator.config import Settings, load_settings, parse_interval, parse_point_in_time
 from rotator.errors import ConfigError
 from rotator.redaction import strip_controls
 
@@ -120,31 +120,15 @@ def audit_key(config: Settings) -> bytes:
         fail(str(exc))
 
 
-_NUMBER = re.compile(r"^\d+(\.\d+)?$")
-
-
 def parse_time(text: str, now: float | None = None) -> float:
     """``24h``/``90d`` (that long ago), ``now``, unix seconds, or an ISO date/time (UTC if no
     zone is given)."""
-    now = time.time() if now is None else now
-    value = text.strip()
-    if value == "now":
-        return now
-    if _NUMBER.match(value):
-        return float(value)
     try:
-        return now - parse_interval(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_point_in_time(text, time.time() if now is None else now)
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not a time: use 24h / 90d (ago), an ISO date/time, or unix seconds"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def duration(text: str) -> float:

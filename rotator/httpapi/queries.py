@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from rotator.audit import AuditFilter, Cursor
-from rotator.config import parse_interval
+from rotator.config import parse_point_in_time
 
 # The shape of rotator.models.new_job_id() (uuid4 hex). Checked before any Redis read, so a
 # path such as /v1/jobs/..%2F or a 10 kB id never reaches a key name.
@@ -43,22 +42,10 @@ def target_name(value: str) -> str:
 
 def when(name: str, text: str, now: float) -> float:
     """``24h``/``90d`` (that long ago), unix seconds, or an ISO 8601 time (UTC if no zone)."""
-    value = text.strip()
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return now - parse_interval(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_point_in_time(text, now)
     except ValueError:
         raise BadInput(f"{name}: use 24h / 90d (ago), an ISO 8601 time, or unix seconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def audit_query(params: Iterable[tuple[str, str]]) -> tuple[AuditFilter, int, Cursor | None]:
