@@ -120,10 +120,11 @@ class Settings(BaseSettings):
         "failure_retry_interval",
         "breaker_window",
         "breaker_probe_interval",
+        "verify_limit",
         mode="before",
     )
     @classmethod
-    def _retry_interval(cls, value: Any) -> Any:
+    def _seconds_or_interval(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip() and not value.strip()[-1].isdigit():
             return parse_interval(value.strip())
         return value
@@ -133,13 +134,6 @@ class Settings(BaseSettings):
     # How long a job whose update applied, or may have, keeps verifying before it ends
     # `unverified` (seconds, or an interval such as 24h); the attempt budget does not end it.
     verify_limit: float = Field(default=24 * 3600.0, gt=0)
-
-    @field_validator("verify_limit", mode="before")
-    @classmethod
-    def _verify_limit(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() and not value.strip()[-1].isdigit():
-            return parse_interval(value.strip())
-        return value
 
     http_timeout: float = Field(default=15.0, gt=0)
     worker_concurrency: int = Field(default=64, ge=1)
@@ -162,23 +156,14 @@ class Settings(BaseSettings):
     audit_archive_interval: str = Field(default="", description="'' = no scheduled archive")
     audit_archive_dir: Path | None = None
 
-    @field_validator("job_retention", "housekeeping_interval")
+    @field_validator(
+        "job_retention", "housekeeping_interval", "audit_retention", "audit_archive_interval"
+    )
     @classmethod
-    def _bounded_interval(cls, value: str) -> str:
-        parse_interval(value)
-        return value
-
-    @field_validator("audit_archive_interval")
-    @classmethod
-    def _archive_interval(cls, value: str) -> str:
-        if value:
+    def _interval_text(cls, value: str, info: ValidationInfo) -> str:
+        # Only the scheduled archive may be left empty (no scheduled archive).
+        if value or info.field_name != "audit_archive_interval":
             parse_interval(value)
-        return value
-
-    @field_validator("audit_retention")
-    @classmethod
-    def _retention(cls, value: str) -> str:
-        parse_interval(value)
         return value
 
     @field_validator("http_timeout")
