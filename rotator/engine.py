@@ -36,6 +36,7 @@ from rotator import metrics
 from rotator.attempt import Attempt, JobJournal
 from rotator.breaker import Breaker, NoBreaker, admit, note_outcome
 from rotator.config import TargetsConfig, TargetSpecModel
+from rotator.endings import Endings
 from rotator.errors import (
     AuditUnavailable,
     ConflictDetected,
@@ -47,7 +48,7 @@ from rotator.errors import (
     VersionConflict,
 )
 from rotator.lease import LeaseKeeper
-from rotator.models import BeginRefused, Job, JobState, Outcome, Reason, version_seq
+from rotator.models import BeginRefused, JobState, Outcome, Reason, version_seq
 from rotator.protocols import AuditSink, JobStore, audit_event_type
 from rotator.providers.base import (
     ApplyResult,
@@ -60,12 +61,12 @@ from rotator.providers.base import (
     redact,
 )
 from rotator.resolve import resolve_target, target_model
-from rotator.retry import Retry, RetryPolicy, may_have_applied, verifying_since
+from rotator.retry import RetryPolicy, may_have_applied
 from rotator.sources import SourceContext, pin_version
 from rotator.sources.store import stored_fingerprint
 
 if TYPE_CHECKING:
-    from rotator.audit import AuditEvent
+    pass
 
 log = structlog.get_logger("rotator.engine")
 
@@ -86,7 +87,7 @@ class EngineOptions:
 ConfigSource = Callable[[], TargetsConfig]
 
 
-class Engine:
+class Engine(Endings):
     def __init__(
         self,
         store: JobStore,
@@ -413,121 +414,6 @@ class Engine:
         ctx.version, ctx.fingerprint = version, fingerprint
         await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))
         return version, fingerprint
-
-    # -- endings ---------------------------------------------------------------------------
-
-    async def _refused(self, job: Job, refused: BeginRefused) -> Outcome:
-        if refused.reason == "terminal" and refused.audit_owed:
-            # The worker that ended this job died before writing its terminal event.
-            owed = await self.audit.open_owed(job.id, refused.audit_owed)
-            if owed is None:  # forged: refused and reported by the audit log, never chained
-                await self.store.settle(job.id)
-            else:
-                await self._write_owed(job.id, owed)
-            return Outcome.SKIPPED
-        if refused.reason != "busy":
-            return Outcome.SKIPPED
-        # Be due when the job can start, not at a claim's visibility deadline: our own attempt
-        # on a worker that may have died ends with its lease; another job's is polled for.
-        lease_left = refused.lease_ms / 1000
-        own = refused.detail == job.id
-        wait = lease_left if own else min(lease_left, self.options.busy_retry_delay)
-        await self.store.defer(job.id, time.time() + wait + 0.25)
-        return Outcome.SKIPPED if own else Outcome.DEFERRED
-
-    async def _failed(self, ctx: Attempt, exc: Exception) -> Outcome:
-        job = ctx.job
-        error_class = type(exc).__name__
-        message = _describe(exc)
-        fields: dict[str, Any] = {"last_error": message, "last_error_class": error_class}
-        now = time.time()
-        since = verifying_since(ctx.journal, ctx.job.verifying_since)
-        applied_for = None if since is None else max(0.0, now - since)
-        if since is not None:
-            fields["verifying_since"] = since
-        elapsed = max(0.0, now - job.created_at)
-        decision = self.options.retry.decide(exc, job.attempts, applied_for, elapsed)
-        if isinstance(decision, Retry):
-            metrics.retried(ctx.provider_name, error_class, decision.state)
-            await self.store.reschedule(ctx.lease, now + decision.delay, decision.state, fields)
-            verifying = decision.state is JobState.VERIFYING
-            then = "the update may be live, verify again in" if verifying else "retry in"
-            await self._emit_quiet(
-                ctx.event(
-                    "job.verify_scheduled" if verifying else "job.retry_scheduled",
-                    outcome="retry",
-                    error_class=error_class,
-                    detail=f"{message}; {then} {decision.delay:.1f}s",
-                )
-            )
-            log.info(
-                "rotation rescheduled", job_id=job.id, state=decision.state, delay=decision.delay
-            )
-            return Outcome.RETRY
-        state = decision.state
-        detail = message
-        if state is JobState.UNVERIFIED:
-            detail = (
-                f"{message}; not verified after {applied_for or 0:.0f}s: the update may be live, "
-                f"{ctx.version or job.secret_version} stays pending for the next job to check"
-            )
-        # Keep `pending` when an update may have reached the provider: the next job checks
-        # whether it is live before moving on.
-        await self._end(
-            ctx,
-            state,
-            ctx.event(f"job.{state}", outcome=str(state), error_class=error_class, detail=detail),
-            clear_pending=since is None and ctx.journal.get("intent") is None,
-            job_fields=fields,
-        )
-        # The credential was not rotated: a scheduled target must not wait a whole period.
-        await self.store.due_again_after_failure(
-            job.target, time.time() + self.options.failure_retry_interval
-        )
-        log.warning(
-            "rotation ended without success",
-            job_id=job.id,
-            target=job.target,
-            state=str(state),
-            error_class=error_class,
-            error=message,
-        )
-        return Outcome(str(state))
-
-    async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> None:
-        """Finish the job with its terminal audit event owed, then write the event.
-
-        The job's state is durable first; the event follows. Until it is written the job stays
-        due, so a crash in between is repaired by the next delivery (see ``_refused``).
-        """
-        owed = self.audit.seal_owed(event)  # signed: a forged owed event is never chained
-        await ctx.release_lease()
-        await self.store.finish(
-            ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish
-        )
-        await self._write_owed(ctx.job.id, event)
-
-    async def _write_owed(self, job_id: str, event: AuditEvent) -> None:
-        try:
-            await self.audit.emit(event)
-        except AuditUnavailable:
-            log.error("terminal audit event still owed; a later delivery writes it", job_id=job_id)
-            return
-        await self.store.settle(job_id)
-
-    async def _emit_quiet(self, event: AuditEvent) -> None:
-        """For terminal bookkeeping events: the job state is already durable in Redis."""
-        try:
-            await self.audit.emit(event)
-        except AuditUnavailable:
-            log.error("audit event could not be written", audit_event=event.event)
-
-
-def _describe(exc: Exception) -> str:
-    # Bounded, control-free and redacted of every secret the attempt held, in any form.
-    from rotator.redaction import describe_failure
-
-    return describe_failure(exc)
 
 
 def _str_or_none(value: Any) -> str | None:
