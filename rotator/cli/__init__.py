@@ -12,7 +12,8 @@ One module per group of commands, mounted here so this file reads as the whole s
     processes.py      rotator worker|beat|run --once
     sandbox.py        rotator sandbox|demo (the optional extra rotator[sandbox], imported lazily)
     embedded.py       rotator embedded status|stop
-    audit.py          rotator audit list|show|verify|export|archive|replay-spool
+    audit.py          rotator audit list|show|export|archive|replay-spool
+    audit_integrity.py  rotator audit verify|checkpoint (chain, anchors, signed checkpoints)
     audit_filters.py  the audit filter options, declared once for list and export
     report.py         rotator report
     api.py            rotator api (the optional extra rotator[api], imported lazily)
