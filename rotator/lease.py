@@ -83,6 +83,10 @@ class LeaseKeeper:
         self._task: asyncio.Task[object] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._cancelled = False
+        # Set before the heartbeat is cancelled: a renewal whose client swallows the cancel
+        # (a Redis read deadline firing in the same loop turn turns it into a timeout error)
+        # must still end the loop, or the orphaned heartbeat holds the target for good.
+        self._stopping = False
         self._cancelling = 0
         self._token: contextvars.Token[LeaseKeeper | None] | None = None
         self._renewing: asyncio.Lock = asyncio.Lock()
@@ -143,7 +147,7 @@ class LeaseKeeper:
     async def _beat(self) -> None:
         every = self.ttl * RENEW_FRACTION
         wait = every
-        while True:
+        while not self._stopping:
             await asyncio.sleep(max(0.0, min(wait, self.left)))
             if await self._renew():
                 wait = every
@@ -162,7 +166,7 @@ class LeaseKeeper:
         """One renewal, bounded by the time the lease has left. True when it succeeded;
         sets ``lost`` when the lease is gone or its local deadline passed."""
         async with self._renewing:
-            if self.lost is not None or self.released:
+            if self.lost is not None or self.released or self._stopping:
                 return False
             sent = self._clock()
             try:
@@ -192,12 +196,14 @@ class LeaseKeeper:
             self._task.cancel()
 
     async def _stop(self) -> None:
+        self._stopping = True
         beat, self._heartbeat = self._heartbeat, None
         if beat is None or beat is asyncio.current_task():
             return
         beat.cancel()
         # wait() never raises the heartbeat's cancellation, only a cancellation of the caller.
-        await asyncio.wait([beat])
+        # Bounded: the attempt's ending must never wait on a renewal stuck in a client.
+        await asyncio.wait([beat], timeout=max(self.ttl, 1.0))
 
 
 def _name(exc: BaseException) -> str:

@@ -191,6 +191,43 @@ def test_an_outside_cancellation_stays_a_cancellation() -> None:
     asyncio.run(main())
 
 
+class CancelSwallowingRenewer(Renewer):
+    """A renewal whose client turns a cancellation into a timeout error, as a Redis client can
+    when its own read deadline fires in the same loop turn as the cancel (seen in the chaos
+    run: the heartbeat outlived its attempt and renewed the lease for minutes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_renewal = asyncio.Event()
+
+    async def renew(self, lease: Lease, lease_ttl: float) -> None:
+        self.calls += 1
+        self.in_renewal.set()
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            raise TimeoutError("read timed out") from None
+
+
+def test_the_heartbeat_stops_with_its_attempt_even_if_a_renewal_swallows_the_cancel() -> None:
+    # Given a 0.3 s lease whose renewals take 50 ms and swallow a cancellation
+    renewer = CancelSwallowingRenewer()
+
+    async def scenario() -> None:
+        # When the attempt fails while a renewal is in flight
+        with pytest.raises(RuntimeError, match="apply failed"):
+            async with LeaseKeeper(renewer, LEASE, 0.3, write_time=0.01):
+                await renewer.in_renewal.wait()
+                raise RuntimeError("apply failed")
+        # Then the attempt's failure path runs at once, and no renewal follows: the lease is
+        # left to expire instead of being held by an orphaned heartbeat
+        calls = renewer.calls
+        await asyncio.sleep(0.5)
+        assert renewer.calls == calls
+
+    asyncio.run(asyncio.wait_for(scenario(), 3))
+
+
 def test_default_lease_is_short_and_must_cover_an_http_call(tmp_path: Any) -> None:
     assert load_settings(state_dir=tmp_path).lease_ttl == 30.0
     with pytest.raises(ConfigError, match="ROTATOR_HTTP_TIMEOUT.*shorter than ROTATOR_LEASE_TTL"):
