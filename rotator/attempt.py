@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rotator.breaker import CallTally
 from rotator.lease import LeaseKeeper
 from rotator.models import Job, Lease
 from rotator.protocols import JobStore, audit_event_type
@@ -83,6 +84,7 @@ class Attempt:
     started: float
     provider_name: str | None = None
     breaker_host: str | None = None  # set once the breaker admitted this attempt's calls
+    calls: CallTally | None = None  # the provider calls made since, for the breaker
     version: str | None = None
     fingerprint: str | None = None
     # The pinned secret, when this attempt produced it: never in a repr.

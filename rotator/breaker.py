@@ -5,7 +5,12 @@ Its state lives in Redis (``rotator.store.breaker``), so every worker process sh
 
     closed --(>= failure_ratio of >= min_calls calls in a window fail)--> open
     open   --(probe_interval passed: ONE attempt is let through)--------> half-open
-    half-open --(the probe succeeds)--> closed      --(it fails)--> open again
+    half-open --(the probe's calls mostly succeed)--> closed   --(they do not)--> open again
+
+It counts *calls*, not attempts: ``send`` tallies each provider call of the running attempt
+(``tally_call``) and the attempt adds its tally to the host's window once, when it ends (one
+script call per attempt). A degraded host (10% 5xx) fails most multi-call attempts but few
+calls, and must stay closed; a host failing most calls is down, and opens it.
 
 While open, attempts fail fast with ``CircuitOpen`` (a ``TransientError`` whose ``retry_after``
 is the next probe time): no call is made, nothing may have applied, and ``rotator.retry``
@@ -18,13 +23,14 @@ tests and for ``ROTATOR_BREAKER_ENABLED=false``.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import structlog
 
-from rotator.errors import CircuitOpen, TransientError
+from rotator.errors import CircuitOpen
 
 log = structlog.get_logger("rotator.breaker")
 
@@ -33,7 +39,7 @@ log = structlog.get_logger("rotator.breaker")
 class BreakerPolicy:
     window: float = 60.0  # seconds of calls counted together
     min_calls: int = 10  # fewer calls in a window never open the breaker
-    failure_ratio: float = 1.0  # per attempt: a degraded host (some calls fail) stays closed
+    failure_ratio: float = 0.5  # of calls: "fails most calls"
     probe_interval: float = 30.0  # while open: one probe per this many seconds
 
 
@@ -43,8 +49,8 @@ class Breaker(Protocol):
         until the next probe may be tried."""
         ...
 
-    async def record(self, host: str, ok: bool) -> None:
-        """The outcome of an admitted attempt's calls to ``host``."""
+    async def record(self, host: str, calls: int, failures: int) -> None:
+        """An admitted attempt's provider calls to ``host`` and how many failed transiently."""
         ...
 
 
@@ -52,8 +58,42 @@ class NoBreaker:
     async def admit(self, host: str) -> float | None:
         return None
 
-    async def record(self, host: str, ok: bool) -> None:
+    async def record(self, host: str, calls: int, failures: int) -> None:
         return None
+
+
+@dataclass
+class CallTally:
+    """The running attempt's provider calls, and how many the host failed (5xx, 429, transport)."""
+
+    calls: int = 0
+    failures: int = 0
+
+
+_tally: contextvars.ContextVar[CallTally | None] = contextvars.ContextVar(
+    "rotator_breaker_tally", default=None
+)
+
+
+def start_tally() -> CallTally:
+    """Count the provider calls made from here on in this context (one attempt)."""
+    tally = CallTally()
+    _tally.set(tally)
+    return tally
+
+
+def tally_call(host_failed: bool) -> None:
+    """One provider call ended; ``host_failed`` for a 5xx, a 429 or a transport failure.
+    Outside an attempt (CLI tools, tests of an adapter alone) nothing is counted."""
+    tally = _tally.get()
+    if tally is not None:
+        tally.calls += 1
+        tally.failures += host_failed
+
+
+def host_failed(status: int) -> bool:
+    """A status that is the host failing, not the host answering."""
+    return status >= 500 or status == 429
 
 
 def breaker_host(provider: str, base_url: str) -> str:
@@ -63,9 +103,11 @@ def breaker_host(provider: str, base_url: str) -> str:
 
 
 class Admitted(Protocol):
-    """An attempt (``rotator.attempt.Attempt``): it remembers the host it was admitted to."""
+    """An attempt (``rotator.attempt.Attempt``): it remembers the host it was admitted to and
+    tallies its calls."""
 
     breaker_host: str | None
+    calls: CallTally | None
 
 
 async def admit(breaker: Breaker, provider: str, base_url: str) -> str:
@@ -81,26 +123,30 @@ async def admit(breaker: Breaker, provider: str, base_url: str) -> str:
     return host
 
 
-async def note_outcome(breaker: Breaker, attempt: Admitted, error: BaseException | None) -> None:
-    """Count an admitted attempt against its host. Only transient provider failures are the
-    host failing: a 4xx is the host answering, and an attempt refused by the breaker (or ended
-    before it was admitted) made no call and is not counted."""
-    if attempt.breaker_host is None:
+async def note_outcome(breaker: Breaker, attempt: Admitted) -> None:
+    """Add an admitted attempt's call tally to its host's window. Only transient failures are
+    the host failing: a 4xx is the host answering; an attempt refused by the breaker (or ended
+    before it was admitted, or before its first call) made no call and is not counted."""
+    host, tally = attempt.breaker_host, attempt.calls
+    attempt.breaker_host = attempt.calls = None
+    if host is None or tally is None or tally.calls == 0:
         return
-    failed = isinstance(error, TransientError) and not isinstance(error, CircuitOpen)
     try:
-        await breaker.record(attempt.breaker_host, not failed)
+        await breaker.record(host, tally.calls, tally.failures)
     except Exception as exc:  # the breaker is advice: it must never decide how a job ends
         log.warning("circuit breaker not updated", error=type(exc).__name__)
-    attempt.breaker_host = None
 
 
 __all__ = [
     "Admitted",
     "Breaker",
     "BreakerPolicy",
+    "CallTally",
     "NoBreaker",
     "admit",
     "breaker_host",
+    "host_failed",
     "note_outcome",
+    "start_tally",
+    "tally_call",
 ]

@@ -34,7 +34,7 @@ import structlog
 
 from rotator import metrics
 from rotator.attempt import Attempt, JobJournal
-from rotator.breaker import Breaker, NoBreaker, admit, note_outcome
+from rotator.breaker import Breaker, NoBreaker, admit, note_outcome, start_tally
 from rotator.config import TargetsConfig, TargetSpecModel
 from rotator.endings import Endings
 from rotator.errors import (
@@ -134,14 +134,14 @@ class Engine(Endings):
         try:
             async with ctx.keeper:  # heartbeat; a lost lease cancels the attempt (LeaseLost)
                 outcome = await self._attempt(ctx, begun.target_state)
-            await note_outcome(self.options.breaker, ctx, None)
+            await note_outcome(self.options.breaker, ctx)
             return outcome
         except LeaseLost:
             log.warning("lease lost; another attempt owns the target", job_id=job.id)
             await self._emit_quiet(ctx.event("lease.lost", outcome="retry"))
             return Outcome.SKIPPED
         except ConflictDetected as exc:
-            await note_outcome(self.options.breaker, ctx, None)  # the host answered
+            await note_outcome(self.options.breaker, ctx)
             await self._end(
                 ctx,
                 JobState.CONFLICT,
@@ -158,7 +158,7 @@ class Engine(Endings):
             )
             return Outcome.CONFLICT
         except Exception as exc:  # every failure must end in a job state
-            await note_outcome(self.options.breaker, ctx, exc)
+            await note_outcome(self.options.breaker, ctx)
             return await self._failed(ctx, exc)
 
     # -- one attempt -----------------------------------------------------------------------
@@ -201,6 +201,7 @@ class Engine(Endings):
 
         # Fail fast, before the first provider call, while the host's breaker is open.
         ctx.breaker_host = await admit(self.options.breaker, target.provider, target.base_url)
+        ctx.calls = start_tally()
         live = await provider.read(target, journal)
         await self.audit.emit(ctx.event("remote.read", remote_version_before=live.version))
         await self._recover_stale_pending(ctx, provider, live, target_state, spec)

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     breaker_enabled: bool = True
     breaker_window: float = Field(default=60.0, gt=0)
     breaker_min_calls: int = Field(default=10, ge=1)
-    breaker_failure_ratio: float = Field(default=1.0, gt=0, le=1)
+    breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
     breaker_probe_interval: float = Field(default=30.0, gt=0)
 
     @field_validator(

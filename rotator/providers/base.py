@@ -37,6 +37,7 @@ import certifi
 import httpx
 
 from rotator import redaction
+from rotator.breaker import host_failed, tally_call
 from rotator.errors import (
     AuthError,
     BadRequest,
@@ -361,30 +362,34 @@ async def send(
         )
     try:
         async with asyncio.timeout(budget):
-            return await metered(exchange)(client, method, url, cap, provider, unsafe, kwargs)
-    except TimeoutError:
-        raise CallDeadlineExceeded(
+            response = await metered(exchange)(client, method, url, cap, provider, unsafe, kwargs)
+    except (TimeoutError, httpx.TransportError) as exc:
+        tally_call(not _certificate_rejected(exc))  # the host failing, for the breaker
+        raise _transport_failure(exc, provider, budget, unsafe) from None
+    tally_call(host_failed(response.status_code))
+    return response
+
+
+def _transport_failure(
+    exc: TimeoutError | httpx.TransportError, provider: str, budget: float, unsafe: bool
+) -> ProviderError:
+    if isinstance(exc, TimeoutError):
+        return CallDeadlineExceeded(
             f"provider call did not finish within {budget:.1f}s",
             provider=provider,
             maybe_applied=unsafe,
-        ) from None
-    except httpx.ConnectError as exc:
-        if _certificate_rejected(exc):
-            raise TLSVerificationFailed(
-                "the provider's TLS certificate is not trusted; set the target's ca_bundle",
-                provider=provider,
-            ) from None
-        raise TransportError(
-            f"{type(exc).__name__} connecting to provider", provider=provider
-        ) from None
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise TransportError(
-            f"{type(exc).__name__} connecting to provider", provider=provider
-        ) from None
-    except httpx.TransportError as exc:
-        raise TransportError(
-            f"{type(exc).__name__} talking to provider", provider=provider, maybe_applied=unsafe
-        ) from None
+        )
+    if isinstance(exc, httpx.ConnectError) and _certificate_rejected(exc):
+        return TLSVerificationFailed(
+            "the provider's TLS certificate is not trusted; set the target's ca_bundle",
+            provider=provider,
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        # Nothing was sent: the request cannot have applied.
+        return TransportError(f"{type(exc).__name__} connecting to provider", provider=provider)
+    return TransportError(
+        f"{type(exc).__name__} talking to provider", provider=provider, maybe_applied=unsafe
+    )
 
 
 async def authorized(

@@ -1,9 +1,9 @@
 """Circuit-breaker state in Redis (``{p}breaker:{host}``), shared by every worker process.
 
 Two scripts keep each transition atomic across processes: ``breaker_admit`` (closed, or hand
-out the one half-open probe per interval) and ``breaker_record`` (count an outcome in the
-current window; open past the failure ratio, close on a probe's success). The policy is
-described in ``rotator.breaker``.
+out the one half-open probe per interval) and ``breaker_record`` (add an attempt's calls to
+the current window; open past the failure ratio of calls, close on a probe whose calls mostly
+succeed). The policy is described in ``rotator.breaker``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class RedisBreaker:
             return None
         return max(0.0, float(text(wait)))
 
-    async def record(self, host: str, ok: bool) -> None:
+    async def record(self, host: str, calls: int, failures: int) -> None:
         p = self.policy
         # The state outlives a quiet spell of a few windows, never forever.
         ttl = int(max(p.window, p.probe_interval) * 10) + 1
@@ -43,7 +43,8 @@ class RedisBreaker:
             keys=[self.keys.breaker(host)],
             args=[
                 time.time(),
-                1 if ok else 0,
+                calls,
+                failures,
                 p.window,
                 p.min_calls,
                 p.failure_ratio,

@@ -7,7 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from rotator.errors import ProviderError, VersionConflict
+from rotator.breaker import tally_call
+from rotator.errors import ProviderError, TransientError, VersionConflict
 from rotator.lease import before_remote_write
 from rotator.providers.base import (
     ApplyResult,
@@ -60,7 +61,8 @@ class FakeProvider:
     async def read(self, target: TargetSpec, journal: Journal) -> RemoteState:
         self.reads += 1
         if self.read_faults:
-            raise self.read_faults.pop(0)
+            raise _tallied(self.read_faults.pop(0))
+        tally_call(host_failed=False)  # as providers.send does for each call
         state = RemoteState(self.remote.version, self.remote.marker, {"v": self.remote.version})
         if self.after_read:
             self.after_read.pop(0)()
@@ -76,7 +78,8 @@ class FakeProvider:
     ) -> ApplyResult:
         await before_remote_write()  # as every adapter's write does, through providers.send
         if self.apply_faults:
-            raise self.apply_faults.pop(0)
+            raise _tallied(self.apply_faults.pop(0))
+        tally_call(host_failed=False)
         if expected.version != self.remote.version:
             raise VersionConflict("Version not matching", provider="fake", status=412)
         self.remote.secret = dict(secret.fields)
@@ -95,6 +98,11 @@ class FakeProvider:
 
     async def after_promote(self, target: TargetSpec, journal: Journal) -> None:
         return None
+
+
+def _tallied(fault: Exception) -> Exception:
+    tally_call(isinstance(fault, TransientError))
+    return fault
 
 
 def transient(msg: str = "boom") -> ProviderError:

@@ -51,7 +51,7 @@ def test_breaker_opens_on_failures_shares_state_and_probes_once_per_interval(
         # Given a host failing every call seen by two processes
         for breaker in (one, two, one, two):
             assert await breaker.admit(HOST) is None
-            await breaker.record(HOST, ok=False)
+            await breaker.record(HOST, calls=1, failures=1)
         # Then both processes fail fast, told when the next probe is
         wait = await two.admit(HOST)
         assert wait is not None and 0 < wait <= 0.5
@@ -60,12 +60,12 @@ def test_breaker_opens_on_failures_shares_state_and_probes_once_per_interval(
         await asyncio.sleep(0.55)
         admitted = [await b.admit(HOST) for b in (one, two, one)]
         assert admitted.count(None) == 1
-        # A failed probe keeps it open; a successful one closes it
-        await one.record(HOST, ok=False)
+        # A probe whose calls mostly fail keeps it open; one whose calls mostly succeed closes it
+        await one.record(HOST, calls=3, failures=2)
         assert await two.admit(HOST) is not None
         await asyncio.sleep(0.55)
         assert await two.admit(HOST) is None
-        await two.record(HOST, ok=True)
+        await two.record(HOST, calls=3, failures=1)
         assert await one.admit(HOST) is None
         assert await one.admit(HOST) is None
         await client.aclose()
@@ -80,11 +80,11 @@ def test_breaker_stays_closed_below_the_ratio_or_the_minimum(
 
     async def scenario() -> None:
         # Given mostly successes: below the ratio, closed
-        for ok in (True, True, True, False, False):
-            await one.record(HOST, ok=ok)
+        await one.record(HOST, calls=3, failures=0)
+        await one.record(HOST, calls=2, failures=2)
         assert await one.admit(HOST) is None
         # When failures reach half the calls, it opens
-        await one.record(HOST, ok=False)
+        await one.record(HOST, calls=1, failures=1)
         assert await one.admit(HOST) is not None
         assert (await one.state(HOST))["state"] == "open"
         await client.aclose()
@@ -98,10 +98,9 @@ def test_breaker_window_rolls_over(
     one, _two, client = _breakers(loop, redis_url, key_prefix, window=0.3)
 
     async def scenario() -> None:
-        for _ in range(3):
-            await one.record(HOST, ok=False)
+        await one.record(HOST, calls=3, failures=3)
         await asyncio.sleep(0.35)  # old failures fall out of the window
-        await one.record(HOST, ok=False)
+        await one.record(HOST, calls=1, failures=1)
         assert await one.admit(HOST) is None
         await client.aclose()
 
@@ -112,16 +111,37 @@ def test_breaker_host_names_provider_and_host_without_userinfo() -> None:
     assert breaker_host("adobe", "https://u:p@API.example:8443/x") == "adobe@api.example:8443"
 
 
+def test_a_degraded_host_stays_closed_and_a_host_failing_most_calls_opens(
+    loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
+) -> None:
+    one, _two, client = _breakers(loop, redis_url, key_prefix, min_calls=10)
+
+    async def scenario() -> None:
+        # Given a degraded host: attempts of 7 calls, each failing on its 7th (6 of 7 calls
+        # succeed, yet every attempt fails): the host is answering, the breaker stays closed
+        for _ in range(10):
+            await one.record(HOST, calls=7, failures=1)
+        assert await one.admit(HOST) is None
+        # When the host starts failing most calls (attempts ending at their first call)
+        for _ in range(60):
+            await one.record(HOST, calls=1, failures=1)
+        # Then it opens
+        assert await one.admit(HOST) is not None
+        await client.aclose()
+
+    loop.run_until_complete(scenario())
+
+
 class _OpenBreaker:
     def __init__(self) -> None:
-        self.recorded: list[tuple[str, bool]] = []
+        self.recorded: list[tuple[str, int, int]] = []
         self.open = False
 
     async def admit(self, host: str) -> float | None:
         return 12.0 if self.open else None
 
-    async def record(self, host: str, ok: bool) -> None:
-        self.recorded.append((host, ok))
+    async def record(self, host: str, calls: int, failures: int) -> None:
+        self.recorded.append((host, calls, failures))
 
 
 def test_engine_fails_fast_with_circuit_open_and_counts_transient_failures(
@@ -129,11 +149,11 @@ def test_engine_fails_fast_with_circuit_open_and_counts_transient_failures(
 ) -> None:
     breaker = _OpenBreaker()
     harness.engine.options.breaker = breaker
-    # Given a provider answering 503: the attempt is counted as a failure of its host
+    # Given a provider answering 503: the attempt's one call is counted as its host failing
     harness.provider.read_faults.append(transient())
     job_id = harness.enqueue()
     assert harness.run(harness.engine.process(job_id)) is Outcome.RETRY
-    assert breaker.recorded == [("fake@fake.example", False)]
+    assert breaker.recorded == [("fake@fake.example", 1, 1)]
     # When the breaker is open, the next attempt makes no provider call
     breaker.open = True
     reads = harness.provider.reads
@@ -143,8 +163,37 @@ def test_engine_fails_fast_with_circuit_open_and_counts_transient_failures(
     job = harness.run(harness.store.load_job(job_id))
     assert job.state is JobState.RETRYING
     assert job.last_error_class == "CircuitOpen"
-    assert breaker.recorded == [("fake@fake.example", False)]  # a refusal is not counted
-    # Then once closed, a success is recorded and the job completes
+    assert breaker.recorded == [("fake@fake.example", 1, 1)]  # a refusal is not counted
+    # Then once closed, the calls of the completing attempt are counted as answered
     breaker.open = False
     assert harness.run(harness.engine.process(job_id)) is Outcome.COMPLETED
-    assert breaker.recorded[-1] == ("fake@fake.example", True)
+    host, calls, failures = breaker.recorded[-1]
+    assert (host, failures) == ("fake@fake.example", 0) and calls >= 3  # read, apply, verify
+
+
+def test_send_tallies_each_call_for_the_breaker() -> None:
+    import httpx
+
+    from rotator.breaker import start_tally
+    from rotator.errors import TransportError
+    from rotator.providers.base import send
+
+    statuses = iter([200, 404, 503, 429])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = next(statuses, None)
+        if status is None:
+            raise httpx.ReadError("reset by peer")
+        return httpx.Response(status)
+
+    async def scenario() -> tuple[int, int]:
+        tally = start_tally()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            for _ in range(4):
+                await send(client, "fake", "GET", "https://fake.example/x")
+            with pytest.raises(TransportError):
+                await send(client, "fake", "GET", "https://fake.example/x")
+        return tally.calls, tally.failures
+
+    # A 4xx is the host answering; a 5xx, a 429 and a reset are the host failing
+    assert asyncio.run(scenario()) == (5, 3)
