@@ -4,14 +4,24 @@
 
     RotatorError
     ├── ConfigError                 invalid settings or targets file (names file, target, field)
+    ├── YAMLRefused                 YAML that would take unbounded memory or stack (a ValueError)
+    ├── FileRefused                 a referenced file that must never be read (system trees...)
+    ├── StartupRefused              why a worker or beat cannot work, as one line: exit non-zero
     ├── MalformedJob                a job record in Redis that cannot be parsed -> quarantined
     ├── InvalidJobId                not a job id rotator makes (also a ValueError): refused
     ├── SecretSourceError           a secret source could not produce a value (missing file, env...)
-    │   └── UnknownSecretVersion        a job asks for a secret version that was never stored
+    │   ├── UnknownSecretVersion        a job asks for a secret version that was never stored
+    │   └── SecretFieldsInvalid         a value its targets cannot use, or that drops a field
     ├── StaleVersion                the job's secret version is older than the target's current
     ├── LeaseLost                   our fencing token is no longer the lease holder's
     ├── PlanWriteRefused            `rotator plan` was about to send a request that could write
     ├── AuditUnavailable            the audit sink cannot be written: no provider call is made
+    ├── AuditKeyMismatch            the append script refused a batch chained with another key
+    ├── CheckpointError             an audit checkpoint file unreadable or not authentic
+    ├── ApiError                    an HTTP API call refused (status, code, message for the body)
+    ├── BadInput                    a malformed HTTP API parameter (also a ValueError): a 400
+    ├── IdempotencyKeyReused        an Idempotency-Key used before for a different request: 422
+    ├── IdempotencyInProgress       a request with this Idempotency-Key is still running: 409
     ├── DecryptionError             a stored secret version cannot be decrypted / is misplaced
     ├── EmbeddedRedisError          the embedded Redis server cannot start (also a RuntimeError)
     ├── ConflictDetected            the resource changed out of band: the job ends in `conflict`
@@ -20,8 +30,8 @@
         │   ├── ProviderUnavailable     5xx, 423
         │   ├── RateLimited             429 (retry_after honoured)
         │   ├── TransportError          timeout, connection refused/reset, protocol error
-    │   │   ├── CallDeadlineExceeded    the call (or the attempt's lease) ran out of time
-    │   │   └── ResponseTooLarge        the decoded body is over the cap (a hostile/broken peer)
+        │   │   ├── CallDeadlineExceeded    the call (or the attempt's lease) ran out of time
+        │   │   └── ResponseTooLarge        the decoded body is over the cap (a hostile peer)
         │   ├── VerificationFailed      the update succeeded but a re-read does not show it yet
         │   └── CircuitOpen             the provider host fails most calls: not called (breaker)
         └── PermanentError          retrying cannot help
@@ -45,7 +55,7 @@ request or response bodies that could echo a secret into an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class RotatorError(Exception):
@@ -95,6 +105,53 @@ class UnknownSecretVersion(SecretSourceError):
         self.secret = secret
         self.version = version
         super().__init__(f"secret {secret} has no version {version}")
+
+
+class SecretFieldsInvalid(SecretSourceError):
+    """A secret value that its targets' providers cannot use, or that drops a field the
+    previous version had (never retried: it is the value). Names fields, never values."""
+
+
+class YAMLRefused(RotatorError, ValueError):
+    """Valid YAML that would take unbounded memory or stack to load."""
+
+
+class FileRefused(RotatorError):
+    """A referenced file that must not be read; the message is safe to show."""
+
+
+class StartupRefused(RotatorError):
+    """Why this process cannot work, as one line for an operator."""
+
+
+class AuditKeyMismatch(RotatorError):
+    """The append script refused a batch chained with another key than the store's."""
+
+
+class CheckpointError(RotatorError, ValueError):
+    """A checkpoint file that cannot be read or whose lines are not authentic."""
+
+
+@dataclass
+class ApiError(RotatorError):
+    """An HTTP API call refused; ``rotator.httpapi.app`` renders it as a JSON error body."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class BadInput(RotatorError, ValueError):
+    """An HTTP API request parameter is malformed; the message says which and why."""
+
+
+class IdempotencyKeyReused(RotatorError):
+    """The Idempotency-Key was used before for a different request."""
+
+
+class IdempotencyInProgress(RotatorError):
+    """A request with this Idempotency-Key is still being handled."""
 
 
 class StaleVersion(RotatorError):

@@ -19,13 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rotator.errors import SecretSourceError
+from rotator.errors import SecretFieldsInvalid
 
 TargetFields = Mapping[str, tuple[str, Mapping[str, Any]]]  # target -> (provider, options)
-
-
-class SecretFieldsInvalid(SecretSourceError):
-    """A secret value that its targets' providers cannot use (never retried: it is the value)."""
 
 
 @dataclass(frozen=True)

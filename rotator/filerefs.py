@@ -22,12 +22,10 @@ import os
 import stat
 from pathlib import Path
 
+from rotator.errors import FileRefused
+
 MAX_FILE_BYTES = 64 * 1024  # credentials and secret files are small; this is 100x any real one
 _SYSTEM_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
-
-
-class FileRefused(Exception):
-    """A referenced file that must not be read; the message is safe to show."""
 
 
 def locate(path: str, root: Path) -> Path:

@@ -24,16 +24,12 @@ import sys
 from typing import NoReturn
 
 from rotator.config import Settings, load_settings
-from rotator.errors import ConfigError
+from rotator.errors import ConfigError, StartupRefused
 from rotator.redaction import strip_controls
 
 EXIT_CODE = 2
 # A closed port refuses at once; a black-holed host must not hold startup much longer.
 CONNECT_TIMEOUT = 5.0
-
-
-class StartupRefused(Exception):
-    """Why this process cannot work, as one line for an operator."""
 
 
 def one_line(exc: ConfigError) -> str:

@@ -21,7 +21,7 @@ import yaml
 from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from rotator.errors import ConfigError, ConfigIssue
+from rotator.errors import ConfigError, ConfigIssue, YAMLRefused
 
 # 100,000 targets take about 27 MB; a bigger targets file is a mistake or an attack.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -31,10 +31,6 @@ EXPANSION_FACTOR = 4
 
 # libyaml's loader where available: 3-4x faster on files of 100,000 targets.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class YAMLRefused(ValueError):
-    """Valid YAML that would take unbounded memory or stack to load."""
 
 
 def load_file(path: Path, label: str) -> tuple[Any, float]:

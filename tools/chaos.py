@@ -1462,7 +1462,10 @@ def check_promotions_live(ev: Evidence, race: float = 0.25) -> CheckResult:
             part = (target.view.get("initial") or {}).get("secret") or {}
         if version_of(target, part) == event.secret_version:
             continue
-        if last.get("by") == "oob" and event.time - float(last["at"]) <= race:
+        if last.get("by") == "oob" and (
+            event.time - float(last["at"]) <= race
+            or verified_before_edit(entries, event.remote_version_after, event.secret_version)
+        ):
             raced += 1
             continue
         by = f"{last.get('by')} at {float(last['at']):.3f}" if last else "initial state"
@@ -1483,6 +1486,26 @@ def check_promotions_live(ev: Evidence, race: float = 0.25) -> CheckResult:
         problems,
         warnings,
     )
+
+
+def verified_before_edit(
+    entries: list[dict[str, Any]], verified: str | None, rotator_version: str
+) -> bool:
+    """The verifying read saw our write (the remote version it reported is the one our update
+    made), and only out-of-band edits came after it: those landed after a read that was right
+    when served (a multi-call read can take seconds under injected latency), a race no read
+    can close. Needs a provider version that identifies the write."""
+    if not verified:
+        return False
+    for position, entry in enumerate(entries):
+        if entry.get("version") == verified:
+            later = entries[position + 1 :]
+            return (
+                entry.get("by") == "api"
+                and entry.get("rotator_version") == rotator_version
+                and all(e.get("by") == "oob" for e in later)
+            )
+    return False
 
 
 def is_promotion(record: StoredEvent) -> bool:

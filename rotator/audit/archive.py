@@ -37,11 +37,10 @@ from rotator.audit.events import (
 from rotator.audit.keyring import ROTATED_EVENT, AuditKeyring
 from rotator.audit.spool import fsync_dir
 from rotator.crypto import canonical_json
-from rotator.errors import AuditUnavailable
+from rotator.errors import AuditKeyMismatch, AuditUnavailable
 from rotator.store.audit import (
     GENESIS_HASH,
     MAX_STREAM_SEQ,
-    AuditKeyMismatch,
     AuditStoreSync,
     PreparedEvent,
     RawEntry,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotator.audit.keyring import AuditKeyring
+from rotator.errors import CheckpointError
 
 CHECKPOINT_LABEL = "checkpoint"
 
@@ -29,10 +30,6 @@ class Checkpoint:
 
     def record(self) -> dict[str, object]:
         return {"seq": self.seq, "hash": self.hash, "time": self.time}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or whose lines are not authentic."""
 
 
 def signed_line(keyring: AuditKeyring, seq: int, digest: str, at: float | None = None) -> str:

@@ -27,8 +27,8 @@ from rotator.audit.events import AuditEvent, StoredEvent, canonical_record, chai
 from rotator.audit.keyring import ROTATED_EVENT, AuditKeyring
 from rotator.audit.owed import forgery_event, open_owed, seal_owed
 from rotator.audit.spool import SPOOL_DIRNAME, Attempt, BeforeSend, Spool
-from rotator.errors import AuditUnavailable
-from rotator.store.audit import AuditKeyMismatch, AuditStore, PreparedEvent
+from rotator.errors import AuditKeyMismatch, AuditUnavailable
+from rotator.store.audit import AuditStore, PreparedEvent
 from rotator.store.keys import Keys
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from rotator.audit import (
     VerifyResult,
 )
 from rotator.audit.checkpoint import (
-    CheckpointError,
     append_checkpoint,
     read_checkpoints,
     replace_checkpoint,
@@ -46,6 +45,7 @@ from rotator.cli.common import (
 )
 from rotator.cli.progress import activity
 from rotator.config import Settings
+from rotator.errors import CheckpointError
 
 
 def _expected(paths: list[Path], keyring: AuditKeyring) -> list[tuple[int, str]]:

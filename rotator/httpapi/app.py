@@ -25,13 +25,13 @@ from starlette.routing import Route
 
 from rotator.audit import AuditEvent, AuditReader
 from rotator.config import Settings
-from rotator.errors import AuditUnavailable
+from rotator.errors import ApiError, AuditUnavailable, BadInput
 from rotator.httpapi import routes
 from rotator.httpapi.auth import ApiToken, TokenTable, bearer
 from rotator.httpapi.idempotency import IdempotencyStore
 from rotator.httpapi.openapi import document
-from rotator.httpapi.queries import JOB_ID, TARGET_NAME, BadInput
-from rotator.httpapi.routes import ApiError, Noted, reply
+from rotator.httpapi.queries import JOB_ID, TARGET_NAME
+from rotator.httpapi.routes import Noted, reply
 from rotator.runtime import ConfigHolder, Runtime
 
 log = structlog.get_logger("rotator.httpapi")

@@ -25,18 +25,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from rotator.errors import IdempotencyInProgress, IdempotencyKeyReused
 from rotator.store.keys import Keys
 
 PENDING_TTL = 30
 MAX_KEY_LENGTH = 255
-
-
-class KeyReused(Exception):
-    """The key was used before for a different request."""
-
-
-class InProgress(Exception):
-    """A request with this key is still being handled."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,7 @@ class IdempotencyStore:
     async def begin(self, token_name: str, key: str, fingerprint: str) -> StoredResponse | None:
         """None: go ahead (and call ``finish`` or ``release``); else the response to replay.
 
-        Raises KeyReused or InProgress."""
+        Raises IdempotencyKeyReused or IdempotencyInProgress."""
         name = self._key(token_name, key)
         pending = json.dumps({"fingerprint": fingerprint, "status": None})
         for _ in range(3):  # a record that expires between SET NX and GET: try again
@@ -78,11 +71,11 @@ class IdempotencyStore:
                 continue
             record = json.loads(raw)
             if record.get("fingerprint") != fingerprint:
-                raise KeyReused
+                raise IdempotencyKeyReused
             if record.get("status") is None:
-                raise InProgress
+                raise IdempotencyInProgress
             return StoredResponse(int(record["status"]), dict(record["body"]))
-        raise InProgress
+        raise IdempotencyInProgress
 
     async def finish(
         self, token_name: str, key: str, fingerprint: str, response: StoredResponse

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from rotator.audit import AuditFilter, Cursor
 from rotator.config import parse_point_in_time
+from rotator.errors import BadInput
 
 # The shape of rotator.models.new_job_id() (uuid4 hex). Checked before any Redis read, so a
 # path such as /v1/jobs/..%2F or a 10 kB id never reaches a key name.
@@ -22,10 +23,6 @@ AUDIT_PARAMS = frozenset(
 )
 MAX_AUDIT_LIMIT = 500
 MAX_REASON_LENGTH = 500
-
-
-class BadInput(ValueError):
-    """The request is malformed; the message says which parameter and why."""
 
 
 def job_id(value: str) -> str:

@@ -5,19 +5,23 @@ them with authentication, scope checks, auditing and error rendering."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rotator.errors import MalformedJob
+from rotator.errors import (
+    ApiError,
+    BadInput,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    MalformedJob,
+)
 from rotator.httpapi import queries
 from rotator.httpapi.auth import ApiToken
 from rotator.httpapi.idempotency import (
-    InProgress,
-    KeyReused,
     StoredResponse,
     request_fingerprint,
     valid_key,
@@ -26,14 +30,6 @@ from rotator.models import Reason
 
 if TYPE_CHECKING:
     from rotator.httpapi.app import ApiState
-
-
-@dataclass
-class ApiError(Exception):
-    status: int
-    code: str
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,11 +85,11 @@ async def enqueue(request: Request, state: ApiState, token: ApiToken, noted: Not
             )
         try:
             stored = await state.idempotency.begin(token.name, key, fingerprint)
-        except KeyReused:
+        except IdempotencyKeyReused:
             raise ApiError(
                 422, "idempotency_key_reused", "this Idempotency-Key was used for another request"
             ) from None
-        except InProgress:
+        except IdempotencyInProgress:
             raise ApiError(
                 409,
                 "idempotency_key_in_use",
@@ -164,7 +160,7 @@ async def _target_rows(state: ApiState, names: list[str]) -> list[dict[str, Any]
 async def targets(request: Request, state: ApiState, token: ApiToken, noted: Noted) -> JSONResponse:
     """GET /v1/targets"""
     if request.query_params:
-        raise queries.BadInput("this endpoint takes no query parameters")
+        raise BadInput("this endpoint takes no query parameters")
     names = sorted(state.runtime.config.get().targets)
     return reply(200, {"targets": await _target_rows(state, names)})
 

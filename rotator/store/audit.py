@@ -30,6 +30,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio as aioredis
 
+from rotator.errors import AuditKeyMismatch
 from rotator.store import scripts
 from rotator.store.keys import Keys
 
@@ -157,10 +158,6 @@ class AppendResult:
     ids: list[str]
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
-
-
-class AuditKeyMismatch(Exception):
-    """The append script refused a batch chained with another key than the store's."""
 
 
 def _append_args(

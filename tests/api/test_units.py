@@ -10,7 +10,7 @@ import pytest
 from starlette.routing import Route
 
 from rotator.config import load_settings
-from rotator.errors import ConfigError
+from rotator.errors import BadInput, ConfigError
 from rotator.httpapi import queries
 from rotator.httpapi.app import PUBLIC_ROUTES, ROUTES, create_app
 from rotator.httpapi.auth import TokenTable, bearer, digest, parse_tokens
@@ -86,7 +86,7 @@ def test_job_id_format_is_the_models_format() -> None:
     for _ in range(50):
         assert queries.job_id(new_job_id())
     for bad in ("", "0" * 31, "0" * 33, "G" * 32, "../" + "0" * 29, "A" * 32):
-        with pytest.raises(queries.BadInput):
+        with pytest.raises(BadInput):
             queries.job_id(bad)
 
 
@@ -163,7 +163,7 @@ def test_openapi_document_references_resolve() -> None:
     ],
 )
 def test_bad_audit_queries(params: list[tuple[str, str]], message: str) -> None:
-    with pytest.raises(queries.BadInput, match=message):
+    with pytest.raises(BadInput, match=message):
         queries.audit_query(params)
 
 

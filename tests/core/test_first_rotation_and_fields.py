@@ -12,7 +12,8 @@ import pytest
 
 from rotator.config import SecretSpec, TargetSpecModel
 from rotator.dispatch import first_due
-from rotator.fields import SecretFieldsInvalid, diff
+from rotator.errors import SecretFieldsInvalid
+from rotator.fields import diff
 from rotator.models import JobState
 from rotator.retry import RetryPolicy, Stop
 from rotator.sources import SourceContext, pin_version
