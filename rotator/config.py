@@ -94,6 +94,11 @@ class SecretSpec(BaseModel):
     aws_secrets_manager: AwsSecretsSpec | None = Field(
         default=None, description="aws-secrets-manager: where and how"
     )
+    allow_field_change: bool = Field(
+        default=False,
+        description="accept a new value that drops a field the previous version had (a "
+        "rotation would remove it from the target)",
+    )
 
     @model_validator(mode="after")
     def _source_fields(self) -> SecretSpec:

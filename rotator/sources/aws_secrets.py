@@ -32,7 +32,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.session import get_session
 
 from rotator.errors import ProviderUnavailable, SecretSourceError, TransportError
-from rotator.sources.base import Pinned, SourceContext
+from rotator.sources.base import Pinned, SourceContext, store_value
 from rotator.sources.remote import check_url, credential, local_path, select
 from rotator.sources.specs import AwsSecretsSpec
 
@@ -70,7 +70,7 @@ class AwsSecretsSource:
         read = await asyncio.to_thread(read_secret, name, options, keys, spec.field, ctx.base_dir)
         where = f"{options.secret_id} VersionId {read.version_id}"
         fields = select(name, f"aws-secrets-manager {where}", read.data, options.fields)
-        version, fingerprint = await ctx.versions.put_secret_version(name, fields)
+        version, fingerprint = await store_value(name, spec, ctx, fields)
         return Pinned(version, fingerprint, fields, origin=f"aws-secrets-manager {where}")
 
 

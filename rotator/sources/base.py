@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rotator import fields as field_rules
+from rotator.errors import SecretFieldsInvalid
+
 if TYPE_CHECKING:
     from rotator.config import SecretSpec
     from rotator.protocols import SecretVersions
@@ -50,5 +53,30 @@ class ValueSource(ABC):
 
     async def pin(self, name: str, spec: SecretSpec, ctx: SourceContext) -> Pinned:
         fields = await self.load_async(name, spec, ctx)
-        version, fingerprint = await ctx.versions.put_secret_version(name, fields)
+        version, fingerprint = await store_value(name, spec, ctx, fields)
         return Pinned(version, fingerprint, fields)
+
+
+async def store_value(
+    name: str, spec: SecretSpec, ctx: SourceContext, fields: dict[str, Any]
+) -> tuple[str, str]:
+    """Store a value a source produced as a version: (version id, fingerprint).
+
+    A rotation sends what the value holds, so a value that lost a field the previous version
+    had (a username gone from a rewritten file or a Vault secret) would remove it from the live
+    connection. Refused (``SecretFieldsInvalid``, permanent, field names only) unless the
+    secret says ``allow_field_change: true``, as ``rotator secrets put`` refuses it without
+    ``--allow-field-change``."""
+    if not spec.allow_field_change:
+        latest = await ctx.versions.latest_secret_version(name)
+        if latest is not None:
+            previous = await ctx.versions.load_secret_version(name, latest)
+            change = field_rules.diff(previous, fields)
+            if change.removed:
+                raise SecretFieldsInvalid(
+                    f"secret {name}: the new value drops field(s) {list(change.removed)} that "
+                    f"the previous version had (fields {change.describe()}); a rotation would "
+                    "remove them from the target. Add them to the source, or set "
+                    "allow_field_change: true on the secret if intended"
+                )
+    return await ctx.versions.put_secret_version(name, fields)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rotator.errors import ProviderUnavailable, SecretSourceError, TransportError
-from rotator.sources.base import Pinned, SourceContext
+from rotator.sources.base import Pinned, SourceContext, store_value
 from rotator.sources.remote import check_url, credential, import_extra, local_path, select
 from rotator.sources.specs import VaultSourceSpec
 
@@ -71,7 +71,7 @@ class VaultSource:
         read = await asyncio.to_thread(read_kv, name, options, creds, ctx.base_dir)
         where = f"{options.mount}/{options.path} version {read.version}"
         fields = select(name, f"vault {where}", read.data, options.fields)
-        version, fingerprint = await ctx.versions.put_secret_version(name, fields)
+        version, fingerprint = await store_value(name, spec, ctx, fields)
         return Pinned(version, fingerprint, fields, origin=f"vault {where}")
 
 

@@ -87,3 +87,50 @@ def test_pinning_a_value_its_provider_cannot_use_fails_permanently() -> None:
 def test_field_diff_names_fields_only() -> None:
     change = diff({"username": 1, "password": 2}, {"x": 3})
     assert change.describe() == "-password -username +x"
+
+
+class MemoryVersions:
+    """Stored versions in memory, as the store keeps them (the newest is the latest)."""
+
+    def __init__(self) -> None:
+        self.versions: list[dict[str, Any]] = []
+
+    async def put_secret_version(self, secret: str, fields: Any) -> tuple[str, str]:
+        self.versions.append(dict(fields))
+        return f"v{len(self.versions):012d}", "f" * 64
+
+    async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]:
+        return dict(self.versions[int(version[1:]) - 1])
+
+    async def latest_secret_version(self, secret: str) -> str | None:
+        return f"v{len(self.versions):012d}" if self.versions else None
+
+    async def fingerprint_of(self, secret: str, version: str) -> str | None:
+        return "f" * 64
+
+
+def test_a_source_value_that_drops_a_field_is_refused_unless_the_secret_allows_it(
+    tmp_path: Path,
+) -> None:
+    # Given a file source whose first value carried a username and a password
+    (tmp_path / "sfdc.json").write_text('{"username": "svc", "password": "first-secret"}')
+    versions = MemoryVersions()
+    ctx = SourceContext(versions, base_dir=tmp_path)
+    spec = SecretSpec(source="file", path="sfdc.json")
+    adobe = {"aep": ("adobe", {})}
+    asyncio.run(pin_version("sfdc", spec, ctx, targets=adobe))
+    # When the file is rewritten without the username
+    (tmp_path / "sfdc.json").write_text('{"password": "second-secret"}')
+    # Then pinning refuses it (a rotation would remove the username from the connection),
+    # names the field, never a value, stores nothing, and is never retried
+    with pytest.raises(SecretFieldsInvalid) as caught:
+        asyncio.run(pin_version("sfdc", spec, ctx, targets=adobe))
+    message = str(caught.value)
+    assert "drops field(s) ['username']" in message and "allow_field_change" in message
+    assert "second-secret" not in message and "svc" not in message
+    assert len(versions.versions) == 1
+    assert RetryPolicy().decide(caught.value, attempt=1) == Stop(JobState.FAILED)
+    # And with allow_field_change the operator's intended change goes through
+    allowed = SecretSpec(source="file", path="sfdc.json", allow_field_change=True)
+    pinned = asyncio.run(pin_version("sfdc", allowed, ctx, targets=adobe))
+    assert pinned.fields == {"password": "second-secret"}
