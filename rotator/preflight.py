@@ -10,7 +10,8 @@ failure is the one reported)::
     settings     the ROTATOR_* environment parses (Settings)
     keys         master and audit keys present and well-formed (validate_runtime, keyring)
     targets      the targets file loads and validates
-    redis        the state store answers PING within a few seconds
+    redis        the state store answers PING (a store that is down is retried for
+                 ROTATOR_REDIS_STARTUP_WAIT, 10 s, so a Redis restart is not a crash loop)
     key check    the keys match the store's check values (rotator.keycheck)
 
 A failure is ONE line on stderr (``error: <what>; <how many more>``) and exit code 2: the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import NoReturn
 
 from rotator.config import Settings, load_settings
@@ -30,6 +32,7 @@ from rotator.redaction import strip_controls
 EXIT_CODE = 2
 # A closed port refuses at once; a black-holed host must not hold startup much longer.
 CONNECT_TIMEOUT = 5.0
+STARTUP_RETRY_EVERY = 0.5
 
 
 def one_line(exc: ConfigError) -> str:
@@ -67,6 +70,22 @@ async def _check_store(settings: Settings) -> None:
         await client.aclose()
 
 
+def _wait_for_store(settings: Settings) -> None:
+    """``_check_store``, retried while Redis is unreachable, for ``redis_startup_wait``."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    deadline = time.monotonic() + settings.redis_startup_wait
+    while True:
+        try:
+            asyncio.run(_check_store(settings))
+            return
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError):
+            if time.monotonic() + STARTUP_RETRY_EVERY > deadline:
+                raise
+            time.sleep(STARTUP_RETRY_EVERY)
+
+
 def check(*, targets: bool = True) -> Settings:
     """Run every startup check; ``StartupRefused`` names the first that fails."""
     from redis.exceptions import RedisError
@@ -89,7 +108,7 @@ def check(*, targets: bool = True) -> Settings:
             from rotator.providers import provider_names
 
             load_targets(settings.targets_file, provider_names(), settings)
-        asyncio.run(_check_store(settings))
+        _wait_for_store(settings)
     except ConfigError as exc:
         raise StartupRefused(one_line(exc)) from None
     # ConnectionError: the OS's refusal where redis-py does not wrap it (unix sockets).

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
         "breaker_window",
         "breaker_probe_interval",
         "verify_limit",
+        "redis_startup_wait",
         mode="before",
     )
     @classmethod
@@ -127,6 +128,9 @@ class Settings(BaseSettings):
     # Bounded work (README "Bounded work"): caps on what a slow or hostile peer can hold.
     http_max_response_bytes: int = Field(default=1024 * 1024, ge=1024)
     redis_socket_timeout: float = Field(default=30.0, gt=0)
+    # A worker or beat started while Redis restarts (a node reboot, a failover) waits this
+    # long for it before refusing to start: one Redis blip must not become a crash loop.
+    redis_startup_wait: float = Field(default=10.0, ge=0)
     redis_health_check_interval: float = Field(default=15.0, ge=0)
     job_retention: str = Field(default="30d", description="Age after which ended jobs go")
     secret_versions_kept: int = Field(default=10, ge=1)

@@ -158,3 +158,40 @@ def test_worker_completes_a_rotation_after_redis_restarts(
         admin.delete("/_sandbox/faults")
         admin.close()
         client.close()
+
+
+@pytest.mark.parametrize("private_redis", ["tcp"], indirect=True)
+def test_a_worker_started_while_redis_restarts_waits_for_it_instead_of_exiting(
+    tmp_path: Path, private_redis: PrivateRedis, sandbox: SandboxServer
+) -> None:
+    # Given a store that is down when the worker starts (the chaos run met this: a worker
+    # revived during a Redis restart refused to start, one more crash for the supervisor)
+    admin = httpx.Client(base_url=sandbox.url, timeout=10)
+    seed_adobe(admin, tmp_path)
+    prefix = f"rotator-test:{uuid.uuid4().hex[:8]}:"
+    env = make_env(tmp_path, private_redis.url, prefix, sandbox.url)
+    client = redis.Redis.from_url(private_redis.url)
+    system = System(tmp_path, env, sandbox.url, prefix, client, admin)
+    try:
+        (tmp_path / "sfdc.json").write_text(
+            json.dumps({"username": "etl", "password": CANARY_PREFIX + uuid.uuid4().hex})
+        )
+        private_redis.stop()
+        worker = system.start("worker", "--concurrency", "2")
+        time.sleep(3)
+        # When Redis comes back within ROTATOR_REDIS_STARTUP_WAIT (10 s by default)
+        private_redis.start()
+        system.redis = redis.Redis.from_url(private_redis.url)
+        # Then the same worker process starts and rotates
+        system.start("beat")
+        job = system.cli("enqueue", "adobe-sfdc")
+        system.wait(
+            "job after a late Redis",
+            lambda: system.job(job["job_id"]).get("state") == "completed",
+            timeout=90,
+        )
+        assert worker.poll() is None, system.logs[0].read_text(errors="replace")[-2000:]
+    finally:
+        system.stop_all()
+        admin.close()
+        client.close()
