@@ -419,6 +419,9 @@ async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[st
         await asyncio.sleep(max(0.05, min(1.0, soonest - time.time())))
     # Notifications queued by this run (a delivery retried later stays queued for the next).
     try:
+        from rotator.notify.watch import watch
+
+        await watch(runtime)
         await runtime.deliverer().drain()
     except Exception as exc:  # a receiver's trouble never fails the run
         log.warning("notification delivery failed", error=type(exc).__name__)

@@ -95,6 +95,9 @@ def notify() -> dict[str, int]:
     loop, runtime = process_runtime()
 
     async def run() -> dict[str, int]:
+        from rotator.notify.watch import watch
+
+        await watch(runtime)  # overdue targets, a growing audit spool
         return (await runtime.deliverer().drain()).as_dict()
 
     return loop.run(run(), timeout=celeryconfig.task_soft_time_limit)

@@ -39,6 +39,7 @@ targets:
     base_url: https://fake.example
     resource_id: conn-1
     secret: db-password
+    schedule: 1h
   erp:
     provider: fake
     base_url: https://fake.example
