@@ -73,3 +73,17 @@ def test_routing_target_then_section_then_webhook_filter(tmp_path: Path) -> None
     assert section.route(EventKind.DEAD, erp) == []  # the target hears conflicts only
     assert section.route(EventKind.TEST, erp) == ["chat"]
     assert section.dedupe_seconds == 600
+
+
+def test_config_check_requires_every_signing_key_variable(tmp_path: Path) -> None:
+    from rotator.checks import CheckResult, check_webhook_keys
+
+    config = load(tmp_path)
+    result = CheckResult()
+    check_webhook_keys(config, {"NOTIFY_OPS_KEY": "k"}, result)
+    assert [(i.location, i.message) for i in result.errors] == [
+        (
+            "notify.webhooks.chat.secret_env",
+            "environment variable NOTIFY_CHAT_KEY is not set (the signing key)",
+        )
+    ]
