@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
 from tests.core.fakes import FakeProvider, FakeRemote
+from tests.integration.webhook import Hit, Receiver, receiver
 
 pytestmark = pytest.mark.integration
 
@@ -61,61 +59,16 @@ targets:
 """
 
 
-@dataclass
-class Hit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass
-class Receiver:
-    """Answers 500 to the first try of every delivery, 200 to the rest."""
-
-    hits: list[Hit] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        with self.lock:
-            delivery = headers.get("x-rotator-delivery", "")
-            seen = any(h.headers.get("x-rotator-delivery") == delivery for h in self.hits)
-            status = 200 if seen else 500
-            self.hits.append(Hit(path, headers, body, status))
-            return status
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, int]]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status = state.handle(self.path, headers, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def webhook() -> Iterator[Receiver]:
+    with receiver() as state:
+        yield state
 
 
 def test_failed_and_conflicted_rotations_reach_the_webhooks_signed_once_after_a_retry(
-    tmp_path: Path, redis_url: str, key_prefix: str, receiver: tuple[Receiver, int]
+    tmp_path: Path, redis_url: str, key_prefix: str, webhook: Receiver
 ) -> None:
-    state, port = receiver
+    state, port = webhook, webhook.port
     handed: list[tuple[str, bool]] = []  # (event, queued) for every notice the engine hands on
     # Given a targets file with two webhooks on the receiver, and a secret holding the canary
     (tmp_path / "rotator.yaml").write_text(TARGETS.format(port=port))
