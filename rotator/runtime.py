@@ -78,11 +78,15 @@ def configure_logging(settings: Settings) -> None:
 
 
 class DispatchChatter(logging.Filter):
-    """Celery's lines about each dispatch (beat's "Sending due task", the worker's "Task
-    received/succeeded"), every few seconds, are DEBUG lines: shown only at DEBUG."""
+    """Celery's lines about each dispatch and notification pass (beat's "Sending due task",
+    the worker's "Task received/succeeded"), every few seconds, are DEBUG lines: shown only
+    at DEBUG."""
+
+    TASKS = ("rotator.dispatch", "rotator.notify")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "rotator.dispatch" not in record.getMessage():
+        message = record.getMessage()
+        if not any(task in message for task in self.TASKS):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
