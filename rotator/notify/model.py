@@ -7,7 +7,7 @@
         ops-slack:
           url: https://hooks.slack.com/services/T000/B000/XXXX
           format: slack                 # or json (the default)
-          secret_env: ROTATOR_WEBHOOK_OPS_SLACK   # the HMAC key: an environment variable's name
+          secret_env: WEBHOOK_OPS_SLACK_KEY   # the HMAC key: an environment variable's name
           events: [failed, dead, conflict]        # optional: this webhook's own filter
           rate_per_minute: 30           # optional; burst: 5
       events: [failed, dead, conflict, quarantined, unverified, overdue, key_mismatch, audit_spool]
