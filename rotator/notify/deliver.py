@@ -171,15 +171,26 @@ class WebhookClient:
             self._client = None
 
     def signing_key(self, hook: Webhook) -> bytes | None:
-        environ = os.environ if self.environ is None else self.environ
-        value = environ.get(hook.secret_env, "")
+        value = self._env().get(hook.secret_env, "")
         return value.encode() if value else None
+
+    def url(self, hook: Webhook) -> str | None:
+        """The webhook's URL, read from its variable when it is an ``env:`` reference."""
+        if hook.url_env is None:
+            return hook.url
+        return self._env().get(hook.url_env) or None
+
+    def _env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
 
     async def post(self, hook: Webhook, body: bytes, delivery_id: str, event: str) -> Sent:
         """One signed POST of ``body``; never raises for a receiver's fault."""
         key = self.signing_key(hook)
         if key is None:
             return Sent(False, error=f"signing key variable {hook.secret_env} is not set")
+        url = self.url(hook)
+        if url is None:
+            return Sent(False, error=f"URL variable {hook.url_env} is not set")
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "rotator-notify/1",
@@ -192,7 +203,7 @@ class WebhookClient:
         try:
             async with asyncio.timeout(self.timeout):
                 response = await exchange(
-                    client, "POST", hook.url, self.max_response_bytes, WEBHOOKS, True, request
+                    client, "POST", url, self.max_response_bytes, WEBHOOKS, True, request
                 )
         except TimeoutError:
             return Sent(False, error=f"no answer within {self.timeout:g}s", retryable=True)

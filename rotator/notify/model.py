@@ -22,7 +22,8 @@ Routing (``NotifySection.route``): a notice about a target goes to the target's 
 and in the webhook's own ``events`` when it sets any. A notice about no target (key mismatch,
 audit spool) uses the section's events. ``notify: {webhooks: []}`` on a target silences it.
 
-The file never holds the signing key, only the name of the variable holding it. Webhook URLs
+The file never holds the signing key, only the name of the variable holding it; a URL that is
+a credential itself (Slack's) can be a reference too: ``url: env:SLACK_WEBHOOK_URL``. Webhook URLs
 pass the same operator policy as provider URLs (``rotator.urlpolicy``, checked when the file is
 loaded and on every request): https only, and a host in the webhook allow-list
 (``hooks.slack.com`` by default, more with ``ROTATOR_ALLOWED_HOSTS=notify=<host>``), or a
@@ -46,9 +47,15 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 WebhookName = Annotated[str, Field(pattern=_NAME)]
 
 
+_URL_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]{0,127})$")
+
+
 class Webhook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    url: str = Field(description="https URL of the receiver (host rules: rotator.urlpolicy)")
+    url: str = Field(
+        description="https URL of the receiver (host rules: rotator.urlpolicy), or env:NAME "
+        "for a URL that is itself a credential (a Slack webhook URL)"
+    )
     format: Literal["json", "slack"] = "json"
     secret_env: str = Field(
         pattern=_ENV_NAME,
@@ -61,9 +68,15 @@ class Webhook(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL")
+        if not _URL_REF.match(value) and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL or env:NAME")
         return value
+
+    @property
+    def url_env(self) -> str | None:
+        """The variable holding the URL when ``url`` is an ``env:`` reference."""
+        match = _URL_REF.match(self.url)
+        return match.group(1) if match else None
 
 
 class TargetNotify(BaseModel):
@@ -118,6 +131,8 @@ def notify_issues(
     webhooks the section does not define."""
     issues = []
     for name, hook in section.webhooks.items():
+        if hook.url_env:  # checked when resolved, on every request (and by notify test)
+            continue
         problem = policy.violation(WEBHOOKS, hook.url)
         if problem:
             issues.append((f"notify.webhooks.{name}.url", problem))

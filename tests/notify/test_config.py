@@ -87,3 +87,18 @@ def test_config_check_requires_every_signing_key_variable(tmp_path: Path) -> Non
             "environment variable NOTIFY_CHAT_KEY is not set (the signing key)",
         )
     ]
+
+
+def test_a_webhook_url_can_be_an_env_reference_checked_when_it_is_set(tmp_path: Path) -> None:
+    from rotator.checks import CheckResult, check_webhook_keys
+
+    text = TARGETS.replace("https://hooks.slack.com/services/T0/B0/x", "env:CHAT_URL")
+    config = load(tmp_path, text)
+    assert config.notify.webhooks["chat"].url_env == "CHAT_URL"
+    result = CheckResult()
+    check_webhook_keys(config, {"NOTIFY_OPS_KEY": "k", "NOTIFY_CHAT_KEY": "k"}, result)
+    assert [(i.location, i.message) for i in result.errors] == [
+        ("notify.webhooks.chat.url", "environment variable CHAT_URL is not set (the webhook URL)")
+    ]
+    bad = TARGETS.replace("https://hooks.slack.com/services/T0/B0/x", "file:/etc/passwd")
+    assert "must be an http(s) URL or env:NAME" in issues(tmp_path, bad)["notify.webhooks.chat.url"]

@@ -189,3 +189,22 @@ def test_formats_carry_ids_and_escape_slack_markup(fmt: str) -> None:
         assert data["blocks"][0]["type"] == "section"
     else:
         assert data["detail"] == notice.detail and data["id"] == "n1"
+
+
+def test_an_env_url_is_read_at_send_time_and_still_obeys_the_policy(queue: Queue) -> None:
+    receiver = Receiver([])
+    hook = queue.config.notify.webhooks["ops"].model_copy(update={"url": "env:OPS_URL"})
+
+    def post(environ: dict[str, str]) -> Any:
+        sender = WebhookClient(
+            SETTINGS.url_policy(), environ=environ, transport=httpx.MockTransport(receiver)
+        )
+        return queue.run(sender.post(hook, b"{}", "d", "test"))
+
+    assert post({**KEYS, "OPS_URL": "https://hooks.example.com/x"}).ok
+    assert receiver.requests[0].url == "https://hooks.example.com/x"
+    refused = post({**KEYS, "OPS_URL": "https://evil.net/x"})
+    assert (refused.ok, refused.error) == (False, "URLRefused")
+    unset = post(KEYS)
+    assert (unset.ok, unset.error) == (False, "URL variable OPS_URL is not set")
+    assert len(receiver.requests) == 1
