@@ -10,7 +10,7 @@ import pytest
 
 from rotator import endings
 from rotator.errors import BadRequest, TransportError
-from rotator.models import JobState, Outcome
+from rotator.models import JobState, Outcome, new_job_id
 from rotator.notify.events import EventKind, Notice
 from tests.core.conftest import CANARY, Harness
 
@@ -73,6 +73,19 @@ def test_a_conflict_and_a_dead_letter_are_notified_and_retries_are_not(harness: 
     assert kinds == [(EventKind.CONFLICT, job_id), (EventKind.DEAD, dead)]
     conflict = recorder.notices[0]
     assert conflict.remote_version_after and conflict.remote_version_before
+
+
+def test_a_quarantined_job_is_notified(harness: Harness) -> None:
+    recorder = Recorder()
+    harness.engine.options.notifier = recorder
+    bad = new_job_id()  # a well-formed id whose record is not
+    harness.run(harness.redis.hset(harness.store.keys.job(bad), mapping={"state": "??"}))
+
+    assert harness.run(harness.engine.process(bad)) is Outcome.QUARANTINED
+
+    (notice,) = recorder.notices
+    assert (notice.kind, notice.subject, notice.job_id) == (EventKind.QUARANTINED, bad, bad)
+    assert notice.detail
 
 
 @pytest.mark.parametrize("notifier", [Broken(), Hanging()], ids=["raises", "hangs"])
