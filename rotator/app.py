@@ -38,7 +38,13 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "schedule": settings.dispatch_interval,
                 # A dispatch that could not run in time is superseded by the next one.
                 "options": {"expires": max(1.0, settings.dispatch_interval * 2)},
-            }
+            },
+            # Queued webhook notifications (rotator.notify.deliver), as often.
+            "rotator-notify": {
+                "task": "rotator.notify",
+                "schedule": settings.dispatch_interval,
+                "options": {"expires": max(1.0, settings.dispatch_interval * 2)},
+            },
         },
         beat_schedule_filename=str(settings.state_dir / "celerybeat-schedule"),
     )

@@ -9,6 +9,8 @@ finds one of those without a network call and without printing a value:
   names (with "did you mean"), then the adapter's own ``check_options``;
 * **references**: every ``env:`` variable is set, every ``file:`` is readable under the
   credentials-directory rules, and its permissions are sane (see :func:`permission_problem`);
+* **webhook signing keys**: every ``notify.webhooks.*.secret_env`` variable is set, and
+  each ``url: env:NAME``'s variable;
 * **secret sources**: ``file`` and ``env`` sources are read and parsed (values discarded);
   ``vault`` / ``aws-secrets-manager`` need the network and a version store, so ``rotator plan``
   reads them (``--offline`` says so instead of pretending).
@@ -258,7 +260,29 @@ def check_config(
         result.warnings += [ConfigIssue(label, where, w) for w in warnings]
     check_references(config, env, result)
     check_sources(config, env, offline, result)
+    check_webhook_keys(config, env, result)
     return result
+
+
+def check_webhook_keys(
+    config: TargetsConfig, env: Mapping[str, str] | None, result: CheckResult
+) -> None:
+    """Every webhook's signing-key variable is set (unsigned deliveries are never sent), and
+    its URL variable when the URL is an ``env:`` reference."""
+    environ = os.environ if env is None else env
+    for name, hook in config.notify.webhooks.items():
+        for field_name, variable, what in (
+            ("secret_env", hook.secret_env, "the signing key"),
+            ("url", hook.url_env, "the webhook URL"),
+        ):
+            if variable and not environ.get(variable):
+                result.errors.append(
+                    ConfigIssue(
+                        str(config.path),
+                        f"notify.webhooks.{name}.{field_name}",
+                        f"environment variable {variable} is not set ({what})",
+                    )
+                )
 
 
 __all__ = ["PROVIDER_FIELDS", "CheckResult", "ProviderFields", "check_config", "permission_problem"]

@@ -26,6 +26,7 @@ from pydantic import (
 
 from rotator import filerefs, safeyaml
 from rotator.errors import ConfigError, ConfigIssue
+from rotator.notify.model import NotifySection, TargetNotify, notify_issues
 
 # Settings and time parsing live in their own modules; importers of rotator.config keep working.
 from rotator.settings import Settings as Settings
@@ -135,6 +136,8 @@ class TargetSpecModel(BaseModel):
     # the next dispatch, ``adopt`` = read the live version and record it as current, no write.
     # Cron targets always come due at their next slot.
     first_rotation: Literal["now", "scheduled", "adopt"] = "scheduled"
+    # Which webhooks hear about this target, and of which events (rotator.notify.model).
+    notify: TargetNotify | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -189,6 +192,7 @@ class TargetsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     secrets: dict[Name, SecretSpec] = Field(default_factory=dict)
     targets: dict[Name, TargetSpecModel] = Field(default_factory=dict)
+    notify: NotifySection = Field(default_factory=NotifySection)
 
 
 class TargetsConfig:
@@ -209,6 +213,10 @@ class TargetsConfig:
     @property
     def secrets(self) -> dict[str, SecretSpec]:
         return self.model.secrets
+
+    @property
+    def notify(self) -> NotifySection:
+        return self.model.notify
 
 
 def _loc(parts: Sequence[int | str]) -> str:
@@ -267,6 +275,9 @@ def _policy_check(
             if file_problem:
                 where = f"targets.{name}.credentials.{key}"
                 issues.append(ConfigIssue(label, where, file_problem))
+    routes = {name: target.notify for name, target in model.targets.items()}
+    for where, problem in notify_issues(model.notify, routes, policy):
+        issues.append(ConfigIssue(label, where, problem))
     for name, secret in model.secrets.items():
         if secret.source == "file" and secret.path:
             file_problem = filerefs.inspect(secret.path, credentials_dir)

@@ -5,10 +5,16 @@ job's state durably first and its audit event second: a terminal event is sealed
 (``audit_owed``) before the state changes, so a crash in between is repaired by the next
 delivery (``_refused``), and a forged owed event is refused rather than chained. What is
 retried, and after how long, is ``rotator.retry``'s one decision.
+
+A terminal event of a failed, dead, conflicted or unverified job (and a quarantined job's) is
+also handed to the notifier (``_notify``), bounded in time, after the job's state is durable;
+whatever goes wrong there is logged and swallowed, never raised into the rotation. A repeat
+(the owed event written by a later delivery) is deduplicated by the queue per job and event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +24,7 @@ from rotator import metrics
 from rotator.attempt import Attempt
 from rotator.errors import AuditUnavailable
 from rotator.models import BeginRefused, Job, JobState, Outcome
+from rotator.notify.events import JOB_ENDINGS, Notice
 from rotator.protocols import AuditSink, JobStore
 from rotator.retry import Retry, verifying_since
 
@@ -26,6 +33,9 @@ if TYPE_CHECKING:
     from rotator.engine import EngineOptions
 
 log = structlog.get_logger("rotator.engine")
+
+# Queueing a notice is one Redis script; a notification path slower than this is abandoned.
+NOTIFY_TIMEOUT = 2.0
 
 
 class Endings:
@@ -127,12 +137,29 @@ class Endings:
         await self._write_owed(ctx.job.id, event)
 
     async def _write_owed(self, job_id: str, event: AuditEvent) -> None:
+        await self._notify(event)
         try:
             await self.audit.emit(event)
         except AuditUnavailable:
             log.error("terminal audit event still owed; a later delivery writes it", job_id=job_id)
             return
         await self.store.settle(job_id)
+
+    async def _notify(self, event: AuditEvent) -> None:
+        """Queue a notice for a terminal event the webhooks hear about; never raises."""
+        kind = JOB_ENDINGS.get(event.event)
+        if kind is None:
+            return
+        try:
+            async with asyncio.timeout(NOTIFY_TIMEOUT):
+                await self.options.notifier.notify(Notice.from_event(kind, event))
+        except Exception as exc:  # a failing notification path never fails a rotation
+            log.warning(
+                "notification not queued",
+                job_id=event.job_id,
+                notice_event=str(kind),
+                error=type(exc).__name__,
+            )
 
     async def _emit_quiet(self, event: AuditEvent) -> None:
         """For terminal bookkeeping events: the job state is already durable in Redis."""

@@ -49,7 +49,8 @@ from rotator.errors import (
 )
 from rotator.lease import LeaseKeeper
 from rotator.models import BeginRefused, JobState, Outcome, Reason, version_seq
-from rotator.protocols import AuditSink, JobStore, audit_event_type
+from rotator.notify.events import NoNotifier
+from rotator.protocols import AuditSink, JobStore, Notifier, audit_event_type
 from rotator.providers.base import (
     ApplyResult,
     Evidence,
@@ -82,6 +83,9 @@ class EngineOptions:
     breaker: Breaker = field(default_factory=NoBreaker)  # per provider host (rotator.breaker)
     # A scheduled target whose job ended failed/dead/unverified comes due again this soon.
     failure_retry_interval: float = 3600.0
+    # Failed, dead, conflicted, unverified and quarantined jobs are queued for the webhooks
+    # (rotator.notify); queueing failures are logged and swallowed (see Endings._notify).
+    notifier: Notifier = field(default_factory=NoNotifier)
 
 
 ConfigSource = Callable[[], TargetsConfig]
@@ -111,11 +115,11 @@ class Engine(Endings):
             job = await self.store.load_job(job_id)
         except MalformedJob as exc:
             await self.store.quarantine(job_id, exc.reason)
-            await self._emit_quiet(
-                audit_event_type()(
-                    "job.quarantined", job_id=job_id, outcome="failed", detail=exc.reason
-                )
+            quarantined = audit_event_type()(
+                "job.quarantined", job_id=job_id, outcome="failed", detail=exc.reason
             )
+            await self._emit_quiet(quarantined)
+            await self._notify(quarantined)
             log.warning("job quarantined", job_id=job_id, reason=exc.reason)
             return Outcome.QUARANTINED
 

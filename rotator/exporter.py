@@ -58,7 +58,8 @@ def overdue_grace(settings: Settings) -> float:
     return max(60.0, 3 * settings.dispatch_interval)
 
 
-def _spool(path: Path) -> tuple[int, int]:
+def spool_size(path: Path) -> tuple[int, int]:
+    """(segments, bytes) of the audit spool under ``path`` (0, 0 when there is none)."""
     try:
         files = [p for p in path.iterdir() if p.is_file() and p.suffix == ".jsonl"]
     except OSError:
@@ -145,7 +146,7 @@ class RedisCollector:
         yield kinds
         from rotator.audit.spool import SPOOL_DIRNAME
 
-        segments, size = _spool(self.settings.state_dir / SPOOL_DIRNAME)
+        segments, size = spool_size(self.settings.state_dir / SPOOL_DIRNAME)
         yield _gauge("rotator_audit_spool_segments", "Failed audit writes spooled", segments)
         yield _gauge("rotator_audit_spool_bytes", "Audit spool size", size)
         yield _gauge(

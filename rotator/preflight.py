@@ -65,7 +65,13 @@ async def _check_store(settings: Settings) -> None:
     )
     try:
         await client.ping()
-        await check_keys(client, Keys(settings.key_prefix), settings)
+        try:
+            await check_keys(client, Keys(settings.key_prefix), settings)
+        except ConfigError as exc:  # the webhooks hear of it (rotator.notify.watch)
+            from rotator.notify.watch import queue_key_mismatch
+
+            await queue_key_mismatch(client, settings, exc)
+            raise
     finally:
         await client.aclose()
 

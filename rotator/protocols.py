@@ -17,6 +17,7 @@ from rotator.models import BeginRefused, Begun, Job, JobState, Lease
 
 if TYPE_CHECKING:
     from rotator.audit import AuditEvent
+    from rotator.notify.events import Notice
 
 
 Data = Mapping[str, Any]
@@ -91,10 +92,18 @@ class AuditSink(Protocol):
     async def open_owed(self, job_id: str, raw: str) -> AuditEvent | None: ...
 
 
+class Notifier(Protocol):
+    """Where the engine hands events to notify about (``rotator.notify.queue``). Queueing
+    only: a receiver is never called from a rotation. The engine logs and swallows any error
+    it raises, so a failing notification path never blocks or fails a rotation."""
+
+    async def notify(self, notice: Notice) -> bool: ...
+
+
 def audit_event_type() -> type[AuditEvent]:
     from rotator.audit import AuditEvent
 
     return AuditEvent
 
 
-__all__ = ["AuditSink", "JobStore", "SecretVersions", "audit_event_type"]
+__all__ = ["AuditSink", "JobStore", "Notifier", "SecretVersions", "audit_event_type"]

@@ -131,7 +131,7 @@ def _interval(spec: TargetSpecModel, now: float) -> float | None:
     return schedule.next_after(first, 0.0) - first
 
 
-def _overdue(
+def overdue_reason(
     spec: TargetSpecModel,
     rotated_at: float | None,
     next_due: float | None,
@@ -239,7 +239,7 @@ def _target_reports(
         raw, next_due = views[name].state, views[name].next_due
         rotated_at = _float(raw.get("rotated_at"))
         last_outcome = raw.get("last_outcome") or None
-        reason = _overdue(spec, rotated_at, next_due, now, grace, last_outcome)
+        reason = overdue_reason(spec, rotated_at, next_due, now, grace, last_outcome)
         targets[name] = TargetReport(
             name=name,
             provider=spec.provider,

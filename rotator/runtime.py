@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -28,6 +28,7 @@ from rotator.embedded import redis_url_for
 from rotator.engine import Engine, EngineOptions, Outcome
 from rotator.errors import ConfigError
 from rotator.models import Reason
+from rotator.notify.queue import QueueNotifier
 from rotator.providers import load_provider, provider_names
 from rotator.providers.base import Provider, ProviderContext
 from rotator.redaction import LogScrubber, hold_process_keys
@@ -36,6 +37,9 @@ from rotator.store import RotatorStore
 from rotator.store.breaker import breaker_for
 from rotator.store.keys import Keys
 from rotator.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from rotator.notify.deliver import Deliverer
 
 T = TypeVar("T")
 log = structlog.get_logger("rotator.runtime")
@@ -74,11 +78,15 @@ def configure_logging(settings: Settings) -> None:
 
 
 class DispatchChatter(logging.Filter):
-    """Celery's lines about each dispatch (beat's "Sending due task", the worker's "Task
-    received/succeeded"), every few seconds, are DEBUG lines: shown only at DEBUG."""
+    """Celery's lines about each dispatch and notification pass (beat's "Sending due task",
+    the worker's "Task received/succeeded"), every few seconds, are DEBUG lines: shown only
+    at DEBUG."""
+
+    TASKS = ("rotator.dispatch", "rotator.notify")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "rotator.dispatch" not in record.getMessage():
+        message = record.getMessage()
+        if not any(task in message for task in self.TASKS):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -182,6 +190,8 @@ class Runtime:
             url_policy=settings.url_policy(),
         )
         self._adapters: dict[str, Provider] = {}
+        self.notifier = QueueNotifier(self.store, config.get, max_queued=settings.notify_max_queued)
+        self._deliverer: Deliverer | None = None
         self.engine = Engine(
             self.store,
             self.audit,
@@ -192,6 +202,7 @@ class Runtime:
                 remote_write_time=settings.http_timeout,
                 breaker=breaker_for(settings, self.redis, self.keys),
                 failure_retry_interval=settings.failure_retry_interval,
+                notifier=self.notifier,
                 retry=RetryPolicy(
                     max_attempts=settings.max_attempts,
                     budget=settings.retry_budget,
@@ -209,6 +220,15 @@ class Runtime:
         if adapter is None:
             adapter = self._adapters[name] = load_provider(name, self.providers)
         return adapter
+
+    def deliverer(self) -> Deliverer:
+        """Sends queued notifications (``rotator.notify.deliver``); made on first use."""
+        if self._deliverer is None:
+            from rotator.notify.deliver import Deliverer, WebhookClient
+
+            sender = WebhookClient(self.settings.url_policy(), timeout=self.settings.notify_timeout)
+            self._deliverer = Deliverer(self.store, self.config.get, sender)
+        return self._deliverer
 
     async def process(self, job_id: str) -> Outcome:
         async with self._limit:
@@ -261,6 +281,8 @@ class Runtime:
         return job_id, created
 
     async def aclose(self) -> None:
+        if self._deliverer is not None:
+            await self._deliverer.aclose()
         await self.providers.aclose()
         await self.audit.aclose()
         await self.redis.aclose()
@@ -399,6 +421,14 @@ async def run_until_idle(runtime: Runtime, *, max_wait: float = 60.0) -> dict[st
         if soonest is None or soonest > deadline:
             break
         await asyncio.sleep(max(0.05, min(1.0, soonest - time.time())))
+    # Notifications queued by this run (a delivery retried later stays queued for the next).
+    try:
+        from rotator.notify.watch import watch
+
+        await watch(runtime)
+        await runtime.deliverer().drain()
+    except Exception as exc:  # a receiver's trouble never fails the run
+        log.warning("notification delivery failed", error=type(exc).__name__)
     # Retries and deferrals were intermediate; report where jobs ended up.
     counts.pop(str(Outcome.RETRY), None)
     counts.pop(str(Outcome.DEFERRED), None)

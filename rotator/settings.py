@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     housekeeping_interval: str = Field(default="10m")
     audit_archive_interval: str = Field(default="", description="'' = no scheduled archive")
     audit_archive_dir: Path | None = None
+    # Notifications (README "Notifications"): the queue's bound and each POST's deadline.
+    notify_max_queued: int = Field(default=10_000, ge=1, description="Deliveries queued at most")
+    notify_timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds per webhook POST")
 
     @field_validator(
         "job_retention", "housekeeping_interval", "audit_retention", "audit_archive_interval"

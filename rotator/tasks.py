@@ -87,3 +87,17 @@ def dispatch() -> dict[str, int]:
     if archive_due:
         archive_audit(runtime.settings)
     return summary
+
+
+@celery_app.task(name="rotator.notify")
+def notify() -> dict[str, int]:
+    """Deliver due notifications (beat, every ROTATOR_DISPATCH_INTERVAL): rotator.notify."""
+    loop, runtime = process_runtime()
+
+    async def run() -> dict[str, int]:
+        from rotator.notify.watch import watch
+
+        await watch(runtime)  # overdue targets, a growing audit spool
+        return (await runtime.deliverer().drain()).as_dict()
+
+    return loop.run(run(), timeout=celeryconfig.task_soft_time_limit)

@@ -14,6 +14,10 @@ URLs derived from them) passes one policy, built from operator-side settings onl
   (``127.0.0.1:8765``, or ``127.0.0.1:*`` for any port): the local sandbox of the demo and the
   tests. Those hosts are allowed for every provider, over http or https.
 
+Webhook URLs (``rotator.notify``) obey the same rules under the pseudo-provider ``notify``:
+its default allow-list is Slack's incoming-webhook host, ``ROTATOR_ALLOWED_HOSTS`` adds more
+(``notify=hooks.example.com``), and every delivery's URL is checked again in a request hook.
+
 Patterns: ``name`` matches that host exactly; ``*.name`` matches any host below ``name`` (not
 ``name`` itself); ``:port`` at the end restricts the port (default: any port). Hosts compare
 case-insensitively and without a trailing dot.
@@ -39,6 +43,9 @@ from rotator.errors import URLRefused
 
 INSECURE_ENV = "ROTATOR_INSECURE_HOSTS"
 ALLOWED_ENV = "ROTATOR_ALLOWED_HOSTS"
+# The pseudo-provider whose rules webhook URLs obey, and its default hosts.
+WEBHOOKS = "notify"
+WEBHOOK_HOSTS = ("hooks.slack.com",)
 
 _HOST = r"(?:\*\.)?[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?"
 _PATTERN = re.compile(rf"^(?P<host>{_HOST}|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}|\*))?$")
@@ -85,7 +92,7 @@ def parse_insecure_hosts(text: str) -> tuple[HostPattern, ...]:
 
 def parse_allowed_hosts(text: str, providers: Iterable[str]) -> dict[str, tuple[HostPattern, ...]]:
     """``ROTATOR_ALLOWED_HOSTS``: comma-separated ``provider=pattern`` entries."""
-    known = set(providers)
+    known = set(providers) | {WEBHOOKS}
     extra: dict[str, list[HostPattern]] = {}
     for item in _items(text):
         provider, sep, pattern = item.partition("=")
@@ -115,6 +122,8 @@ def adapter_rules(provider: str) -> tuple[tuple[HostPattern, ...], tuple[str, ..
     declared by the adapter class (imported lazily, like ``load_provider``)."""
     from rotator.providers import REGISTRY
 
+    if provider == WEBHOOKS:
+        return tuple(HostPattern.parse(h) for h in WEBHOOK_HOSTS), ()
     spec = REGISTRY.get(provider)
     if spec is None:
         return (), ()
@@ -210,6 +219,8 @@ class UrlPolicy:
 __all__ = [
     "ALLOWED_ENV",
     "INSECURE_ENV",
+    "WEBHOOKS",
+    "WEBHOOK_HOSTS",
     "HostPattern",
     "UrlPolicy",
     "adapter_rules",

@@ -18,6 +18,7 @@ One module per group of commands, mounted here so this file reads as the whole s
     report.py         rotator report
     api.py            rotator api (the optional extra rotator[api], imported lazily)
     exporter.py       rotator exporter (Prometheus gauges read from Redis)
+    notify.py         rotator notify test (a sample to every configured webhook)
 
 Exit codes: 0 ok; 1 the command's check failed (invalid targets, a job failed, the audit
 chain does not verify, ...); 2 usage or configuration error, or Redis unreachable.
@@ -34,6 +35,7 @@ from rotator.cli.audit import audit_app
 from rotator.cli.config import config_app
 from rotator.cli.embedded import embedded_app
 from rotator.cli.keys import keys_app
+from rotator.cli.notify import notify_app
 from rotator.cli.report import report_command
 from rotator.cli.secrets import secrets_app
 
@@ -88,6 +90,7 @@ app.add_typer(audit_app, name="audit")
 app.command("report")(report_command)
 app.command("api")(api.api)
 app.command("exporter")(exporter.exporter)
+app.add_typer(notify_app, name="notify")
 
 
 def command() -> Any:

@@ -10,14 +10,15 @@ Hot paths are O(log n): claims use ZRANGEBYSCORE with LIMIT on sorted sets; noth
 
 ``RotatorStore`` is assembled from one part per concern: ``jobs`` (job records and their
 transitions), ``schedule``, ``secrets`` (sealed secret versions), ``views`` (read models for
-the CLI and the report) and ``retention`` (deleting what has aged out); ``audit`` holds the
-audit log's own scripts.
+the CLI and the report), ``retention`` (deleting what has aged out) and ``notify`` (the
+notification delivery queue); ``audit`` holds the audit log's own scripts.
 """
 
 from __future__ import annotations
 
 from rotator.models import BeginRefused, Begun, Lease
 from rotator.store.jobs import JobStore
+from rotator.store.notify import NotifyQueueStore
 from rotator.store.retention import RetentionStore
 from rotator.store.schedule import ScheduleStore
 from rotator.store.secrets import SecretStore
@@ -26,5 +27,7 @@ from rotator.store.views import ViewStore
 __all__ = ["BeginRefused", "Begun", "Lease", "RotatorStore"]
 
 
-class RotatorStore(JobStore, ScheduleStore, SecretStore, ViewStore, RetentionStore):
+class RotatorStore(
+    JobStore, ScheduleStore, SecretStore, ViewStore, RetentionStore, NotifyQueueStore
+):
     """The store: ``RotatorStore(redis, keys, vault)``; see the parts for each concern."""

@@ -50,6 +50,15 @@ key                             type     contents
                                          audit_kid/audit_epoch/audit:{n} (see rotator.keycheck)
 {p}keys:reseal                  hash     progress of `rotator keys rotate` (resumable)
 {p}dispatch:last                string   unix time of the last dispatch pass (rotator.metrics)
+{p}notify:due                   zset     delivery id -> unix time it is next due (new, retry
+                                         backoff, rate limit, or a claim's visibility window)
+{p}notify:deliveries            hash     delivery id -> JSON {webhook, notice, attempts}; its
+                                         length bounds the queue (ROTATOR_NOTIFY_MAX_QUEUED)
+{p}notify:dedupe:{digest}       string   set with the dedupe window as TTL once a notice for
+                                         (subject, event) was queued: digest of both
+{p}notify:rate:{webhook}        string   GCRA theoretical arrival time of the webhook's next
+                                         delivery (rate limit shared by every process), TTL
+{p}notify:failed                list     JSON of deliveries that gave up, newest first, bounded
 ==============================  =======  ===================================================
 """
 
@@ -143,6 +152,24 @@ class Keys:
     @property
     def last_dispatch(self) -> str:
         return f"{self.prefix}dispatch:last"
+
+    @property
+    def notify_due(self) -> str:
+        return f"{self.prefix}notify:due"
+
+    @property
+    def notify_deliveries(self) -> str:
+        return f"{self.prefix}notify:deliveries"
+
+    def notify_dedupe(self, digest: str) -> str:
+        return f"{self.prefix}notify:dedupe:{digest}"
+
+    def notify_rate(self, webhook: str) -> str:
+        return f"{self.prefix}notify:rate:{webhook}"
+
+    @property
+    def notify_failed(self) -> str:
+        return f"{self.prefix}notify:failed"
 
     @property
     def reseal(self) -> str:

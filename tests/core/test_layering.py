@@ -16,3 +16,15 @@ def test_importing_the_engine_imports_neither_redis_nor_celery() -> None:
         "sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'celery'))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_engine_sees_notifications_only_through_its_protocol() -> None:
+    # The engine queues notices through rotator.protocols.Notifier; the queue (Redis) and the
+    # delivery (HTTP to webhooks) are wired in by the runtime, never imported by the engine.
+    code = (
+        "import rotator.engine, sys; "
+        "loaded = [m for m in ('rotator.notify.queue', 'rotator.notify.deliver', "
+        "'rotator.store.notify') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

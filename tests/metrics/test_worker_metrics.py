@@ -130,4 +130,5 @@ def test_worker_counts_rotations_and_the_exporter_ages_the_credential(system: Sy
     beat_log = system.logs[1].read_text(errors="replace")
     assert "Sending due task" not in beat_log, beat_log[-3000:]
     assert "Task rotator.dispatch" not in worker_log
+    assert "Task rotator.notify" not in worker_log
     assert "MainProcess] {" not in beat_log and "monitoring port open" in beat_log
