@@ -20,6 +20,10 @@ So exactly one process mints while the others wait, and a holder that dies mid-m
 delays the others until its lock's TTL (``lock_ttl``, longer than a mint can take) runs out.
 Within a process one caller per credential set does the waiting; the rest queue behind it.
 
+Each process also keeps the token it last read until the time the shared copy is due to be
+replaced (``refresh_at``, wall clock, sealed with the token), so a provider call costs no Redis
+round trip while the token is fresh.
+
 A 401 invalidates the token the caller used with compare-and-delete on the sealed value it
 read, so the first process to see the 401 drops it and the next ``get`` mints once; a process
 whose 401 comes after another process already replaced the token deletes nothing.
@@ -66,14 +70,19 @@ class SharedTokenCache:
         self._sleep = sleep
         self._compare_delete = redis.register_script(scripts.load("compare_delete"))
         self._waiting: dict[tuple[str, ...], asyncio.Lock] = {}
-        # The sealed value each token was read as: what a 401 compare-and-deletes.
-        self._seen: dict[tuple[str, ...], tuple[str, bytes]] = {}
+        # The token last read per key: (value, sealed as stored, refresh_at wall time). The
+        # sealed form is what a 401 compare-and-deletes.
+        self._seen: dict[tuple[str, ...], tuple[str, bytes, float]] = {}
         self.mints = 0  # by this process
 
     def __repr__(self) -> str:
         return f"SharedTokenCache(mints={self.mints})"
 
     async def get(self, key: tuple[str, ...], mint: Mint) -> str:
+        seen = self._seen.get(key)
+        if seen is not None and seen[2] > time.time():
+            redaction.hold(seen[0])
+            return seen[0]
         digest = token_digest(key)
         value = await self._cached(key, digest)
         if value is not None:
@@ -112,13 +121,14 @@ class SharedTokenCache:
             return None
         sealed = raw if isinstance(raw, bytes) else raw.encode()
         try:
-            value = str(self._vault.open(f"token:{digest}", _VERSION, sealed)["access_token"])
-        except (DecryptionError, KeyError, TypeError):
+            record = self._vault.open(f"token:{digest}", _VERSION, sealed)
+            value, refresh_at = str(record["access_token"]), float(record["refresh_at"])
+        except (DecryptionError, KeyError, TypeError, ValueError):
             # Sealed under a master key no longer configured (or not a token): mint anew.
             await self._compare_delete(keys=[self.keys.token(digest)], args=[sealed])
             return None
         redaction.hold(value)  # a provider echoing the bearer token is redacted
-        self._seen[key] = (value, sealed)
+        self._seen[key] = (value, sealed, refresh_at)
         return value
 
     async def _mint(self, key: tuple[str, ...], digest: str, mint: Mint) -> str:
@@ -128,9 +138,11 @@ class SharedTokenCache:
         self.mints += 1
         ttl = refresh_after(lifetime, self._margin) - (time.monotonic() - started)
         if ttl > 0:
-            sealed = self._vault.seal(f"token:{digest}", _VERSION, {"access_token": value})
+            refresh_at = time.time() + ttl
+            record = {"access_token": value, "refresh_at": refresh_at}
+            sealed = self._vault.seal(f"token:{digest}", _VERSION, record)
             await self.redis.set(self.keys.token(digest), sealed, px=max(1, int(ttl * 1000)))
-            self._seen[key] = (value, sealed)
+            self._seen[key] = (value, sealed, refresh_at)
         return value
 
 

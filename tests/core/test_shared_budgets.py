@@ -347,3 +347,31 @@ def test_a_token_sealed_under_a_retired_master_key_is_minted_anew(
         return await SharedTokenCache(client, keys, vault()).get(KEY, mint)
 
     assert run(backend, redis_url, scenario) == f"{CANARY}-2"
+
+
+@BACKENDS
+def test_a_process_reuses_the_token_it_read_without_asking_redis_until_refresh(
+    backend: str, redis_url: str, key_prefix: str
+) -> None:
+    mint = Minter(lifetime=2.0)  # refreshed after 1.6 s (a fifth of the lifetime kept back)
+
+    async def scenario(client: aioredis.Redis) -> list[str]:
+        keys = Keys(key_prefix)
+        cache = SharedTokenCache(client, keys, vault())
+        first = await cache.get(KEY, mint)
+        # Redis losing the key does not cost this process a call while its copy is fresh
+        await client.delete(keys.token(token_digest(KEY)))
+        again = await cache.get(KEY, mint)
+        await asyncio.sleep(1.7)
+        return [first, again, await cache.get(KEY, mint)]
+
+    first, again, later = run(backend, redis_url, scenario)
+    assert first == again == f"{CANARY}-1"
+    assert later == f"{CANARY}-2" and mint.calls == 2
+
+
+def test_a_request_the_budget_refused_may_not_have_applied() -> None:
+    from rotator.retry import may_have_applied
+
+    refused = RateBudgetExhausted("no room", provider="commercelayer", retry_after=5.0)
+    assert not may_have_applied(refused)
