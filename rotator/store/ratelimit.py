@@ -50,11 +50,5 @@ class RedisRateLimiter:
         )
         return 0.0 if reply == "ok" else max(float(reply), 0.001)
 
-    async def counts(self, name: str, window: float) -> int:
-        """Grants in the last ``window`` seconds of one budget (server clock; for operators)."""
-        seconds, micros = await self.redis.time()
-        now = seconds + micros / 1e6
-        return int(await self.redis.zcount(self.keys.rate_budget(name), f"({now - window}", "+inf"))
-
 
 __all__ = ["RedisRateLimiter"]
