@@ -38,6 +38,9 @@ async def adopt_targets(runtime: Runtime, names: list[str]) -> list[str]:
         timeout=settings.http_timeout,
         max_response_bytes=settings.http_max_response_bytes,
         url_policy=settings.url_policy(),
+        # The reads count against the same budgets and use the same tokens as the workers'.
+        tokens=runtime.providers.tokens,
+        rate_limiter=runtime.providers.rate_limiter,
     )
     adopted = []
     try:

@@ -29,6 +29,7 @@
         ├── TransientError          worth retrying with backoff
         │   ├── ProviderUnavailable     5xx, 423
         │   ├── RateLimited             429 (retry_after honoured)
+        │   │   └── RateBudgetExhausted     our own rate budget has no room in the lease: unsent
         │   ├── TransportError          timeout, connection refused/reset, protocol error
         │   │   ├── CallDeadlineExceeded    the call (or the attempt's lease) ran out of time
         │   │   └── ResponseTooLarge        the decoded body is over the cap (a hostile peer)
@@ -228,6 +229,12 @@ class ProviderUnavailable(TransientError):
 
 class RateLimited(TransientError):
     pass
+
+
+class RateBudgetExhausted(RateLimited):
+    """The client-side rate budget (``rotator.providers.budget``) has no room for a request
+    within what is left of the attempt's lease: the request was not sent, so nothing may have
+    applied. ``retry_after`` is when the budget has room again."""
 
 
 class TransportError(TransientError):

@@ -46,8 +46,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rotator.errors import (
+    CircuitOpen,
     ConfigError,
     ProviderError,
+    RateBudgetExhausted,
     SecretSourceError,
     StaleVersion,
     TransientError,
@@ -160,6 +162,8 @@ def may_have_applied(error: ProviderError) -> bool:
     Not a retry question (the job retries or not either way) but what the next attempt must
     assume: a "maybe" makes it re-read before it may re-apply.
     """
+    if isinstance(error, (RateBudgetExhausted, CircuitOpen)):
+        return False  # refused before anything was sent
     if isinstance(error, TransportError):
         return error.maybe_applied
     # A 5xx (a gateway timing out, a backend failing after the write) may have applied;

@@ -1,9 +1,11 @@
 """Per-process wiring: settings, Redis, store, audit, providers, engine; one event loop.
 
 A Celery worker process gets one ``Runtime``: one asyncio loop on a background thread, one
-Redis connection pool, one pooled HTTP client and token cache shared by every rotation in
-flight. Celery's worker threads hand coroutines to that loop, so nothing creates a client or an
-event loop per task.
+Redis connection pool, one pooled HTTP client shared by every rotation in flight. Celery's
+worker threads hand coroutines to that loop, so nothing creates a client or an event loop per
+task. Provider rate budgets and bearer tokens are shared wider, by every process through Redis
+(``rotator.store.ratelimit``, ``rotator.store.tokens``): N workers together keep one
+provider's documented limits and mint one token per credential set.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from rotator.retry import RetryPolicy
 from rotator.store import RotatorStore
 from rotator.store.breaker import breaker_for
 from rotator.store.keys import Keys
+from rotator.store.ratelimit import RedisRateLimiter
+from rotator.store.tokens import SharedTokenCache
 from rotator.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -188,6 +192,15 @@ class Runtime:
             max_connections=settings.max_in_flight,
             max_response_bytes=settings.http_max_response_bytes,
             url_policy=settings.url_policy(),
+            rate_limiter=RedisRateLimiter(self.redis, self.keys),
+            # The lock outlives any mint: a send is bounded by the HTTP timeout, and the
+            # mint's own rate-budget wait by the lease.
+            tokens=SharedTokenCache(
+                self.redis,
+                self.keys,
+                self.vault,
+                lock_ttl=max(30.0, 2 * settings.http_timeout, settings.lease_ttl),
+            ),
         )
         self._adapters: dict[str, Provider] = {}
         self.notifier = QueueNotifier(self.store, config.get, max_queued=settings.notify_max_queued)

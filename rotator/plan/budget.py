@@ -2,9 +2,10 @@
 
 Only Commerce Layer publishes numbers (reads 1000/min and 250 per 10 s, writes 200/min and 50
 per 10 s, per API host and shared by every process of one client; IPs over them get blocked).
-The adapter holds requests back rather than break a limit (``RateBudget``), so a burst of
-rotations larger than a window allows does not get blocked, it gets late: attempts wait for
-budget, outlive their leases and retry, and the same burst comes back every cycle. The plan
+The adapter holds requests back rather than break a limit (``RateBudget``, one budget shared
+by every worker process through Redis), so a burst of rotations larger than a window allows
+does not get blocked, it gets late: attempts wait for budget, those whose wait would outlast
+their lease end unsent and retry, and the same burst comes back every cycle. The plan
 reports every target caught in such a burst, with the numbers, so the operator spreads the
 schedules (jitter) before enabling them.
 

@@ -28,7 +28,6 @@ import asyncio
 import enum
 import itertools
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -56,6 +55,8 @@ from rotator.providers.bounded import (
     bounds,
     exchange,
 )
+from rotator.providers.budget import LocalRateLimiter, RateLimiter
+from rotator.providers.tokens import CachedToken, Mint, TokenCache, Tokens
 from rotator.urlpolicy import UrlPolicy
 
 
@@ -207,64 +208,11 @@ class BaseProvider:
         return None
 
 
-Clock = Callable[[], float]
-
-
-@dataclass
-class CachedToken:
-    value: str = field(repr=False)
-    refresh_at: float = 0.0  # monotonic time after which we mint a fresh one
-
-
-class TokenCache:
-    """Process-wide token cache: one mint per credential set until near expiry.
-
-    Concurrent callers for the same key share one in-flight mint instead of each minting (Adobe
-    throttles integrations that mint too many tokens; Commerce Layer allows 30 mints a minute).
-    """
-
-    def __init__(self, clock: Clock = time.monotonic, refresh_margin: float = 60.0) -> None:
-        self._clock = clock
-        self._margin = refresh_margin
-        self._tokens: dict[tuple[str, ...], CachedToken] = {}
-        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
-        self.mints = 0
-
-    def __repr__(self) -> str:
-        return f"TokenCache(tokens={len(self._tokens)}, mints={self.mints})"
-
-    async def get(
-        self, key: tuple[str, ...], mint: Callable[[], Awaitable[tuple[str, float]]]
-    ) -> str:
-        token = self._tokens.get(key)
-        if token and token.refresh_at > self._clock():
-            redaction.hold(token.value)  # a provider echoing the bearer token is redacted
-            return token.value
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            token = self._tokens.get(key)
-            if token and token.refresh_at > self._clock():
-                redaction.hold(token.value)
-                return token.value
-            value, lifetime = await mint()
-            redaction.hold(value)
-            self.mints += 1
-            # A margin larger than a short lifetime (CipherTrust's 300 s) would mean minting on
-            # every call: keep at least a fifth of the lifetime usable.
-            margin = min(self._margin, lifetime / 5)
-            self._tokens[key] = CachedToken(value, self._clock() + lifetime - margin)
-            return value
-
-    def invalidate(self, key: tuple[str, ...], value: str | None = None) -> None:
-        """Drop a token the provider rejected (only if it is still the one cached)."""
-        token = self._tokens.get(key)
-        if token and (value is None or token.value == value):
-            del self._tokens[key]
-
-
 @dataclass
 class ProviderContext:
-    """What adapters share inside one process: pooled HTTP clients and the token cache."""
+    """What adapters share inside one process: pooled HTTP clients, the token cache and the
+    rate limiter. The runtime injects the Redis-backed ones (shared by every process); the
+    in-process defaults serve tests and commands without Redis."""
 
     # Per read/connect for httpx AND for each call as a whole (headers and body), in seconds.
     timeout: float = 10.0
@@ -274,7 +222,8 @@ class ProviderContext:
     # in flight are spread over several small pools instead of one large one (measured by
     # tools/bench.py: ~7 ms of CPU per request with one 256-connection pool, <1 ms with 8s).
     connections_per_client: int = 8
-    tokens: TokenCache = field(default_factory=TokenCache)
+    tokens: Tokens = field(default_factory=TokenCache)
+    rate_limiter: RateLimiter = field(default_factory=LocalRateLimiter)
     transport: httpx.AsyncBaseTransport | None = None  # tests inject httpx.MockTransport here
     # Checked on every request (rotator.urlpolicy); the runtime always sets it. None only in
     # adapter unit tests, whose injected transport never leaves the process.
@@ -393,9 +342,9 @@ def _transport_failure(
 
 
 async def authorized(
-    tokens: TokenCache,
+    tokens: Tokens,
     key: tuple[str, ...],
-    mint: Callable[[], Awaitable[tuple[str, float]]],
+    mint: Mint,
     call: Callable[[str], Awaitable[httpx.Response]],
 ) -> httpx.Response:
     """Call with a cached token; on 401 drop that token, mint once more and call again.
@@ -406,7 +355,7 @@ async def authorized(
     token = await tokens.get(key, mint)
     response = await call(token)
     if response.status_code == 401:
-        tokens.invalidate(key, token)
+        await tokens.invalidate(key, token)
         token = await tokens.get(key, mint)
         response = await call(token)
     return response
@@ -487,6 +436,7 @@ __all__ = [
     "AuthError",
     "BaseProvider",
     "BoundedClient",
+    "CachedToken",
     "Evidence",
     "Journal",
     "Provider",
@@ -495,6 +445,7 @@ __all__ = [
     "SecretPayload",
     "TargetSpec",
     "TokenCache",
+    "Tokens",
     "Want",
     "authorized",
     "parse_retry_after",

@@ -22,18 +22,18 @@ marker only while the live attributes still match that digest, so an out-of-band
 ours (which keeps unknown metadata keys) is not mistaken for our update; and ``carries`` is
 False when the version after our update is known and the live one differs.
 
-Rate limits: IPs that exceed them get blocked, so the adapter budgets itself (``RateBudget``)
-and waits instead of sending a request that would break the limit.
+Rate limits: IPs that exceed them get blocked, so the adapter budgets itself (``RateBudget``
+over the context's ``RateLimiter``, shared by every worker process through Redis in the
+runtime; see ``rotator.providers.budget``) and waits instead of sending a request that would
+break the limit. Token mints are budgeted too (30 a minute), though the shared token cache
+keeps them at one per credential set per token lifetime.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -52,6 +52,7 @@ from rotator.providers.base import (
     raise_for_status,
     redact,
 )
+from rotator.providers.budget import RateBudget
 from rotator.providers.oauth import OAuthClientCredentialsProvider
 
 NAME = "commercelayer"
@@ -77,59 +78,6 @@ LIMITS: Mapping[str, Sequence[tuple[float, int]]] = {
 
 def method_class(method: str) -> str:
     return "read" if method.upper() in ("GET", "HEAD") else "write"
-
-
-class RateBudget:
-    """Client-side request budget per (host, method class), waiting rather than failing.
-
-    A sliding log of send times, not a refilling token bucket: a bucket of 50 refilling at
-    200/min would admit 83 requests in one 10 s window, while the log guarantees that no window
-    of any length in ``LIMITS`` ever holds more than its limit. ``slack`` widens each window a
-    little so network jitter cannot squeeze two bursts into one of the provider's windows.
-    """
-
-    def __init__(
-        self,
-        limits: Mapping[str, Sequence[tuple[float, int]]] = LIMITS,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        slack: float = 0.5,
-    ) -> None:
-        self._limits = limits
-        self._clock = clock
-        self._sleep = sleep
-        self._slack = slack
-        self._sent: dict[tuple[str, str], deque[float]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.waited = 0.0  # total seconds spent waiting (for tests and metrics)
-
-    def delay(self, key: tuple[str, str]) -> float:
-        """Seconds until one more request under ``key`` fits every window."""
-        sent = self._sent.get(key)
-        if not sent:
-            return 0.0
-        now = self._clock()
-        wait = 0.0
-        for window, limit in self._limits[key[1]]:
-            span = window + self._slack
-            in_window = sum(1 for t in sent if t > now - span)
-            if in_window >= limit:
-                # The request ``limit`` places back must leave the window first.
-                wait = max(wait, sent[-limit] + span - now)
-        return wait
-
-    async def acquire(self, key: tuple[str, str]) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # FIFO: concurrent callers take turns instead of racing the log
-            while (wait := self.delay(key)) > 0:
-                self.waited += wait
-                await self._sleep(wait)
-            sent = self._sent.setdefault(key, deque())
-            now = self._clock()
-            sent.append(now)
-            longest = max(w for w, _ in self._limits[key[1]]) + self._slack
-            while sent and sent[0] <= now - longest:
-                sent.popleft()
 
 
 def describe_error(response: httpx.Response) -> tuple[str, str]:
@@ -187,7 +135,7 @@ class CommerceLayer(OAuthClientCredentialsProvider):
 
     def __init__(self, context: ProviderContext, budget: RateBudget | None = None) -> None:
         super().__init__(context)
-        self.budget = budget or RateBudget()
+        self.budget = budget or RateBudget(LIMITS, context.rate_limiter, provider=NAME)
 
     def _token_url(self, target: TargetSpec) -> str:
         return str(target.options.get("auth_url", DEFAULT_AUTH_URL))
@@ -228,10 +176,10 @@ class CommerceLayer(OAuthClientCredentialsProvider):
             target, method, url, headers=extra, before_send=take_place, **kw
         )
 
-    async def _fetch(self, target: TargetSpec) -> dict[str, Any]:
+    async def _fetch(self, target: TargetSpec, *, reserved: bool = False) -> dict[str, Any]:
         # include=role: relationships carry only links otherwise, and the role is part of
         # what an update sets.
-        response = await self._call(target, "GET", params={"include": "role"})
+        response = await self._call(target, "GET", reserved=reserved, params={"include": "role"})
         raise_for_status(response, NAME, describe_error)
         data = response.json().get("data")
         if not isinstance(data, dict):
@@ -281,10 +229,12 @@ class CommerceLayer(OAuthClientCredentialsProvider):
         if not isinstance(secret_metadata, dict):
             raise BadRequest("secret field 'metadata' must be an object", provider=NAME)
 
-        # Compare-before-write as close to the PATCH as the API allows: take the PATCH's place
-        # in the rate budget first, so no budget wait opens a window between read and write.
-        await self.budget.acquire((urlsplit(self._url(target)).netloc, method_class("PATCH")))
-        live = await self._fetch(target)
+        # Compare-before-write as close to the PATCH as the API allows: take the places of the
+        # fresh read and of the PATCH in the rate budget together, so no budget wait opens a
+        # window between read and write (and neither grant idles while the other waits).
+        host = urlsplit(self._url(target)).netloc
+        await self.budget.acquire((host, method_class("PATCH")), (host, method_class("GET")))
+        live = await self._fetch(target, reserved=True)
         live_attributes = live.get("attributes") or {}
         if str(live_attributes.get("updated_at") or "") != expected.version:
             raise VersionConflict(

@@ -186,7 +186,7 @@ class AdobeSim(ProviderSim):
             extra={"org_id": client["org_id"]},
             claims={"client_id": client_id, "type": "access_token", "as": "ims-na1"},
         )
-        self.count_token()
+        self.count_token(client_id)
         return json_response(
             {"access_token": token.value, "token_type": "bearer", "expires_in": int(ttl)}
         )

@@ -19,6 +19,11 @@ moves only when a PATCH changes something; ``metadata`` is replaced, not merged.
 carry links only unless ``include=role`` (then ``data`` and ``included``), as JSON:API servers
 do. The token endpoint allows 30 requests per minute per client_id (429 beyond).
 
+Observed, for tests (``GET /_sandbox/stats``): ``rate_windows.commercelayer`` has, per method
+class and endpoint (and ``auth oauth/token``), every request that arrived, how many were
+refused (``limited``) and the most any sliding 10 s / 60 s window held (``peak``, next to the
+documented ``limit``); ``tokens_minted_by_client.commercelayer`` counts tokens per client_id.
+
 Errors: ``{"errors": [{"title", "detail", "code", "source": {"pointer"}, "status", "meta"}]}``
 (status as a string, JSON:API style); codes used: UNAUTHORIZED, NOT_ACCEPTABLE,
 UNSUPPORTED_MEDIA_TYPE, BAD_REQUEST, RECORD_NOT_FOUND, VALIDATION_ERROR, TOO_MANY_REQUESTS,
@@ -157,10 +162,13 @@ class CommerceLayerSim(ProviderSim):
     async def token(self, request: Request) -> Response:
         p = await form_or_json(request)
         client_id = p.get("client_id", "")
+        seen = self.sb.stats.window(self.name, "auth oauth/token", {60.0: AUTH_LIMIT})
+        seen.arrive(now())
         if self.sb.config.rate_limits:
             window = self.auth_windows.setdefault(client_id, SlidingWindow(AUTH_LIMIT, 60.0))
             wait = window.hit()
             if wait is not None:
+                seen.limited += 1
                 return self._too_many(wait, "Too many token requests: 30 per minute allowed")
         if p.get("grant_type") != "client_credentials":
             return one_error(
@@ -183,7 +191,7 @@ class CommerceLayerSim(ProviderSim):
         token = self.sb.tokens.mint(
             self.name, client_id, ttl, scopes=[scope], claims={"application": {"kind": "user"}}
         )
-        self.count_token()
+        self.count_token(client_id)
         return json_response(
             {
                 "access_token": token.value,
@@ -203,18 +211,22 @@ class CommerceLayerSim(ProviderSim):
         )
 
     def _limit(self, method: str, endpoint: str) -> Response | None:
+        cls = "read" if method in ("GET", "HEAD") else "write"
+        burst, average = LIMITS[cls]
+        # Every arrival is seen, refused or not, whether or not limits are enforced.
+        seen = self.sb.stats.window(self.name, f"{cls} {endpoint}", {10.0: burst, 60.0: average})
+        t = now()
+        seen.arrive(t)
         if not self.sb.config.rate_limits:
             return None
-        cls = "read" if method in ("GET", "HEAD") else "write"
         key = (cls, endpoint)
         windows = self.windows.get(key)
         if windows is None:
-            burst, average = LIMITS[cls]
             windows = (SlidingWindow(burst, 10.0), SlidingWindow(average, 60.0))
             self.windows[key] = windows
-        t = now()
         waits = [w for w in (windows[0].check(t), windows[1].check(t)) if w is not None]
         if waits:
+            seen.limited += 1
             return self._too_many(max(waits), f"Rate limit exceeded for {endpoint}")
         windows[0].record(t)
         windows[1].record(t)

@@ -108,5 +108,7 @@ class ProviderSim(abc.ABC):
     def count_update(self) -> None:
         self.sb.stats.updates_applied[self.name] += 1
 
-    def count_token(self) -> None:
+    def count_token(self, client_id: str = "") -> None:
         self.sb.stats.tokens_minted[self.name] += 1
+        if client_id:
+            self.sb.stats.tokens_by_client[(self.name, client_id)] += 1

@@ -255,16 +255,60 @@ class SlidingWindow:
         return wait
 
 
+class WindowPeaks:
+    """What a rate-limited API saw: every request that arrived (let through or refused with
+    429) and the most that any sliding window of each documented length ever held, so a test
+    can check a client kept under the limits rather than only that it was not refused."""
+
+    __slots__ = ("limits", "peaks", "requests", "limited", "_hits")
+
+    def __init__(self, limits: Mapping[float, int]) -> None:
+        self.limits = dict(limits)  # window seconds -> documented limit
+        self.peaks = {w: 0 for w in self.limits}
+        self.requests = 0
+        self.limited = 0  # answered 429
+        self._hits: dict[float, deque[float]] = {w: deque() for w in self.limits}
+
+    def arrive(self, t: float) -> None:
+        self.requests += 1
+        for window, hits in self._hits.items():
+            hits.append(t)
+            while hits and hits[0] <= t - window:
+                hits.popleft()
+            self.peaks[window] = max(self.peaks[window], len(hits))
+
+    def to_dict(self) -> JSON:
+        return {
+            "requests": self.requests,
+            "limited": self.limited,
+            "windows": [
+                {"seconds": w, "limit": n, "peak": self.peaks[w]} for w, n in self.limits.items()
+            ],
+        }
+
+
 @dataclass
 class Stats:
     tokens_minted: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     updates_applied: Counter[str] = field(default_factory=Counter)
     faults_injected: Counter[str] = field(default_factory=Counter)
+    # (provider, client id) -> tokens issued: "one mint per credential set" is checkable.
+    tokens_by_client: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (provider, "<method class> <endpoint>") -> what the rate-limited endpoint saw.
+    rate_windows: dict[tuple[str, str], WindowPeaks] = field(default_factory=dict)
 
     def clear(self) -> None:
         for c in (self.tokens_minted, self.requests, self.updates_applied, self.faults_injected):
             c.clear()
+        self.tokens_by_client.clear()
+        self.rate_windows.clear()
+
+    def window(self, provider: str, name: str, limits: Mapping[float, int]) -> WindowPeaks:
+        peaks = self.rate_windows.get((provider, name))
+        if peaks is None:
+            peaks = self.rate_windows[(provider, name)] = WindowPeaks(limits)
+        return peaks
 
     def to_dict(self) -> JSON:
         def full(c: Counter[str]) -> dict[str, int]:
@@ -275,6 +319,14 @@ class Stats:
             "requests": full(self.requests),
             "updates_applied": full(self.updates_applied),
             "faults_injected": dict(self.faults_injected),
+            "tokens_minted_by_client": {
+                p: {c: n for (q, c), n in sorted(self.tokens_by_client.items()) if q == p}
+                for p in sorted({q for q, _ in self.tokens_by_client})
+            },
+            "rate_windows": {
+                p: {n: w.to_dict() for (q, n), w in sorted(self.rate_windows.items()) if q == p}
+                for p in sorted({q for q, _ in self.rate_windows})
+            },
         }
 
 

@@ -175,7 +175,7 @@ class UiPathSim(ProviderSim):
             extra={"organization": client["organization"]},
             claims={"client_id": client_id, "scope": sorted(granted)},
         )
-        self.count_token()
+        self.count_token(client_id)
         return json_response(
             {
                 "access_token": token.value,

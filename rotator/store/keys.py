@@ -41,6 +41,16 @@ key                             type     contents
 {p}breaker:{provider}@{host}   hash     circuit breaker of one provider host: state (open),
                                          window_start, calls, failures, opened_at, probe_at
                                          (see rotator.store.breaker), with a TTL
+{p}ratelimit:{host}:{class}     zset     sliding log of one client-side rate budget: grant id ->
+                                         grant time (Redis server clock), per provider host and
+                                         method class (read, write, auth); pruned past the longest
+                                         window, with a TTL (rotator.store.ratelimit)
+{p}token:{digest}               string   the shared bearer token of one credential set (digest of
+                                         provider, token URL, client id, scope: never the
+                                         secret), sealed with the master key (Fernet), expiring
+                                         a safety margin before the token (rotator.store.tokens)
+{p}token:{digest}:lock          string   random nonce of the one process minting that token,
+                                         with a TTL; released by compare-and-delete
 {p}housekeeping:{task}          string   set with a TTL by whichever dispatcher runs a
                                          periodic task (``retention``, ``archive``): one run
                                          per interval across all dispatchers
@@ -138,6 +148,15 @@ class Keys:
 
     def breaker(self, host: str) -> str:
         return f"{self.prefix}breaker:{host}"
+
+    def rate_budget(self, name: str) -> str:
+        return f"{self.prefix}ratelimit:{name}"
+
+    def token(self, digest: str) -> str:
+        return f"{self.prefix}token:{digest}"
+
+    def token_lock(self, digest: str) -> str:
+        return f"{self.prefix}token:{digest}:lock"
 
     def housekeeping(self, task: str) -> str:
         return f"{self.prefix}housekeeping:{task}"

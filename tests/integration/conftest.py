@@ -43,7 +43,8 @@ class System:
     logs: list[Path] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, kind: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, kind: str, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``rotator <kind> <args>``, known as ``name`` (default: ``kind``) to ``kill``."""
         log = self.tmp / f"{kind}-{len(self.logs)}.log"
         self.logs.append(log)
         process = subprocess.Popen(
@@ -53,7 +54,7 @@ class System:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.processes[kind] = process
+        self.processes[name or kind] = process
         return process
 
     def kill(self, kind: str) -> None:

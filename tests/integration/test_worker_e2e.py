@@ -201,6 +201,10 @@ def test_run_once_processes_due_jobs_in_process_and_reports_failures(system: Sys
 
     # A job that fails makes the run exit non-zero, for cron and scripts to notice.
     system.env["IT_ADOBE_CLIENT_SECRET"] = "revoked"
+    # The token the first run minted is shared through Redis and still valid (as a real
+    # provider's is until it expires): drop it, so this run must mint with the revoked secret.
+    for key in system.redis.scan_iter(match=f"{system.prefix}token:*"):
+        system.redis.delete(key)
     (system.tmp / "sfdc.json").write_text(json.dumps({"username": "etl", "password": "next"}))
     system.cli("enqueue", "adobe-sfdc")
     bad = subprocess.run(

@@ -12,7 +12,8 @@ from rotator.errors import (
     TransportError,
 )
 from rotator.providers.base import Evidence, ProviderContext
-from rotator.providers.commercelayer import JSONAPI, CommerceLayer, RateBudget, state_digest
+from rotator.providers.budget import LocalRateLimiter, RateBudget
+from rotator.providers.commercelayer import JSONAPI, LIMITS, CommerceLayer, state_digest
 
 from .helpers import CANARY, Clock, FakeAPI, MemoryJournal, body, run_in, secret, target, want
 
@@ -303,7 +304,7 @@ def test_rate_budget_keeps_under_documented_limits(
     kind: str, count: int, burst: int, per_minute: int
 ) -> None:
     fake = FakeTime()
-    budget = RateBudget(clock=fake.clock, sleep=fake.sleep, slack=0.0)
+    budget = RateBudget(LIMITS, clock=fake.clock, sleep=fake.sleep, slack=0.0)
     times: list[float] = []
 
     async def go() -> None:
@@ -322,7 +323,7 @@ def test_rate_budget_keeps_under_documented_limits(
 
 def test_rate_budget_is_per_host_and_method_class() -> None:
     fake = FakeTime()
-    budget = RateBudget(clock=fake.clock, sleep=fake.sleep)
+    budget = RateBudget(LIMITS, clock=fake.clock, sleep=fake.sleep)
 
     async def go() -> None:
         for _ in range(50):
@@ -337,7 +338,7 @@ def test_rate_budget_is_per_host_and_method_class() -> None:
 
 def test_rate_budget_serialises_concurrent_callers() -> None:
     fake = FakeTime()
-    budget = RateBudget(clock=fake.clock, sleep=fake.sleep, slack=0.0)
+    budget = RateBudget(LIMITS, clock=fake.clock, sleep=fake.sleep, slack=0.0)
     times: list[float] = []
 
     async def one() -> None:
@@ -357,15 +358,18 @@ def test_adapter_calls_go_through_the_budget() -> None:
     budget_time = FakeTime()
 
     async def go(ctx: ProviderContext):
-        adapter = CommerceLayer(ctx, RateBudget(clock=budget_time.clock, sleep=budget_time.sleep))
+        adapter = CommerceLayer(
+            ctx, RateBudget(LIMITS, clock=budget_time.clock, sleep=budget_time.sleep)
+        )
         for _ in range(3):
             await adapter.read(spec(), MemoryJournal())
         return adapter.budget
 
     budget = run_in(api, go)
     assert budget.delay(("provisioning.commercelayer.io", "read")) == 0.0
-    assert len(budget._sent[("provisioning.commercelayer.io", "read")]) == 3
-    assert len(budget._sent[("auth.commercelayer.io", "auth")]) == 1
+    assert isinstance(budget.limiter, LocalRateLimiter)
+    assert budget.limiter.count("provisioning.commercelayer.io:read") == 3
+    assert budget.limiter.count("auth.commercelayer.io:auth") == 1
 
 
 def test_out_of_band_edit_after_ours_hides_the_marker() -> None:
@@ -402,9 +406,9 @@ def test_no_rate_budget_wait_between_the_fresh_read_and_the_patch() -> None:
     order: list[str] = []
 
     class RecordingBudget(RateBudget):
-        async def acquire(self, key: tuple[str, str]) -> None:
-            order.append(f"budget:{key[1]}")
-            await super().acquire(key)
+        async def acquire(self, *keys: tuple[str, str]) -> None:
+            order.append("budget:" + "+".join(k[1] for k in keys))
+            await super().acquire(*keys)
 
     original = api.handler
 
@@ -416,10 +420,11 @@ def test_no_rate_budget_wait_between_the_fresh_read_and_the_patch() -> None:
     api.handler = handler
 
     async def go(ctx: ProviderContext) -> None:
-        adapter = CommerceLayer(ctx, RecordingBudget())
+        adapter = CommerceLayer(ctx, RecordingBudget(LIMITS))
         live = await adapter.read(spec(), MemoryJournal())
         order.clear()
         await adapter.apply(spec(), secret({"reference": "r"}), live, want(), MemoryJournal())
 
     run_in(api, go)
-    assert order == ["budget:write", "budget:read", "http:GET", "http:PATCH"]
+    # The fresh read and the PATCH take their places together, then go out back to back.
+    assert order == ["budget:write+read", "http:GET", "http:PATCH"]

@@ -214,6 +214,31 @@ def test_patch_burst_limit_is_429_without_retry_after(
     assert client.get(PATH, headers=headers).status_code == 200
 
 
+def test_stats_show_every_arrival_per_window_and_tokens_per_client(
+    client: httpx.Client, api: Api, cred: dict[str, Any]
+) -> None:
+    # Given 52 PATCHes (two refused) and 3 GETs through one token
+    headers = api.cl_headers()
+    for i in range(52):
+        client.patch(PATH, headers=headers, json=_doc({"reference": f"r{i}"}))
+    for _ in range(3):
+        client.get(PATH, headers=headers)
+    stats = client.get("/_sandbox/stats").json()
+    windows = stats["rate_windows"]["commercelayer"]
+    # Then every arrival is counted, refused ones too, with the peak of each documented window
+    assert windows["write api_credentials"] == {
+        "requests": 52,
+        "limited": 2,
+        "windows": [
+            {"seconds": 10.0, "limit": 50, "peak": 52},
+            {"seconds": 60.0, "limit": 200, "peak": 52},
+        ],
+    }
+    assert windows["read api_credentials"]["requests"] == 3
+    assert windows["auth oauth/token"]["requests"] == 1
+    assert stats["tokens_minted_by_client"]["commercelayer"] == {D.COMMERCELAYER_CLIENT_ID: 1}
+
+
 def test_rate_limits_can_be_disabled(client: httpx.Client, api: Api, cred: dict[str, Any]) -> None:
     client.put("/_sandbox/config", json={"rate_limits": False})
     headers = api.cl_headers()

@@ -7,9 +7,12 @@ import asyncio
 import io
 import json
 
+import fakeredis
 import structlog
+from cryptography.fernet import Fernet
 
 from rotator import redaction
+from rotator.crypto import Vault
 from rotator.engine import Outcome
 from rotator.providers.base import (
     CachedToken,
@@ -18,6 +21,8 @@ from rotator.providers.base import (
     TargetSpec,
     TokenCache,
 )
+from rotator.store.keys import Keys
+from rotator.store.tokens import SharedTokenCache
 from tests.core.conftest import Harness, harness  # noqa: F401 - the fixture
 
 
@@ -46,11 +51,15 @@ def test_objects_holding_values_never_show_them() -> None:
     async def build() -> list[object]:
         tokens = TokenCache()
         await tokens.get(("k",), lambda: _minted(canary))
+        vault = Vault([Fernet.generate_key().decode()], b"audit-key")
+        shared = SharedTokenCache(fakeredis.FakeAsyncRedis(), Keys("t:"), vault)
+        await shared.get(("k",), lambda: _minted(canary))
         target = TargetSpec("t", "adobe", "https://x", "r", {}, {"client_secret": canary})
         return [
             SecretPayload({"password": canary}, "v000000000001", "f" * 64),
             target,
             tokens,
+            shared,
             CachedToken(canary, 1.0),
             ProviderContext(tokens=tokens),
             redaction.held(),
