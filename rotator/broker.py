@@ -12,6 +12,10 @@ task or arguments are wrong are left to Celery and ``rotator.tasks``, which alre
 The check hooks redis-py's per-client response callbacks for ``BRPOP`` (the consumer's blocking
 pop) and ``RPOP`` (kombu's ``basic_get``), so kombu's own read path runs unchanged.
 
+With ``ROTATOR_BROKER_QUORUM`` and RabbitMQ, ``quorum_queues`` declares rotator's queue as a
+quorum queue (replicated by Raft across the cluster's nodes, so a node's failure loses no
+message) and has every publish confirmed by the broker.
+
 It also turns kombu's crash on a Redis restart with messages in flight (closing the channel
 needs the connection parameters that kombu has just dropped) into a connection error, which
 Celery answers by reconnecting instead of exiting.
@@ -185,6 +189,30 @@ class QuarantiningSocketTransport(QuarantiningTransport):
     # kombu must hand "socket:///path" to the channel as-is (its own redis+socket:// spelling
     # would pick kombu's transport by name and bypass ours).
     can_parse_url = True
+
+
+def quorum_queues(app: Any, queue: str, transport_options: dict[str, Any]) -> None:
+    """RabbitMQ quorum queues for ``app``: the task queue is declared ``x-queue-type: quorum``
+    (durable, as quorum queues must be), and publishes wait for the broker's confirm, so
+    ``enqueue`` returns only once the message is on a majority of the nodes. Celery (5.5+)
+    sees the quorum queue and drops global QoS, which quorum queues do not support; acks late
+    (celeryconfig) means a message is removed only after its task ran. rotator uses no
+    countdowns or ETAs, which quorum queues cannot delay natively."""
+    from kombu.entity import Exchange, Queue
+
+    exchange = Exchange(queue, type="direct", durable=True)  # type: ignore[no-untyped-call]
+    app.conf.task_queues = [
+        Queue(  # type: ignore[no-untyped-call]
+            queue,
+            exchange,
+            routing_key=queue,
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+    ]
+    app.conf.task_default_exchange = queue
+    app.conf.task_default_routing_key = queue
+    transport_options["confirm_publish"] = True
 
 
 _TRANSPORTS = {

@@ -53,13 +53,13 @@ def redis_line(exc: BaseException) -> str:
 
 
 async def _check_store(settings: Settings) -> None:
-    import redis.asyncio as aioredis
 
+    from rotator.connections import async_redis
     from rotator.embedded import redis_url_for
     from rotator.keycheck import check_keys
     from rotator.store.keys import Keys
 
-    client = aioredis.Redis.from_url(
+    client = async_redis(
         redis_url_for(settings),
         socket_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),
         socket_connect_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),

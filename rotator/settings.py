@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rotator.connections import is_sentinel, parse_sentinel_url
 from rotator.errors import ConfigError, ConfigIssue
 from rotator.timeparse import parse_interval
 from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
@@ -31,13 +32,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         repr=False,
-        description="State store. Unset: an embedded Redis under state_dir.",
+        description="State store (redis://, rediss://, unix://, or "
+        "sentinel://host:26379,host2:26379/0?master=NAME). Unset: an embedded Redis under "
+        "state_dir.",
     )
     broker_url: str | None = Field(
         default=None,
         repr=False,
-        description="Celery broker (redis:// or amqp://). Unset: the Redis URL.",
+        description="Celery broker (redis://, sentinel://... or amqp://). Unset: the Redis URL.",
     )
+    # RabbitMQ: declare rotator's queue as a quorum queue (replicated, confirmed publishes).
+    broker_quorum: bool = Field(default=False)
     targets_file: Path = Field(default=Path("rotator.yaml"))
     # SecretStr: repr(), str() and model_dump() of the settings never show key material.
     master_key: SecretStr | None = Field(
@@ -157,6 +162,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _sentinel_url(cls, value: str | None) -> str | None:
+        # A Sentinel URL is parsed here so that a typo is reported at start, naming the field
+        # (the message never repeats the URL: it may carry a password).
+        if is_sentinel(value):
+            assert value is not None
+            try:
+                parse_sentinel_url(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid Sentinel URL: {exc}") from None
+        return value
+
     @field_validator("insecure_hosts")
     @classmethod
     def _insecure_hosts(cls, value: str) -> str:
@@ -235,6 +253,14 @@ class Settings(BaseSettings):
                     issues.append(
                         ConfigIssue("environment", name, "required when ROTATOR_REDIS_URL is set")
                     )
+        if self.broker_quorum and not (self.broker_url or "").startswith(("amqp", "pyamqp")):
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "ROTATOR_BROKER_QUORUM",
+                    "quorum queues are RabbitMQ's: set ROTATOR_BROKER_URL to an amqp:// URL",
+                )
+            )
         if issues:
             raise ConfigError(issues)
 
