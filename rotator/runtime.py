@@ -32,7 +32,7 @@ from rotator.providers import load_provider, provider_names
 from rotator.providers.base import Provider, ProviderContext
 from rotator.redaction import LogScrubber, hold_process_keys
 from rotator.retry import RetryPolicy
-from rotator.store import RotatorStore
+from rotator.store import Durability, RotatorStore
 from rotator.store.breaker import breaker_for
 from rotator.store.keys import Keys
 from rotator.suggest import did_you_mean
@@ -172,7 +172,12 @@ class Runtime:
             health_check_interval=settings.redis_health_check_interval,
         )
         self.vault = Vault(settings.master_keys(), settings.audit_key_bytes())
-        self.store = RotatorStore(self.redis, self.keys, self.vault)
+        self.store = RotatorStore(
+            self.redis,
+            self.keys,
+            self.vault,
+            Durability(settings.redis_min_replicas, settings.redis_replica_timeout),
+        )
         # Spooling to state_dir keeps events written while Redis is unreachable (fail closed).
         self.audit = AuditLog.from_settings(self.redis, settings)
         self.providers = ProviderContext(

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         repr=False,
         description="Celery broker (redis://, sentinel://... or amqp://). Unset: the Redis URL.",
     )
+    # Replication (README "Redis high availability"): after each write crash safety rests on
+    # (the pinned version, the intent before a remote write, a promotion) the store waits for
+    # this many replicas to acknowledge it, at most redis_replica_timeout seconds. 0: no WAIT.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_replica_timeout: float = Field(default=2.0, gt=0, le=60)
     # RabbitMQ: declare rotator's queue as a quorum queue (replicated, confirmed publishes).
     broker_quorum: bool = Field(default=False)
     targets_file: Path = Field(default=Path("rotator.yaml"))

@@ -17,14 +17,16 @@ audit log's own scripts.
 from __future__ import annotations
 
 from rotator.models import BeginRefused, Begun, Lease
+from rotator.store.base import Durability
 from rotator.store.jobs import JobStore
 from rotator.store.retention import RetentionStore
 from rotator.store.schedule import ScheduleStore
 from rotator.store.secrets import SecretStore
 from rotator.store.views import ViewStore
 
-__all__ = ["BeginRefused", "Begun", "Lease", "RotatorStore"]
+__all__ = ["BeginRefused", "Begun", "Durability", "Lease", "RotatorStore"]
 
 
 class RotatorStore(JobStore, ScheduleStore, SecretStore, ViewStore, RetentionStore):
-    """The store: ``RotatorStore(redis, keys, vault)``; see the parts for each concern."""
+    """The store: ``RotatorStore(redis, keys, vault[, durability])``; see the parts for each
+    concern, and ``rotator.store.base`` for durable (replicated) writes."""

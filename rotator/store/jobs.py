@@ -166,11 +166,15 @@ class JobStore(StoreBase):
         step: str,
         data: Mapping[str, Any],
         job_fields: Mapping[str, Any] | None = None,
+        *,
+        durable: bool = False,
     ) -> None:
-        """Journal a step (and optionally job fields), fenced, renewing the lease."""
+        """Journal a step (and optionally job fields), fenced, renewing the lease. ``durable``:
+        also wait for the replicas (``WriteNotDurable`` when too few acknowledge in time)."""
         k = self.keys
         await self._fenced(
             "record",
+            durable=step if durable else "",
             keys=[k.lease(lease.target), k.journal(lease.job_id), k.job(lease.job_id)],
             args=[
                 lease.fence,
@@ -215,17 +219,20 @@ class JobStore(StoreBase):
         job_fields: Mapping[str, Any] | None = None,
         audit_owed: str = "",
         settle_within: float = 60.0,
+        durable: bool = False,
         now: float | None = None,
     ) -> None:
         """End a job in a terminal state; promotion and lease release happen in the same write.
 
         ``audit_owed`` is the terminal audit event (JSON) still to be written; until
-        ``settle()`` the job comes due again after ``settle_within`` seconds."""
+        ``settle()`` the job comes due again after ``settle_within`` seconds. ``durable``: also
+        wait for the replicas (``WriteNotDurable``: the job ended on the primary only)."""
         assert state.terminal
         now = time.time() if now is None else now
         k = self.keys
         await self._fenced(
             "finish",
+            durable="promote" if durable else "",
             keys=[
                 k.lease(lease.target),
                 k.job(lease.job_id),
