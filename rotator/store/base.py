@@ -10,8 +10,16 @@ another pooled connection (one that wrote nothing, or wrote earlier) it would re
 and prove nothing. (A script cannot call WAIT itself, and WAIT inside MULTI does not block.)
 Fewer acknowledgements than asked within the timeout raise ``WriteNotDurable``; the write is
 on the primary, and the caller treats it as not durable: nothing that depends on it follows.
-Replication is one ordered stream, so a durable write also covers every write before it (the
-secret version stored before the pin, the `pending` pointer staged before the intent).
+An on-demand job is durable too before its id is returned (``create_job``): a caller that
+got an id must not see the job vanish in a failover. Replication is one ordered stream, so a
+durable write also covers every write before it (the secret version stored before the pin,
+the `pending` pointer staged before the intent).
+
+What is not waited for: lease takes and renewals, the audit events, retries and the other
+endings. A failover may lose the newest of them; each is either repeated by the next attempt
+(which converges from the durable journal) or, for a lease, can only end it early, and the
+attempt that takes over is of the same job with the same pinned version. A terminal audit
+event lost with its ``settle`` is written again from ``audit_owed``.
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ class StoreBase:
 
         ``durable``: the name of the step, when crash safety rests on this write; it then also
         waits for the replicas (``_replicated``)."""
-        if durable and self.durability.min_replicas > 0:
+        if durable and self._waits:
             await self._replicated(durable, name, keys=keys, args=args)
             return
         try:
@@ -75,19 +83,31 @@ class StoreBase:
 
     async def _replicated(self, step: str, name: str, *, keys: list[str], args: list[Any]) -> None:
         """Script ``name``, then ``WAIT``, on one connection (see the module docstring)."""
-        need, timeout = self.durability.min_replicas, self.durability.timeout
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._lua(name)(keys=keys, args=args, client=pipe)
-            pipe.wait(need, max(1, int(timeout * 1000)))
+            self._wait_in(pipe)
             written, acked = await pipe.execute(raise_on_error=False)
         if isinstance(written, aioredis.ResponseError):
             raise _fence_error(written) from None
         if isinstance(written, BaseException):
             raise written
+        self._check_acked(step, acked)
+
+    @property
+    def _waits(self) -> bool:
+        return self.durability.min_replicas > 0
+
+    def _wait_in(self, pipe: Any) -> None:
+        """Queue the WAIT after the writes already in ``pipe`` (same connection)."""
+        pipe.wait(self.durability.min_replicas, max(1, int(self.durability.timeout * 1000)))
+
+    def _check_acked(self, step: str, acked: Any) -> None:
+        """``WriteNotDurable`` unless WAIT's reply counts enough replicas."""
         if isinstance(acked, BaseException):
             raise acked
+        need = self.durability.min_replicas
         if int(acked) < need:
-            raise WriteNotDurable(step, int(acked), need, timeout)
+            raise WriteNotDurable(step, int(acked), need, self.durability.timeout)
 
 
 def _fence_error(exc: aioredis.ResponseError) -> Exception:

@@ -32,6 +32,10 @@ class LaggingReplicas(RotatorStore):
         if step in self.unreplicated:
             raise WriteNotDurable(step, 0, self.durability.min_replicas, self.durability.timeout)
 
+    def _wait_in(self, pipe: Any) -> None:  # WAIT's reply, as ECHO (fakeredis has no WAIT)
+        self.waited.append("job")
+        pipe.echo(0 if "job" in self.unreplicated else 1)
+
 
 @pytest.fixture
 def lagging(harness: Harness) -> LaggingReplicas:
@@ -56,7 +60,7 @@ def test_with_replicas_the_pin_the_intent_and_the_promotion_wait_for_them(
 
     assert harness.run(harness.engine.process(job_id)) is Outcome.COMPLETED
 
-    assert lagging.waited == ["secret", "intent", "promote"]
+    assert lagging.waited == ["job", "secret", "intent", "promote"]
     assert harness.remote.secret["password"] == CANARY
 
 
@@ -117,6 +121,21 @@ def test_a_promotion_not_replicated_in_time_skips_the_cleanup_that_depends_on_it
     assert events[-1] == "job.completed"
     # ...but the post-promotion cleanup (a remote write) waits for a durable promotion.
     assert cleanups == []
+
+
+def test_an_on_demand_job_is_durable_before_its_id_is_returned(
+    harness: Harness, lagging: LaggingReplicas
+) -> None:
+    lagging.unreplicated = {"job"}
+
+    with pytest.raises(WriteNotDurable, match="job: 0 of 1"):
+        harness.enqueue()
+
+    # Asked again once the replicas answer, the caller gets the job the primary already has.
+    lagging.unreplicated = set()
+    job_id, created = harness.run(harness.store.create_job("crm", "on-demand", "test"))
+    assert created is False
+    assert harness.run(harness.store.load_job(job_id)).target == "crm"
 
 
 def test_without_min_replicas_nothing_waits(harness: Harness) -> None:

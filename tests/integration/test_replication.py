@@ -69,6 +69,8 @@ async def _scenario(cluster: SentinelRedis) -> None:
         assert 0.4 < time.monotonic() - started < 5
         # (it is on the primary, which is what "not durable" means) and a plain write is not held
         assert b"e2" in await client.hget(keys.journal(job_id), "intent")
+        with pytest.raises(WriteNotDurable, match="job: 0 of 1"):
+            await store.create_job("other", Reason.ON_DEMAND, "test")
         await store.record(begun.lease, 30, "note", {"n": 1})
 
         # And the replica back, durable again; then kill -9 of the primary
