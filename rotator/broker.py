@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.sentinel
 import structlog
 from kombu.transport import redis as kombu_redis
 
@@ -176,9 +177,46 @@ class QuarantiningTransport(kombu_redis.Transport):
 
 
 class QuarantiningSentinelChannel(QuarantiningChannel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel, quarantining like the plain one, that reads the sentinels from
+    the ``sentinels`` transport option.
+
+    kombu's own reads them from the broker URL's ``;``-separated alternates, and kombu treats
+    alternates as brokers to fail over to: after the first connection error it *switches* to
+    the next URL, re-resolving the transport from its scheme, which silently replaces this
+    transport with kombu's (no quarantine, and the crash on a lost connection this module
+    turns into a reconnect; the chaos experiment's Sentinel mode found it). So rotator gives
+    kombu one URL and the whole list here (``rotator.connections.broker_url_and_options``).
+    """
+
+    sentinels: list[tuple[str, int]] | None = None
     from_transport_options = kombu_redis.SentinelChannel.from_transport_options + (  # type: ignore[assignment]
         "broker_quarantine_key",
+        "sentinels",
     )
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        if not self.sentinels:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        params = dict(self._connparams(asynchronous))
+        params.pop("host", None)
+        params.pop("port", None)
+        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            [(str(host), int(port)) for host, port in self.sentinels],
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None),
+            **params,
+        )
+        # kept so that kombu closes the sentinels' connections with the channel
+        if asynchronous:
+            self._async_sentinel_manager = manager
+        else:
+            self._sentinel_manager = manager
+        master_name = getattr(self, "master_name", None)
+        if master_name is None:
+            raise ValueError("'master_name' transport option must be specified.")
+        credentials = {k: params[k] for k in ("username", "password") if k in params}
+        client = manager.master_for(master_name, redis.Redis, **credentials)  # type: ignore[no-untyped-call]
+        return client.connection_pool
 
 
 class QuarantiningSentinelTransport(kombu_redis.SentinelTransport):

@@ -194,9 +194,10 @@ def sync_redis(url: str, **kwargs: Any) -> redis.Redis:
 def broker_url_and_options(url: str) -> tuple[str, dict[str, Any]]:
     """The broker URL as kombu reads it, and the transport options it needs besides.
 
-    A Sentinel URL becomes kombu's ``sentinel://:pw@h1:p1/db;sentinel://h2:p2/db`` with the
-    master's name (and the sentinels' credentials) as transport options; any other URL is
-    returned as it is."""
+    A Sentinel URL becomes one kombu URL (``sentinel://:pw@h1:p1/db``, the master's database
+    and credentials), with every sentinel, the master's name and the sentinels' credentials as
+    transport options (``rotator.broker.QuarantiningSentinelChannel`` says why not kombu's
+    ``;``-separated list); any other URL is returned as it is."""
     if not is_sentinel(url):
         return url, {}
     target = parse_sentinel_url(url)
@@ -205,16 +206,16 @@ def broker_url_and_options(url: str) -> tuple[str, dict[str, Any]]:
         userinfo = (
             f"{quote(target.username or '', safe='')}:{quote(target.password or '', safe='')}@"
         )
-    hosts = [f"[{h}]" if ":" in h else h for h, _ in target.sentinels]
-    urls = [
-        f"sentinel://{userinfo if i == 0 else ''}{host}:{port}/{target.db}"
-        for i, (host, (_, port)) in enumerate(zip(hosts, target.sentinels, strict=True))
-    ]
-    options: dict[str, Any] = {"master_name": target.master}
+    host, port = target.sentinels[0]
+    host = f"[{host}]" if ":" in host else host
+    options: dict[str, Any] = {
+        "master_name": target.master,
+        "sentinels": [list(address) for address in target.sentinels],
+    }
     sentinel_kwargs = target.sentinel_kwargs()
     if sentinel_kwargs:
         options["sentinel_kwargs"] = sentinel_kwargs
-    return ";".join(urls), options
+    return f"sentinel://{userinfo}{host}:{port}/{target.db}", options
 
 
 __all__ = [

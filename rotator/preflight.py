@@ -10,7 +10,8 @@ failure is the one reported)::
     settings     the ROTATOR_* environment parses (Settings)
     keys         master and audit keys present and well-formed (validate_runtime, keyring)
     targets      the targets file loads and validates
-    redis        the state store answers PING within a few seconds
+    redis        the state store answers PING within a few seconds (behind Sentinel: once a
+                 master answers, within FAILOVER_WAIT)
     key check    the keys match the store's check values (rotator.keycheck)
 
 A failure is ONE line on stderr (``error: <what>; <how many more>``) and exit code 2: the
@@ -30,6 +31,9 @@ from rotator.redaction import strip_controls
 EXIT_CODE = 2
 # A closed port refuses at once; a black-holed host must not hold startup much longer.
 CONNECT_TIMEOUT = 5.0
+# How long a Sentinel deployment may have no reachable master at startup (a failover in
+# progress: down-after-milliseconds plus the election, a few seconds) before startup fails.
+FAILOVER_WAIT = 20.0
 
 
 class StartupRefused(Exception):
@@ -53,19 +57,32 @@ def redis_line(exc: BaseException) -> str:
 
 
 async def _check_store(settings: Settings) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from rotator.connections import async_redis
+    from rotator.connections import async_redis, is_sentinel
     from rotator.embedded import redis_url_for
     from rotator.keycheck import check_keys
     from rotator.store.keys import Keys
 
+    url = redis_url_for(settings)
     client = async_redis(
-        redis_url_for(settings),
+        url,
         socket_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),
         socket_connect_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),
     )
+    # Behind Sentinel, a failover leaves no master (or a dead one) for a few seconds: a
+    # process (re)started then waits for the new master rather than exiting.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (FAILOVER_WAIT if is_sentinel(url) else 0.0)
     try:
-        await client.ping()
+        while True:
+            try:
+                await client.ping()
+                break
+            except (RedisConnectionError, ConnectionError, TimeoutError):
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
         await check_keys(client, Keys(settings.key_prefix), settings)
     finally:
         await client.aclose()

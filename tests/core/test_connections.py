@@ -71,8 +71,14 @@ def test_the_broker_url_is_checked_the_same_way() -> None:
 def test_a_sentinel_broker_url_becomes_kombus_spelling_and_transport_options() -> None:
     url, options = broker_url_and_options(URL)
 
-    assert url == "sentinel://:s3cret@h1:26379/2;sentinel://h2:26380/2;sentinel://[::1]:26381/2"
-    assert options == {"master_name": "mymaster", "sentinel_kwargs": {"password": "sp"}}
+    # One URL: kombu would take ';'-separated sentinels for brokers to switch to, and with
+    # them its own transport in place of rotator's.
+    assert url == "sentinel://:s3cret@h1:26379/2"
+    assert options == {
+        "master_name": "mymaster",
+        "sentinels": [["h1", 26379], ["h2", 26380], ["::1", 26381]],
+        "sentinel_kwargs": {"password": "sp"},
+    }
     assert broker_url_and_options("redis://r:6379/0") == ("redis://r:6379/0", {})
 
 
@@ -94,7 +100,8 @@ def test_the_celery_app_gets_the_master_name_and_rotators_key_prefix(
     app = make_app(settings, monkeypatch)
 
     options: dict[str, Any] = app.conf.broker_transport_options
-    assert app.conf.broker_url == "sentinel://h1:26379/0;sentinel://h2:26379/0"
+    assert app.conf.broker_url == "sentinel://h1:26379/0"
+    assert options["sentinels"] == [["h1", 26379], ["h2", 26379]]
     assert app.conf.broker_transport == "rotator.broker:QuarantiningSentinelTransport"
     assert options["master_name"] == "mymaster"
     assert options["global_keyprefix"] == "p1:kombu:"

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -25,16 +23,6 @@ from rotator.store.keys import Keys
 from tools.common import SentinelRedis
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sentinel(tmp_path: Path) -> Iterator[SentinelRedis]:
-    cluster = SentinelRedis(tmp_path / "redis", tmp_path)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def _scenario(cluster: SentinelRedis) -> None:
