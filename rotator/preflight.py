@@ -58,6 +58,7 @@ def redis_line(exc: BaseException) -> str:
 
 async def _check_store(settings: Settings) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from rotator.connections import async_redis, is_sentinel
     from rotator.embedded import redis_url_for
@@ -79,7 +80,7 @@ async def _check_store(settings: Settings) -> None:
             try:
                 await client.ping()
                 break
-            except (RedisConnectionError, ConnectionError, TimeoutError):
+            except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError):
                 if loop.time() >= deadline:
                     raise
                 await asyncio.sleep(0.5)

@@ -258,6 +258,15 @@ class Settings(BaseSettings):
                     issues.append(
                         ConfigIssue("environment", name, "required when ROTATOR_REDIS_URL is set")
                     )
+        if self.embedded and self.redis_min_replicas:
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "ROTATOR_REDIS_MIN_REPLICAS",
+                    "the embedded Redis has no replicas: every durable write would be refused "
+                    "(set ROTATOR_REDIS_URL to a replicated Redis, or 0)",
+                )
+            )
         if self.broker_quorum and not (self.broker_url or "").startswith(("amqp", "pyamqp")):
             issues.append(
                 ConfigIssue(

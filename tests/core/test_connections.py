@@ -130,6 +130,13 @@ def test_the_workers_async_pool_stays_blocking_behind_sentinel() -> None:
     asyncio.run(client.aclose())
 
 
+def test_waiting_for_replicas_needs_a_redis_that_has_them() -> None:
+    settings = load_settings(redis_url=None, redis_min_replicas=1)  # embedded Redis
+
+    with pytest.raises(ConfigError, match="ROTATOR_REDIS_MIN_REPLICAS: the embedded Redis"):
+        settings.validate_runtime()
+
+
 def test_quorum_queues_need_an_amqp_broker() -> None:
     settings = load_settings(broker_quorum=True, broker_url="redis://r:6379/0")
 
