@@ -32,7 +32,8 @@ The experiment runs the real system against the provider sandbox and breaks it o
 from the same binary (``tools.common.SentinelRedis``), and the workers reach it through a
 ``sentinel://`` URL with ``ROTATOR_REDIS_MIN_REPLICAS=1``. The Redis disruption becomes
 ``kill -9`` of whichever node is the primary: the sentinels promote the replica, and the
-killed node comes back as a replica of the new primary once the failover is done. Writes the
+killed node comes back as a replica of the new primary 2-5 s after the failover (meanwhile
+the new primary has no replica and refuses durable writes, while bursts go on). Writes the
 old primary acknowledged but never replicated are lost, which is the point: every invariant
 must still hold, because the writes crash safety rests on wait for the replica.
 
@@ -766,7 +767,7 @@ class Experiment:
         if not self.opts.sentinel:
             return True
         if self._failover_at is None:
-            self._failover_at = time.monotonic() + self.rng.uniform(0.5, 3.0)
+            self._failover_at = time.monotonic() + self.rng.uniform(2.0, 5.0)
         if time.monotonic() < self._failover_at:
             return False
         self._failover_at = None
@@ -795,10 +796,17 @@ class Experiment:
         self.tally.redis_down_seconds += time.monotonic() - self._redis_down_since
         self._redis_down_since = None
 
+    def _redis_unreachable(self) -> bool:
+        """Redis is down (Sentinel mode: until the failover, not until the old primary rejoined:
+        the new primary serves, and refuses durable writes, meanwhile)."""
+        if self._redis_down_since is None:
+            return False
+        return not (self.opts.sentinel and self.redis.ready_to_restart())
+
     def _burst(self) -> None:
         """Fresh values and on-demand jobs for a few targets. Not while Redis is down: the
         driver's client would wait for it and stall every other disruption meanwhile."""
-        if self._redis_down_since is not None:
+        if self._redis_unreachable():
             return
         size = min(self.opts.burst_size, len(self.plans))
         chosen = self.rng.sample(self.plans, size)
@@ -823,7 +831,7 @@ class Experiment:
         self.tally.oob_edits += 1
 
     def _busy_target(self) -> TargetPlan | None:
-        if self._redis_down_since is not None:
+        if self._redis_unreachable():
             return None  # asking would stall the loop in the client's reconnect attempts
         try:
             client = self.redis.client(timeout=1.0)
