@@ -7,8 +7,9 @@ from typing import Any
 from celery import Celery, signals
 
 from rotator import celeryconfig
-from rotator.broker import transport_for
+from rotator.broker import quorum_queues, transport_for
 from rotator.config import Settings, load_settings
+from rotator.connections import broker_url_and_options
 from rotator.embedded import broker_url_from
 from rotator.health import connect_signals
 from rotator.store.keys import Keys
@@ -20,12 +21,17 @@ def make_app(settings: Settings | None = None) -> Celery:
     app.config_from_object(celeryconfig)
     broker = broker_url_from(settings)
     transport_options: dict[str, Any] = dict(celeryconfig.broker_transport_options)
-    if broker.startswith(("redis", "rediss", "unix")):
+    if broker.startswith(("redis", "rediss", "unix", "sentinel")):
         # Several deployments (or test runs) can share one Redis: kombu's keys get our prefix.
         transport_options["global_keyprefix"] = f"{settings.key_prefix}kombu:"
         transport_options["broker_quarantine_key"] = Keys(settings.key_prefix).broker_quarantine
-    # A malformed item on the queue is quarantined instead of stopping the worker.
+    # A malformed item on the queue is quarantined instead of stopping the worker. A Sentinel
+    # URL becomes kombu's spelling, with the master's name as a transport option.
     transport, broker = transport_for(broker)
+    broker, sentinel_options = broker_url_and_options(broker)
+    transport_options.update(sentinel_options)
+    if settings.broker_quorum:
+        quorum_queues(app, settings.queue, transport_options)
     app.conf.update(
         broker_url=broker,
         broker_transport=transport,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rotator.breaker import CallTally
+from rotator.errors import WriteNotDurable
 from rotator.lease import LeaseKeeper
 from rotator.models import Job, Lease
 from rotator.protocols import JobStore, audit_event_type
@@ -51,9 +52,22 @@ class JobJournal:
         return self.steps.get(step)
 
     async def record(
-        self, step: str, data: Mapping[str, Any], job_fields: Mapping[str, Any] | None = None
+        self,
+        step: str,
+        data: Mapping[str, Any],
+        job_fields: Mapping[str, Any] | None = None,
+        *,
+        durable: bool = False,
     ) -> None:
-        await self._store.record(self._lease, self._ttl, step, data, job_fields)
+        """Journal ``step``; ``durable`` for the steps crash safety rests on (the pinned
+        version, the intent): ``WriteNotDurable`` when too few replicas have it in time."""
+        try:
+            await self._store.record(
+                self._lease, self._ttl, step, data, job_fields, durable=durable
+            )
+        except WriteNotDurable:
+            self.steps[step] = dict(data)  # on the primary: what the next read will find
+            raise
         self.steps[step] = dict(data)
 
     def earlier_update_may_have_applied(self) -> bool:

@@ -12,6 +12,10 @@ task or arguments are wrong are left to Celery and ``rotator.tasks``, which alre
 The check hooks redis-py's per-client response callbacks for ``BRPOP`` (the consumer's blocking
 pop) and ``RPOP`` (kombu's ``basic_get``), so kombu's own read path runs unchanged.
 
+With ``ROTATOR_BROKER_QUORUM`` and RabbitMQ, ``quorum_queues`` declares rotator's queue as a
+quorum queue (replicated by Raft across the cluster's nodes, so a node's failure loses no
+message) and has every publish confirmed by the broker.
+
 It also turns kombu's crash on a Redis restart with messages in flight (closing the channel
 needs the connection parameters that kombu has just dropped) into a connection error, which
 Celery answers by reconnecting instead of exiting.
@@ -26,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.sentinel
 import structlog
 from kombu.transport import redis as kombu_redis
 
@@ -172,9 +177,46 @@ class QuarantiningTransport(kombu_redis.Transport):
 
 
 class QuarantiningSentinelChannel(QuarantiningChannel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel, quarantining like the plain one, that reads the sentinels from
+    the ``sentinels`` transport option.
+
+    kombu's own reads them from the broker URL's ``;``-separated alternates, and kombu treats
+    alternates as brokers to fail over to: after the first connection error it *switches* to
+    the next URL, re-resolving the transport from its scheme, which silently replaces this
+    transport with kombu's (no quarantine, and the crash on a lost connection this module
+    turns into a reconnect; the chaos experiment's Sentinel mode found it). So rotator gives
+    kombu one URL and the whole list here (``rotator.connections.broker_url_and_options``).
+    """
+
+    sentinels: list[tuple[str, int]] | None = None
     from_transport_options = kombu_redis.SentinelChannel.from_transport_options + (  # type: ignore[assignment]
         "broker_quarantine_key",
+        "sentinels",
     )
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        if not self.sentinels:
+            return super()._sentinel_managed_pool(asynchronous)  # type: ignore[no-untyped-call]
+        params = dict(self._connparams(asynchronous))
+        params.pop("host", None)
+        params.pop("port", None)
+        manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            [(str(host), int(port)) for host, port in self.sentinels],
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None),
+            **params,
+        )
+        # kept so that kombu closes the sentinels' connections with the channel
+        if asynchronous:
+            self._async_sentinel_manager = manager
+        else:
+            self._sentinel_manager = manager
+        master_name = getattr(self, "master_name", None)
+        if master_name is None:
+            raise ValueError("'master_name' transport option must be specified.")
+        credentials = {k: params[k] for k in ("username", "password") if k in params}
+        client = manager.master_for(master_name, redis.Redis, **credentials)  # type: ignore[no-untyped-call]
+        return client.connection_pool
 
 
 class QuarantiningSentinelTransport(kombu_redis.SentinelTransport):
@@ -185,6 +227,30 @@ class QuarantiningSocketTransport(QuarantiningTransport):
     # kombu must hand "socket:///path" to the channel as-is (its own redis+socket:// spelling
     # would pick kombu's transport by name and bypass ours).
     can_parse_url = True
+
+
+def quorum_queues(app: Any, queue: str, transport_options: dict[str, Any]) -> None:
+    """RabbitMQ quorum queues for ``app``: the task queue is declared ``x-queue-type: quorum``
+    (durable, as quorum queues must be), and publishes wait for the broker's confirm, so
+    ``enqueue`` returns only once the message is on a majority of the nodes. Celery (5.5+)
+    sees the quorum queue and drops global QoS, which quorum queues do not support; acks late
+    (celeryconfig) means a message is removed only after its task ran. rotator uses no
+    countdowns or ETAs, which quorum queues cannot delay natively."""
+    from kombu.entity import Exchange, Queue
+
+    exchange = Exchange(queue, type="direct", durable=True)  # type: ignore[no-untyped-call]
+    app.conf.task_queues = [
+        Queue(  # type: ignore[no-untyped-call]
+            queue,
+            exchange,
+            routing_key=queue,
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+    ]
+    app.conf.task_default_exchange = queue
+    app.conf.task_default_routing_key = queue
+    transport_options["confirm_publish"] = True
 
 
 _TRANSPORTS = {

@@ -22,7 +22,7 @@ import structlog
 
 from rotator import metrics
 from rotator.attempt import Attempt
-from rotator.errors import AuditUnavailable
+from rotator.errors import AuditUnavailable, WriteNotDurable
 from rotator.models import BeginRefused, Job, JobState, Outcome
 from rotator.notify.events import JOB_ENDINGS, Notice
 from rotator.protocols import AuditSink, JobStore
@@ -123,18 +123,29 @@ class Endings:
         )
         return Outcome(str(state))
 
-    async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> None:
+    async def _end(self, ctx: Attempt, state: JobState, event: AuditEvent, **finish: Any) -> bool:
         """Finish the job with its terminal audit event owed, then write the event.
 
         The job's state is durable first; the event follows. Until it is written the job stays
         due, so a crash in between is repaired by the next delivery (see ``_refused``).
+
+        Returns False when the finish was asked to be ``durable`` (a promotion) and too few
+        replicas acknowledged it: the job ended on the primary, which is what everyone reads
+        now, but a failover could bring it back as running (the next attempt then promotes
+        again from the durable intent); the caller must not act on it.
         """
         owed = self.audit.seal_owed(event)  # signed: a forged owed event is never chained
         await ctx.release_lease()
-        await self.store.finish(
-            ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish
-        )
+        durable = True
+        try:
+            await self.store.finish(
+                ctx.lease, state, audit_owed=owed, settle_within=self.options.lease_ttl, **finish
+            )
+        except WriteNotDurable as exc:
+            log.warning("job end not replicated in time", job_id=ctx.job.id, error=str(exc))
+            durable = False
         await self._write_owed(ctx.job.id, event)
+        return durable
 
     async def _write_owed(self, job_id: str, event: AuditEvent) -> None:
         await self._notify(event)

@@ -11,6 +11,11 @@ One attempt of one job, under the target's fenced lease::
       -> journal the intent (expected remote version), audit it  -> update (If-Match / CAS)
       -> journal the result -> re-read and verify -> promote pending to current, release
 
+The pinned version, the intent and the promotion are *durable* writes: with
+``ROTATOR_REDIS_MIN_REPLICAS`` set, each waits for that many Redis replicas, and one that is
+not replicated in time (``WriteNotDurable``) is treated as not written: no remote write
+follows it, and the attempt retries (``rotator.store.base`` has the mechanism).
+
 While the attempt runs, a heartbeat renews the short lease (``rotator.lease``) and every remote
 write first checks that the lease covers it. A worker killed anywhere leaves the job in the due
 set with its lease's expiry as score (one ``lease_ttl`` after its last heartbeat); the next
@@ -46,6 +51,7 @@ from rotator.errors import (
     StaleVersion,
     VerificationFailed,
     VersionConflict,
+    WriteNotDurable,
 )
 from rotator.lease import LeaseKeeper
 from rotator.models import BeginRefused, JobState, Outcome, Reason, version_seq
@@ -227,7 +233,7 @@ class Engine(Endings):
                 remote_version_after=after.version,
             )
         )
-        await self._end(
+        durable = await self._end(
             ctx,
             JobState.COMPLETED,
             ctx.event(
@@ -239,7 +245,13 @@ class Engine(Endings):
             promote_version=version,
             remote_version=after.version,
             job_fields={"last_error": "", "last_error_class": ""},
+            durable=True,
         )
+        if not durable:
+            # A failover could still undo the promotion (the next attempt would promote again
+            # from the durable intent); cleanup such as deleting the old connection must wait.
+            log.warning("post-promotion cleanup skipped: promotion not replicated", job_id=job.id)
+            return Outcome.COMPLETED
         try:
             await provider.after_promote(target, journal)
         except Exception as exc:  # cleanup must never undo a promotion
@@ -282,17 +294,24 @@ class Engine(Endings):
                 live.version,
             )
 
-        await journal.record(
-            "intent",
-            {
-                "expected": live.version,
-                "attempt": job.attempts,
-                "at": time.time(),
-                # Carried forward: an update that may have landed stays possible evidence.
-                "prior_maybe_applied": maybe_applied,
-            },
-            job_fields=None if first is not None else {"first_remote_version": live.version},
-        )
+        try:
+            await journal.record(
+                "intent",
+                {
+                    "expected": live.version,
+                    "attempt": job.attempts,
+                    "at": time.time(),
+                    # Carried forward: an update that may have landed stays possible evidence.
+                    "prior_maybe_applied": maybe_applied,
+                },
+                job_fields=None if first is not None else {"first_remote_version": live.version},
+                durable=True,
+            )
+        except WriteNotDurable:
+            # Too few replicas have the intent: no update is sent, and the journal says so, or
+            # the intent would count as an update that may have applied.
+            await journal.record("apply_failed", {"attempt": job.attempts, "maybe_applied": False})
+            raise
         # Fail closed: if the audit cannot be written, no update is attempted, and the journal
         # says so, or the intent would count as an update that may have applied.
         try:
@@ -415,6 +434,7 @@ class Engine(Endings):
             "secret",
             {"version": version, "fingerprint": fingerprint, **origin},
             job_fields={"secret_version": version},
+            durable=True,  # the version every retry reuses must survive a failover
         )
         ctx.version, ctx.fingerprint = version, fingerprint
         await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))

@@ -22,6 +22,8 @@
     ├── BadInput                    a malformed HTTP API parameter (also a ValueError): a 400
     ├── IdempotencyKeyReused        an Idempotency-Key used before for a different request: 422
     ├── IdempotencyInProgress       a request with this Idempotency-Key is still running: 409
+    ├── WriteNotDurable             a write crash safety rests on reached too few replicas in time
+                                    (Redis WAIT): treated as not written, no remote write follows
     ├── DecryptionError             a stored secret version cannot be decrypted / is misplaced
     ├── EmbeddedRedisError          the embedded Redis server cannot start (also a RuntimeError)
     ├── ConflictDetected            the resource changed out of band: the job ends in `conflict`
@@ -169,6 +171,22 @@ class LeaseLost(RotatorError):
 
 class AuditUnavailable(RotatorError):
     pass
+
+
+class WriteNotDurable(RotatorError):
+    """A write that crash safety rests on (the pinned version, the intent before a remote
+    write, a promotion) is on the Redis primary, but fewer than ``ROTATOR_REDIS_MIN_REPLICAS``
+    replicas acknowledged it within ``ROTATOR_REDIS_REPLICA_TIMEOUT``: a failover now could lose
+    it. The attempt treats it as not written (nothing is sent to a provider after it) and
+    retries; ``rotator.retry`` decides like for any transient failure."""
+
+    def __init__(self, step: str, acked: int, needed: int, timeout: float) -> None:
+        self.step = step
+        self.acked = acked
+        self.needed = needed
+        super().__init__(
+            f"{step}: {acked} of {needed} replica(s) acknowledged the write within {timeout:g}s"
+        )
 
 
 class DecryptionError(RotatorError):

@@ -169,15 +169,13 @@ def _gauge(name: str, help_text: str, value: float) -> Any:
 
 def exporter_registry(settings: Settings) -> Any:
     """A registry holding only the Redis gauges (no process metrics of the exporter itself)."""
-    import redis
     from prometheus_client import CollectorRegistry
 
+    from rotator.connections import sync_redis
     from rotator.embedded import redis_url_for
     from rotator.runtime import ConfigHolder
 
-    client = redis.Redis.from_url(
-        redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5
-    )
+    client = sync_redis(redis_url_for(settings), socket_timeout=5, socket_connect_timeout=5)
     registry = CollectorRegistry()
     registry.register(RedisCollector(settings, client, ConfigHolder(settings, lenient=True)))
     return registry

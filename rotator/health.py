@@ -34,11 +34,11 @@ _STARTED = time.time()
 
 
 def _redis_client(settings: Settings) -> Any:
-    import redis
 
+    from rotator.connections import sync_redis
     from rotator.embedded import redis_url_for
 
-    return redis.Redis.from_url(redis_url_for(settings), socket_timeout=3, socket_connect_timeout=3)
+    return sync_redis(redis_url_for(settings), socket_timeout=3, socket_connect_timeout=3)
 
 
 def readiness_checks(settings: Settings, *, beat: bool = False) -> list[tuple[str, Check]]:
@@ -58,13 +58,13 @@ def readiness_checks(settings: Settings, *, beat: bool = False) -> list[tuple[st
         return None
 
     def keys_ok() -> str | None:
-        import redis.asyncio as aioredis
 
+        from rotator.connections import async_redis
         from rotator.embedded import redis_url_for
         from rotator.keycheck import check_keys
 
         async def check() -> None:
-            remote = aioredis.Redis.from_url(redis_url_for(settings), socket_timeout=3)
+            remote = async_redis(redis_url_for(settings), socket_timeout=3)
             try:
                 await check_keys(remote, keys, settings)
             finally:

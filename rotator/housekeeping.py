@@ -32,6 +32,7 @@ import structlog
 
 from rotator.audit import ARCHIVE_DIRNAME, ArchiveResult, AuditReader
 from rotator.config import Settings, TargetsConfig, parse_interval
+from rotator.connections import sync_redis
 from rotator.embedded import redis_url_for
 from rotator.store import RotatorStore
 from rotator.store.keys import Keys
@@ -114,9 +115,7 @@ def archive_audit(settings: Settings, now: float | None = None) -> ArchiveResult
     A failure is logged, not raised: the stream stays intact and the next turn tries again."""
     now = time.time() if now is None else now
     directory = archive_directory(settings)
-    client = redis.Redis.from_url(
-        redis_url_for(settings), socket_timeout=settings.redis_socket_timeout
-    )
+    client = sync_redis(redis_url_for(settings), socket_timeout=settings.redis_socket_timeout)
     try:
         reader = AuditReader(client, Keys(settings.key_prefix), settings.audit_key_bytes())
         result = reader.archive(now - parse_interval(settings.audit_retention), directory)

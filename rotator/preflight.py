@@ -10,8 +10,9 @@ failure is the one reported)::
     settings     the ROTATOR_* environment parses (Settings)
     keys         master and audit keys present and well-formed (validate_runtime, keyring)
     targets      the targets file loads and validates
-    redis        the state store answers PING (a store that is down is retried for
-                 ROTATOR_REDIS_STARTUP_WAIT, 10 s, so a Redis restart is not a crash loop)
+    redis        the state store answers PING; one that is unreachable is retried for
+                 ROTATOR_REDIS_STARTUP_WAIT (10 s; behind Sentinel at least FAILOVER_WAIT), so
+                 a Redis restart or a failover is not a crash loop
     key check    the keys match the store's check values (rotator.keycheck)
 
 A failure is ONE line on stderr (``error: <what>; <how many more>``) and exit code 2: the
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from typing import NoReturn
 
 from rotator.config import Settings, load_settings
@@ -33,6 +33,9 @@ EXIT_CODE = 2
 # A closed port refuses at once; a black-holed host must not hold startup much longer.
 CONNECT_TIMEOUT = 5.0
 STARTUP_RETRY_EVERY = 0.5
+# How long a Sentinel deployment may have no reachable master at startup (a failover in
+# progress: down-after-milliseconds plus the election, a few seconds) before startup fails.
+FAILOVER_WAIT = 20.0
 
 
 def one_line(exc: ConfigError) -> str:
@@ -52,19 +55,34 @@ def redis_line(exc: BaseException) -> str:
 
 
 async def _check_store(settings: Settings) -> None:
-    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from rotator.connections import async_redis, is_sentinel
     from rotator.embedded import redis_url_for
     from rotator.keycheck import check_keys
     from rotator.store.keys import Keys
 
-    client = aioredis.Redis.from_url(
-        redis_url_for(settings),
+    url = redis_url_for(settings)
+    client = async_redis(
+        url,
         socket_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),
         socket_connect_timeout=min(CONNECT_TIMEOUT, settings.redis_socket_timeout),
     )
+    # A Redis restarting, or behind Sentinel a failover (no master for a few seconds): a
+    # process (re)started meanwhile waits for it rather than exiting into a crash loop.
+    loop = asyncio.get_running_loop()
+    wait = settings.redis_startup_wait
+    deadline = loop.time() + (max(wait, FAILOVER_WAIT) if is_sentinel(url) else wait)
     try:
-        await client.ping()
+        while True:
+            try:
+                await client.ping()
+                break
+            except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError):
+                if loop.time() + STARTUP_RETRY_EVERY > deadline:
+                    raise
+                await asyncio.sleep(STARTUP_RETRY_EVERY)
         try:
             await check_keys(client, Keys(settings.key_prefix), settings)
         except ConfigError as exc:  # the webhooks hear of it (rotator.notify.watch)
@@ -74,22 +92,6 @@ async def _check_store(settings: Settings) -> None:
             raise
     finally:
         await client.aclose()
-
-
-def _wait_for_store(settings: Settings) -> None:
-    """``_check_store``, retried while Redis is unreachable, for ``redis_startup_wait``."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    deadline = time.monotonic() + settings.redis_startup_wait
-    while True:
-        try:
-            asyncio.run(_check_store(settings))
-            return
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError):
-            if time.monotonic() + STARTUP_RETRY_EVERY > deadline:
-                raise
-            time.sleep(STARTUP_RETRY_EVERY)
 
 
 def check(*, targets: bool = True) -> Settings:
@@ -114,7 +116,7 @@ def check(*, targets: bool = True) -> Settings:
             from rotator.providers import provider_names
 
             load_targets(settings.targets_file, provider_names(), settings)
-        _wait_for_store(settings)
+        asyncio.run(_check_store(settings))
     except ConfigError as exc:
         raise StartupRefused(one_line(exc)) from None
     # ConnectionError: the OS's refusal where redis-py does not wrap it (unix sockets).

@@ -46,8 +46,16 @@ class JobStore(SecretVersions, Protocol):
 
     async def renew(self, lease: Lease, lease_ttl: float) -> None: ...
 
+    # durable: the write crash safety rests on; WriteNotDurable if too few replicas have it.
     async def record(
-        self, lease: Lease, lease_ttl: float, step: str, data: Data, job_fields: Data | None = None
+        self,
+        lease: Lease,
+        lease_ttl: float,
+        step: str,
+        data: Data,
+        job_fields: Data | None = None,
+        *,
+        durable: bool = False,
     ) -> None: ...
 
     async def stage(
@@ -66,6 +74,7 @@ class JobStore(SecretVersions, Protocol):
         job_fields: Data | None = None,
         promote_version: str | None = None,
         remote_version: str = "",
+        durable: bool = False,
     ) -> None: ...
 
     async def settle(self, job_id: str) -> None: ...

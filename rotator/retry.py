@@ -8,7 +8,8 @@ job ends; the engine only carries the decision out. While no update may have app
     error                                        budget left            budget spent
     TransientError (Retry-After is a floor,      Retry(backoff)         Stop(dead)
       CircuitOpen's included)
-    AuditUnavailable, any unexpected error       Retry(backoff)         Stop(dead)
+    AuditUnavailable, WriteNotDurable,           Retry(backoff)         Stop(dead)
+      any unexpected error
     PermanentError, bare ProviderError,          Stop(failed)           Stop(failed)
     SecretSourceError, StaleVersion, ConfigError
 
@@ -31,7 +32,9 @@ rotator's ``current`` does not name, the outage rotator exists to prevent. So::
 job checks whether it is live. The backoff is the same capped exponential with jitter, so a job
 verifying for a day re-reads about every ``max_delay`` seconds.
 
-``AuditUnavailable`` retries because no update was attempted (the engine fails closed); an
+``AuditUnavailable`` and ``WriteNotDurable`` (a pin or intent that too few Redis replicas
+acknowledged in time) retry because no update was attempted: the engine fails closed and
+journals the refusal, so "nothing applied" holds and the job stays out of ``verifying``. An
 unexpected error (a bug, a Redis blip) gets the same budget. ``ConflictDetected`` and
 ``LeaseLost`` are verdicts rather than failures and never reach the policy: the engine ends
 those jobs in ``conflict`` or leaves them to the lease holder.

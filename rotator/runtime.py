@@ -20,11 +20,11 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio as aioredis
 import structlog
 
 from rotator.audit import AuditEvent, AuditLog
 from rotator.config import Settings, TargetsConfig, TargetsFile, load_settings, load_targets
+from rotator.connections import async_redis
 from rotator.crypto import Vault
 from rotator.embedded import redis_url_for
 from rotator.engine import Engine, EngineOptions, Outcome
@@ -35,7 +35,7 @@ from rotator.providers import load_provider, provider_names
 from rotator.providers.base import Provider, ProviderContext
 from rotator.redaction import LogScrubber, hold_process_keys
 from rotator.retry import RetryPolicy
-from rotator.store import RotatorStore
+from rotator.store import Durability, RotatorStore
 from rotator.store.breaker import breaker_for
 from rotator.store.keys import Keys
 from rotator.store.ratelimit import RedisRateLimiter
@@ -173,18 +173,23 @@ class Runtime:
         # socket_timeout: a Redis that stops answering (half-open connection, paused VM) fails
         # the command instead of hanging the attempt forever; health checks find dead pooled
         # connections before a command is sent on them.
-        self.redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                redis_url_for(settings),
-                max_connections=settings.max_in_flight + 32,
-                timeout=30,
-                socket_timeout=settings.redis_socket_timeout,
-                socket_connect_timeout=settings.redis_socket_timeout,
-                health_check_interval=settings.redis_health_check_interval,
-            )
+        # A sentinel:// URL gives the same pool, pointed at whichever node is the master.
+        self.redis = async_redis(
+            redis_url_for(settings),
+            blocking=True,
+            max_connections=settings.max_in_flight + 32,
+            timeout=30,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_socket_timeout,
+            health_check_interval=settings.redis_health_check_interval,
         )
         self.vault = Vault(settings.master_keys(), settings.audit_key_bytes())
-        self.store = RotatorStore(self.redis, self.keys, self.vault)
+        self.store = RotatorStore(
+            self.redis,
+            self.keys,
+            self.vault,
+            Durability(settings.redis_min_replicas, settings.redis_replica_timeout),
+        )
         # Spooling to state_dir keeps events written while Redis is unreachable (fail closed).
         self.audit = AuditLog.from_settings(self.redis, settings)
         self.providers = ProviderContext(

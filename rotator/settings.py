@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rotator.connections import is_sentinel, parse_sentinel_url
 from rotator.errors import ConfigError, ConfigIssue
 from rotator.timeparse import parse_interval
 from rotator.urlpolicy import UrlPolicy, parse_allowed_hosts, parse_insecure_hosts
@@ -31,13 +32,22 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         repr=False,
-        description="State store. Unset: an embedded Redis under state_dir.",
+        description="State store (redis://, rediss://, unix://, or "
+        "sentinel://host:26379,host2:26379/0?master=NAME). Unset: an embedded Redis under "
+        "state_dir.",
     )
     broker_url: str | None = Field(
         default=None,
         repr=False,
-        description="Celery broker (redis:// or amqp://). Unset: the Redis URL.",
+        description="Celery broker (redis://, sentinel://... or amqp://). Unset: the Redis URL.",
     )
+    # Replication (README "Redis high availability"): after each write crash safety rests on
+    # (the pinned version, the intent before a remote write, a promotion) the store waits for
+    # this many replicas to acknowledge it, at most redis_replica_timeout seconds. 0: no WAIT.
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_replica_timeout: float = Field(default=2.0, gt=0, le=60)
+    # RabbitMQ: declare rotator's queue as a quorum queue (replicated, confirmed publishes).
+    broker_quorum: bool = Field(default=False)
     targets_file: Path = Field(default=Path("rotator.yaml"))
     # SecretStr: repr(), str() and model_dump() of the settings never show key material.
     master_key: SecretStr | None = Field(
@@ -164,6 +174,19 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _sentinel_url(cls, value: str | None) -> str | None:
+        # A Sentinel URL is parsed here so that a typo is reported at start, naming the field
+        # (the message never repeats the URL: it may carry a password).
+        if is_sentinel(value):
+            assert value is not None
+            try:
+                parse_sentinel_url(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid Sentinel URL: {exc}") from None
+        return value
+
     @field_validator("insecure_hosts")
     @classmethod
     def _insecure_hosts(cls, value: str) -> str:
@@ -242,6 +265,23 @@ class Settings(BaseSettings):
                     issues.append(
                         ConfigIssue("environment", name, "required when ROTATOR_REDIS_URL is set")
                     )
+        if self.embedded and self.redis_min_replicas:
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "ROTATOR_REDIS_MIN_REPLICAS",
+                    "the embedded Redis has no replicas: every durable write would be refused "
+                    "(set ROTATOR_REDIS_URL to a replicated Redis, or 0)",
+                )
+            )
+        if self.broker_quorum and not (self.broker_url or "").startswith(("amqp", "pyamqp")):
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "ROTATOR_BROKER_QUORUM",
+                    "quorum queues are RabbitMQ's: set ROTATOR_BROKER_URL to an amqp:// URL",
+                )
+            )
         if issues:
             raise ConfigError(issues)
 

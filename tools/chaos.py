@@ -28,6 +28,15 @@ The experiment runs the real system against the provider sandbox and breaks it o
    Two extra checks: every promotion matched the secret live at that moment, and the audit
    hash chain verifies.
 
+**Sentinel mode** (``--sentinel``): Redis is a primary, a replica and three sentinels, all
+from the same binary (``tools.common.SentinelRedis``), and the workers reach it through a
+``sentinel://`` URL with ``ROTATOR_REDIS_MIN_REPLICAS=1``. The Redis disruption becomes
+``kill -9`` of whichever node is the primary: the sentinels promote the replica, and the
+killed node comes back as a replica of the new primary 2-5 s after the failover (meanwhile
+the new primary has no replica and refuses durable writes, while bursts go on). Writes the
+old primary acknowledged but never replicated are lost, which is the point: every invariant
+must still hold, because the writes crash safety rests on wait for the replica.
+
 Why ``appendfsync always``: rotator's crash safety rests on acknowledged writes being durable
 (the intent is journalled *before* a provider update; the fencing counter must never hand out a
 token twice). With ``everysec`` a ``kill -9`` of Redis can roll back up to a second of
@@ -66,7 +75,14 @@ from rotator.models import TERMINAL_STATES, version_seq
 from rotator.sandbox import defaults as d
 from rotator.store.keys import Keys
 from rotator.urlpolicy import insecure_entry
-from tools.common import Proc, RedisServer, SandboxProcess, queue_for, sandbox_credentials
+from tools.common import (
+    Proc,
+    RedisServer,
+    SandboxProcess,
+    SentinelRedis,
+    queue_for,
+    sandbox_credentials,
+)
 
 PROVIDERS = ("adobe", "appflow", "uipath", "commercelayer", "ciphertrust")
 CANARY = "chaoscanary-"
@@ -119,6 +135,9 @@ class ChaosOptions:
     lease_ttl: float = 6.0
     http_timeout: float = 3.0
     max_attempts: int = 20
+    sentinel: bool = False
+    min_replicas: int = 1
+    replica_timeout: float = 0.5
     strict: bool = False
     output_dir: Path | None = None
 
@@ -141,6 +160,10 @@ _HELP: Mapping[str, str] = {
     "lease_ttl": "ROTATOR_LEASE_TTL of the workers",
     "http_timeout": "ROTATOR_HTTP_TIMEOUT of the workers",
     "max_attempts": "ROTATOR_MAX_ATTEMPTS of the workers",
+    "sentinel": "Redis as primary + replica + 3 sentinels; the Redis kills hit the primary "
+    "and force a failover",
+    "min_replicas": "ROTATOR_REDIS_MIN_REPLICAS in --sentinel mode",
+    "replica_timeout": "ROTATOR_REDIS_REPLICA_TIMEOUT in --sentinel mode (seconds)",
     "strict": "also fail on warnings (known provider limitations)",
     "output_dir": "where logs, the Redis AOF, evidence.json and report.json go "
     "(default: a new temp dir)",
@@ -363,6 +386,7 @@ class Tally:
     worker_restarts: int = 0
     beat_kills: int = 0
     redis_restarts: int = 0
+    failovers: int = 0
     unexpected_exits: list[str] = field(default_factory=list)
     bursts: int = 0
     enqueued: int = 0
@@ -406,7 +430,11 @@ class Experiment:
             path.mkdir(exist_ok=True)
         # Unix socket paths are short (~107 bytes): the socket lives in its own short temp dir.
         self.sock_dir = Path(tempfile.mkdtemp(prefix="rchaos-", dir="/tmp"))
-        self.redis = RedisServer(self.root / "redis", self.sock_dir / "redis.sock", self.logs)
+        self.redis: RedisServer | SentinelRedis = (
+            SentinelRedis(self.root / "redis", self.logs)
+            if options.sentinel
+            else RedisServer(self.root / "redis", self.sock_dir / "redis.sock", self.logs)
+        )
         self.run_tag = f"{options.seed}-{pysecrets.token_hex(3)}"
         self.prefix = f"chaos-{self.run_tag}:"
         self.keys = Keys(self.prefix)
@@ -424,6 +452,7 @@ class Experiment:
         self._runtime: Any = None
         self.timeline: list[tuple[float, str]] = []  # what was done when (timeline.json)
         self._redis_down_since: float | None = None
+        self._failover_at: float | None = None  # Sentinel mode: when the old primary rejoins
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -527,9 +556,15 @@ class Experiment:
                 "ROTATOR_LOG_LEVEL": "INFO",
                 "ROTATOR_LOG_JSON": "true",
                 "ROTATOR_INSECURE_HOSTS": insecure_entry(self.sandbox_url),
+                "ROTATOR_REDIS_MIN_REPLICAS": str(self._min_replicas),
+                "ROTATOR_REDIS_REPLICA_TIMEOUT": str(opts.replica_timeout),
             }
         )
         return env
+
+    @property
+    def _min_replicas(self) -> int:
+        return self.opts.min_replicas if self.opts.sentinel else 0
 
     @property
     def sandbox_url(self) -> str:
@@ -557,6 +592,8 @@ class Experiment:
                 queue=queue_for(self.prefix),
                 log_level="WARNING",
                 insecure_hosts=insecure_entry(self.sandbox_url),
+                redis_min_replicas=self._min_replicas,
+                redis_replica_timeout=self.opts.replica_timeout,
             )
             holder = ConfigHolder(settings)
             self._loop = asyncio.new_event_loop()
@@ -676,6 +713,9 @@ class Experiment:
         while (now := time.monotonic()) < end:
             due = [kind for kind, at in next_at.items() if at <= now]
             for kind in sorted(due, key=lambda k: next_at[k]):
+                if kind == "redis_up" and not self._rejoin_due():
+                    next_at[kind] = time.monotonic() + 0.25  # Sentinel: after the failover
+                    continue
                 actions[kind]()
                 next_at[kind] = after(means[kind])
                 if kind == "redis":  # everything else goes on while Redis is down
@@ -692,6 +732,9 @@ class Experiment:
             wake = min(min(next_at.values()), end)
             time.sleep(max(0.02, min(0.5, wake - time.monotonic())))
         if self._redis_down_since is not None:
+            deadline = time.monotonic() + 30
+            while not self.redis.ready_to_restart() and time.monotonic() < deadline:
+                time.sleep(0.25)
             self._start_redis()
         self.tally.disruption_seconds = time.monotonic() - start
 
@@ -716,26 +759,54 @@ class Experiment:
         time.sleep(self.rng.uniform(0, 1.5))
         self.beat.start()
 
+    def _rejoin_due(self) -> bool:
+        """Sentinel mode: the killed primary rejoins a moment after the failover, so that for a
+        while the new primary has no replica and durable writes must be refused."""
+        if not self.redis.ready_to_restart():
+            return False
+        if not self.opts.sentinel:
+            return True
+        if self._failover_at is None:
+            self._failover_at = time.monotonic() + self.rng.uniform(2.0, 5.0)
+        if time.monotonic() < self._failover_at:
+            return False
+        self._failover_at = None
+        return True
+
     def _kill_redis(self) -> None:
         if self._redis_down_since is None:
             self.redis.kill9()
             self._redis_down_since = time.monotonic()
-            self.note("kill -9 redis")
+            self.note("kill -9 redis" + (" primary" if self.opts.sentinel else ""))
 
     def _start_redis(self) -> None:
-        """Restart Redis from its AOF (the disruption loop calls this a moment after the kill)."""
+        """Restart Redis from its AOF (the disruption loop calls this a moment after the kill;
+        in Sentinel mode once the replica was promoted: the killed node rejoins as a replica)."""
         if self._redis_down_since is None:
             return
-        self.redis.restart()
-        self.note("redis restarted from its AOF")
+        if isinstance(self.redis, SentinelRedis):
+            before = self.redis.failovers_seen
+            self.redis.restart()
+            self.tally.failovers += self.redis.failovers_seen - before
+            self.note("old primary restarted as a replica")
+        else:
+            self.redis.restart()
+            self.note("redis restarted from its AOF")
         self.tally.redis_restarts += 1
         self.tally.redis_down_seconds += time.monotonic() - self._redis_down_since
         self._redis_down_since = None
 
+    def _redis_unreachable(self) -> bool:
+        """Redis is down (Sentinel mode: until the failover, not until the old primary rejoined:
+        the new primary serves, and refuses durable writes, meanwhile)."""
+        if self._redis_down_since is None:
+            return False
+        return not (self.opts.sentinel and self.redis.ready_to_restart())
+
     def _burst(self) -> None:
         """Fresh values and on-demand jobs for a few targets. Not while Redis is down: the
         driver's client would wait for it and stall every other disruption meanwhile."""
-        if self._redis_down_since is not None:
+        if self._redis_unreachable():
             return
         size = min(self.opts.burst_size, len(self.plans))
         chosen = self.rng.sample(self.plans, size)
@@ -760,7 +831,7 @@ class Experiment:
         self.tally.oob_edits += 1
 
     def _busy_target(self) -> TargetPlan | None:
-        if self._redis_down_since is not None:
+        if self._redis_unreachable():
             return None  # asking would stall the loop in the client's reconnect attempts
         try:
             client = self.redis.client(timeout=1.0)
@@ -791,7 +862,7 @@ class Experiment:
                 self.note(f"{proc.name} exited unexpectedly ({code})")
                 proc.popen = None
                 proc.start()
-        if self.redis.proc.popen is not None and not self.redis.proc.alive():
+        if self._redis_down_since is None and self.redis.crashed():
             self.tally.unexpected_exits.append("redis-server exited")
             self.redis.restart()
 
@@ -1569,9 +1640,15 @@ class ChaosReport:
             f"{o.workers} workers, {t.disruption_seconds:.0f}s disruption + "
             f"{t.converge_seconds:.0f}s convergence ({self.seconds:.0f}s in all)"
         )
+        redis_kills = (
+            f"{t.redis_restarts} kill -9 of the Redis primary ({t.failovers} Sentinel failovers, "
+            f"{t.redis_down_seconds:.1f}s until the old primary rejoined as a replica)"
+            if o.sentinel
+            else f"{t.redis_restarts} Redis kill -9 + restarts ({t.redis_down_seconds:.1f}s down)"
+        )
         yield (
             f"disruption: {t.worker_kills} worker SIGKILLs, {t.beat_kills} beat SIGKILLs, "
-            f"{t.redis_restarts} Redis kill -9 + restarts ({t.redis_down_seconds:.1f}s down), "
+            f"{redis_kills}, "
             f"{t.oob_edits} out-of-band edits, {t.bursts} bursts ({t.enqueued} on-demand jobs, "
             f"{t.refreshes} fresh canary values; {t.enqueue_errors} enqueues failed)"
         )
@@ -1618,9 +1695,14 @@ def run(
     out(f"chaos: output in {exp.root}; key prefix {exp.prefix}")
     try:
         exp.setup()
+        redis_kind = (
+            f"Redis primary + replica + 3 sentinels (WAIT for {options.min_replicas})"
+            if options.sentinel
+            else "Redis"
+        )
         out(
-            f"chaos: {len(exp.plans)} targets, {options.workers} workers + beat, Redis with AOF "
-            f"(appendfsync always), sandbox on {exp.sandbox_url}; disrupting for "
+            f"chaos: {len(exp.plans)} targets, {options.workers} workers + beat, {redis_kind} "
+            f"with AOF (appendfsync always), sandbox on {exp.sandbox_url}; disrupting for "
             f"{options.duration:.0f}s"
         )
         exp.disrupt()
@@ -1634,6 +1716,10 @@ def run(
         jobs = Counter(job.get("state", "missing") for job in evidence.jobs.values())
         promoted = sum(1 for e in evidence.events if is_promotion(e))
         jobs["(promotions)"] = promoted
+        if options.sentinel:  # attempts that stopped at a write the replica did not confirm
+            jobs["(retries after WriteNotDurable)"] = sum(
+                1 for e in evidence.events if e.event.error_class == "WriteNotDurable"
+            )
         report = ChaosReport(
             options, exp.root, exp.tally, converged, checks, evidence.stats, jobs,
             time.monotonic() - began,

@@ -72,15 +72,17 @@ CHECKPOINTS_NAME = "audit-checkpoints.jsonl"  # the default log of `audit checkp
 
 def _connect(config: Settings) -> redis.Redis:
     """The state store (tests replace this function)."""
+    from rotator.connections import sync_redis
     from rotator.embedded import redis_url_for
 
-    return redis.Redis.from_url(redis_url_for(config), socket_timeout=60)
+    return sync_redis(redis_url_for(config), socket_timeout=60)
 
 
 def _connect_async(config: Settings) -> aioredis.Redis:
+    from rotator.connections import async_redis
     from rotator.embedded import redis_url_for
 
-    return aioredis.Redis.from_url(redis_url_for(config), socket_timeout=60)
+    return async_redis(redis_url_for(config), socket_timeout=60)
 
 
 @contextlib.contextmanager

@@ -207,10 +207,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from rotator.connections import sync_redis
         from rotator.embedded import redis_url_for
 
         runtime = Runtime(settings, holder)
-        client = redis.Redis.from_url(redis_url_for(settings), socket_timeout=30)
+        client = sync_redis(redis_url_for(settings), socket_timeout=30)
         app.state.api = ApiState(
             runtime,
             AuditReader(client, runtime.keys),

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 from redis.exceptions import RedisError
 
 from rotator import embedded
+from rotator.connections import async_redis
 from rotator.crypto import Vault
 from rotator.errors import MalformedJob, PlanWriteRefused
 from rotator.providers.base import ProviderContext, TargetSpec
@@ -195,7 +195,7 @@ async def connect_state(settings: Settings) -> tuple[PlanState, str | None]:
         if not embedded.running(settings.state_dir):
             return NoPlanState(vault), "the embedded Redis is not running"
         url = f"unix://{embedded.socket_path(settings.state_dir)}"
-    client = aioredis.Redis.from_url(
+    client = async_redis(
         url,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=min(5.0, settings.redis_socket_timeout),

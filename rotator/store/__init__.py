@@ -17,6 +17,7 @@ notification delivery queue); ``audit`` holds the audit log's own scripts.
 from __future__ import annotations
 
 from rotator.models import BeginRefused, Begun, Lease
+from rotator.store.base import Durability
 from rotator.store.jobs import JobStore
 from rotator.store.notify import NotifyQueueStore
 from rotator.store.retention import RetentionStore
@@ -24,10 +25,11 @@ from rotator.store.schedule import ScheduleStore
 from rotator.store.secrets import SecretStore
 from rotator.store.views import ViewStore
 
-__all__ = ["BeginRefused", "Begun", "Lease", "RotatorStore"]
+__all__ = ["BeginRefused", "Begun", "Durability", "Lease", "RotatorStore"]
 
 
 class RotatorStore(
     JobStore, ScheduleStore, SecretStore, ViewStore, RetentionStore, NotifyQueueStore
 ):
-    """The store: ``RotatorStore(redis, keys, vault)``; see the parts for each concern."""
+    """The store: ``RotatorStore(redis, keys, vault[, durability])``; see the parts for each
+    concern, and ``rotator.store.base`` for durable (replicated) writes."""

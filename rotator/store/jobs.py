@@ -52,10 +52,12 @@ class JobStore(StoreBase):
         requested_version: str | None = None,
         now: float | None = None,
     ) -> tuple[str, bool]:
-        """Create a queued job, or return the target's queued/running one (created=False)."""
+        """Create a queued job, or return the target's queued/running one (created=False).
+        With replicas, the job is durable before its id is returned (``WriteNotDurable``
+        otherwise: asking again returns the same job once it is)."""
         now = time.time() if now is None else now
         job = _new_job(target, reason, actor, now, note=note, requested_version=requested_version)
-        ((job_id, created),) = await self._create([job], now)
+        ((job_id, created),) = await self._create([job], now, durable=True)
         return job_id, created
 
     async def create_scheduled_jobs(
@@ -69,7 +71,9 @@ class JobStore(StoreBase):
         created = await self._create(jobs, now)
         return [(t, job_id, new) for t, (job_id, new) in zip(targets, created, strict=True)]
 
-    async def _create(self, jobs: list[Job], now: float) -> list[tuple[str, bool]]:
+    async def _create(
+        self, jobs: list[Job], now: float, *, durable: bool = False
+    ) -> list[tuple[str, bool]]:
         """Run ``create_job`` for each job, pipelined. The script may look at the target's
         active job only through a KEY, so each call names the active job it expects (first:
         none, the usual case); a call that finds another one is repeated with that one."""
@@ -86,7 +90,11 @@ class JobStore(StoreBase):
                         args=[job.id, now, active, TERMINAL_ARG, *pairs(job.to_redis())],
                         client=pipe,
                     )
+                if durable and self._waits:
+                    self._wait_in(pipe)
                 replies = await pipe.execute()
+            if durable and self._waits:
+                self._check_acked("job", replies.pop())
             raced: dict[int, str] = {}
             for i, (job_id, status) in zip(expected, replies, strict=True):
                 if int(status) < 0:
@@ -166,11 +174,15 @@ class JobStore(StoreBase):
         step: str,
         data: Mapping[str, Any],
         job_fields: Mapping[str, Any] | None = None,
+        *,
+        durable: bool = False,
     ) -> None:
-        """Journal a step (and optionally job fields), fenced, renewing the lease."""
+        """Journal a step (and optionally job fields), fenced, renewing the lease. ``durable``:
+        also wait for the replicas (``WriteNotDurable`` when too few acknowledge in time)."""
         k = self.keys
         await self._fenced(
             "record",
+            durable=step if durable else "",
             keys=[k.lease(lease.target), k.journal(lease.job_id), k.job(lease.job_id)],
             args=[
                 lease.fence,
@@ -215,17 +227,20 @@ class JobStore(StoreBase):
         job_fields: Mapping[str, Any] | None = None,
         audit_owed: str = "",
         settle_within: float = 60.0,
+        durable: bool = False,
         now: float | None = None,
     ) -> None:
         """End a job in a terminal state; promotion and lease release happen in the same write.
 
         ``audit_owed`` is the terminal audit event (JSON) still to be written; until
-        ``settle()`` the job comes due again after ``settle_within`` seconds."""
+        ``settle()`` the job comes due again after ``settle_within`` seconds. ``durable``: also
+        wait for the replicas (``WriteNotDurable``: the job ended on the primary only)."""
         assert state.terminal
         now = time.time() if now is None else now
         k = self.keys
         await self._fenced(
             "finish",
+            durable="promote" if durable else "",
             keys=[
                 k.lease(lease.target),
                 k.job(lease.job_id),

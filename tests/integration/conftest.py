@@ -22,6 +22,7 @@ from rotator.crypto import Vault
 from rotator.sandbox import defaults
 from rotator.sandbox.server import SandboxServer
 from rotator.urlpolicy import insecure_entry
+from tools.common import SentinelRedis
 
 CANARY_PREFIX = "canary-3c9e1b-"
 
@@ -193,3 +194,14 @@ def system(
         admin.delete("/_sandbox/faults")
         admin.close()
         client.close()
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[SentinelRedis]:
+    """A primary, a replica and three sentinels of our own (stopped after the test)."""
+    cluster = SentinelRedis(tmp_path / "redis", tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

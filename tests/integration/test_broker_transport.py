@@ -1,19 +1,21 @@
-"""The quarantining transport is the one kombu uses, for TCP and for the embedded unix socket."""
+"""The quarantining transport is the one kombu uses: TCP, the embedded unix socket, Sentinel."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from rotator import embedded
 from rotator.app import make_app
-from rotator.broker import QuarantiningChannel, envelope_problem
+from rotator.broker import QuarantiningChannel, QuarantiningSentinelChannel, envelope_problem
 from rotator.config import load_settings
+from rotator.connections import sync_redis
+from tools.common import SentinelRedis
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,9 @@ def _consume_one_bad_item(redis_url: str, monkeypatch: pytest.MonkeyPatch, prefi
     with app.connection_for_read() as connection:
         channel = connection.default_channel
         assert isinstance(channel, QuarantiningChannel)
-        client = redis.Redis.from_url(redis_url)
+        if redis_url.startswith("sentinel"):
+            assert isinstance(channel, QuarantiningSentinelChannel)
+        client = sync_redis(redis_url)
         try:
             client.lpush(f"{prefix}kombu:{queue}", b"\x00not json")
             with pytest.raises(Exception) as empty:
@@ -61,6 +65,21 @@ def test_tcp_broker_quarantines(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _consume_one_bad_item(redis_url, monkeypatch, key_prefix)
+
+
+def test_sentinel_broker_quarantines_before_and_after_a_failover(
+    sentinel: SentinelRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the broker reached through three sentinels (rotator's transport, not kombu's)
+    _consume_one_bad_item(sentinel.url, monkeypatch, "rotator-test:s1:")
+
+    # When the primary is killed and the sentinels promote the replica
+    sentinel.kill9()
+    while not sentinel.ready_to_restart():
+        time.sleep(0.2)
+
+    # Then a new connection finds the new primary, through the same transport
+    _consume_one_bad_item(sentinel.url, monkeypatch, "rotator-test:s2:")
 
 
 @pytest.mark.parametrize(
