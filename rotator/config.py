@@ -223,10 +223,31 @@ def load_targets(
     ``settings`` carries the operator's policy (URL allow-lists, credentials directory);
     without it the policy comes from the environment, so no caller can skip it.
     """
-    label = str(path)
     if settings is None:
         settings = load_settings()
-    raw, mtime = safeyaml.load_file(path, label)
+    data, mtime = safeyaml.read_file(path, str(path))
+    config, _raw = validate_targets(path, data, mtime, known_providers, settings)
+    return config
+
+
+def validate_targets(
+    path: Path,
+    data: bytes,
+    mtime: float,
+    known_providers: Sequence[str],
+    settings: Settings,
+    *,
+    checked: Mapping[str, Any] | None = None,
+) -> tuple[TargetsConfig, Mapping[str, Any]]:
+    """Validate a targets file's bytes; returns the config and the parsed mapping.
+
+    ``checked``: the parsed mapping of these very bytes, already cross-checked and passed by
+    the URL policy of these settings (an authenticated snapshot, ``rotator.config_snapshot``):
+    the YAML parse, the cross-references and the URL policy are skipped; the models and the
+    file references (which depend on the filesystem, not the file) are checked as ever.
+    """
+    label = str(path)
+    raw = safeyaml.load_bytes(data, label) if checked is None else checked
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -241,25 +262,31 @@ def load_targets(
             message = err["msg"].removeprefix("Value error, ")
             issues.append(ConfigIssue(label, _loc(err["loc"]), message))
     # Cross-references are checked on the raw data too, so one run lists every problem.
-    issues.extend(_cross_check(label, raw, known_providers))
+    if checked is None:
+        issues.extend(_cross_check(label, raw, known_providers))
     credentials_dir = settings.credentials_root(path)
     if model is not None:
-        issues.extend(_policy_check(label, model, settings.url_policy(), credentials_dir))
+        policy = settings.url_policy() if checked is None else None
+        issues.extend(_policy_check(label, model, policy, credentials_dir))
     if issues or model is None:
         raise ConfigError(issues)
-    return TargetsConfig(path, model, mtime, credentials_dir)
+    return TargetsConfig(path, model, mtime, credentials_dir), raw
 
 
 def _policy_check(
-    label: str, model: TargetsFile, policy: UrlPolicy, credentials_dir: Path
+    label: str, model: TargetsFile, policy: UrlPolicy | None, credentials_dir: Path
 ) -> list[ConfigIssue]:
     """The operator's limits on what a targets file may point at (rotator.urlpolicy,
-    rotator.filerefs): every URL an adapter calls and every file it names."""
+    rotator.filerefs): every URL an adapter calls (unless ``policy`` is None: already
+    checked) and every file it names."""
     issues: list[ConfigIssue] = []
     for name, target in model.targets.items():
-        for where, problem in policy.target_violations(
-            target.provider, target.base_url, target.options
-        ):
+        violations = (
+            policy.target_violations(target.provider, target.base_url, target.options)
+            if policy is not None
+            else ()
+        )
+        for where, problem in violations:
             issues.append(ConfigIssue(label, f"targets.{name}.{where}", problem))
         for key, ref in target.credentials.items():
             kind, _, ref_path = ref.partition(":")

@@ -50,6 +50,9 @@ key                             type     contents
                                          audit_kid/audit_epoch/audit:{n} (see rotator.keycheck)
 {p}keys:reseal                  hash     progress of `rotator keys rotate` (resumable)
 {p}dispatch:last                string   unix time of the last dispatch pass (rotator.metrics)
+{p}config:snapshot:{digest}     string   MAC || zlib(JSON) of a validated targets file, keyed
+                                         by the digest of its bytes and the settings that
+                                         decide validity, TTL (see rotator.config_snapshot)
 ==============================  =======  ===================================================
 """
 
@@ -103,6 +106,9 @@ class Keys:
     @property
     def schedule(self) -> str:
         return f"{self.prefix}schedule"
+
+    def config_snapshot(self, digest: str) -> str:
+        return f"{self.prefix}config:snapshot:{digest}"
 
     def secret_versions(self, name: str) -> str:
         return f"{self.prefix}secret:{name}:versions"

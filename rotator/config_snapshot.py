@@ -1,0 +1,209 @@
+"""A validated targets file shared through Redis: a process loads 100,000 targets without
+parsing YAML, cross-checking or applying the URL policy again.
+
+The file stays the source of truth. A snapshot is keyed by a digest of the file's bytes and of
+everything else validation depends on (the URL policy settings, the credentials directory, the
+known providers, rotator's version), so any edit or setting change misses and the file is
+validated again. What is stored is the parsed mapping of a file that validated, as JSON
+(zlib), so a hit is checked by the same pydantic models and every config error keeps its
+file and field. Only mappings that JSON carries exactly are stored: a file with dates or
+non-text keys anywhere is validated from the file each time.
+
+A snapshot is authenticated: ``HMAC-SHA256(snapshot_key, digest || body)`` with
+``snapshot_key = HKDF(newest audit key, "rotator config snapshot v1")``. Someone who can write
+to Redis but does not hold the audit key cannot inject targets: a snapshot whose MAC fails is
+refused (logged) and the file validated again, which then replaces it. File references
+(``file:`` credentials, file secrets) are inspected on every load: they depend on the
+filesystem, not on the file.
+
+Redis unavailable is never an error here: the file is loaded as without a cache.
+
+Key: ``{p}config:snapshot:{digest}`` string, ``MAC (32 bytes) || zlib(JSON)``, with a TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+import structlog
+
+from rotator import safeyaml
+from rotator.audit.keyring import AuditKeyring
+from rotator.config import Settings, TargetsConfig, validate_targets
+from rotator.crypto import derive_key
+from rotator.store.keys import Keys
+
+log = structlog.get_logger("rotator.config_snapshot")
+
+SNAPSHOT_LABEL = "rotator config snapshot v1"
+SNAPSHOT_TTL = 7 * 24 * 3600
+_MAC_BYTES = 32
+
+
+class SnapshotStore(Protocol):
+    """Where snapshots live (Redis; a dict in tests)."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ex: int) -> object: ...
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """How the last load went: ``hit`` (snapshot used), ``miss``, ``refused`` (MAC failed),
+    ``unstorable`` (not exactly JSON), ``unavailable`` (Redis errors)."""
+
+    digest: str
+    outcome: str
+
+
+def _version() -> str:
+    try:
+        return metadata.version("rotator")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class SnapshotCache:
+    """Snapshots of validated targets files in Redis, keyed and authenticated as above."""
+
+    def __init__(self, client: redis.Redis | SnapshotStore, keys: Keys, settings: Settings) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        newest = AuditKeyring.parse(settings.audit_key_bytes()).keys[0]
+        self._key = derive_key(newest, SNAPSHOT_LABEL)
+        self.last: LoadInfo | None = None
+
+    def digest(self, path: Path, data: bytes, known_providers: Sequence[str]) -> str:
+        """sha256 over the file's bytes and every other input of validation."""
+        settings = self._settings
+        context = json.dumps(
+            [
+                _version(),
+                sorted(known_providers),
+                settings.insecure_hosts,
+                settings.allowed_hosts,
+                str(settings.credentials_root(path)),
+            ]
+        ).encode()
+        return hashlib.sha256(
+            len(context).to_bytes(8, "big") + context + hashlib.sha256(data).digest()
+        ).hexdigest()
+
+    def _mac(self, digest: str, body: bytes) -> bytes:
+        return hmac.digest(self._key, digest.encode() + body, "sha256")
+
+    def get(self, digest: str) -> Mapping[str, Any] | None:
+        """The checked mapping stored for ``digest``; None when absent, unreadable or forged."""
+        try:
+            stored = self._client.get(self._keys.config_snapshot(digest))
+        except redis.RedisError as exc:
+            log.warning("config snapshot unavailable", error=str(exc))
+            self.last = LoadInfo(digest, "unavailable")
+            return None
+        if not isinstance(stored, bytes):
+            self.last = LoadInfo(digest, "miss")
+            return None
+        mac, body = stored[:_MAC_BYTES], stored[_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(digest, body)):
+            log.warning(
+                "config snapshot refused: its MAC does not verify (written without the audit "
+                "key); validating the file",
+                digest=digest[:12],
+            )
+            self.last = LoadInfo(digest, "refused")
+            return None
+        try:
+            data = json.loads(zlib.decompress(body))
+        except (ValueError, zlib.error):
+            data = None
+        if not isinstance(data, dict):  # authenticated, so only an older format
+            self.last = LoadInfo(digest, "miss")
+            return None
+        self.last = LoadInfo(digest, "hit")
+        return data
+
+    def put(self, digest: str, raw: Mapping[str, Any]) -> bool:
+        """Store the mapping of a file that validated; False when JSON cannot carry it
+        exactly (it is then validated from the file each time) or Redis refuses."""
+        if not _exactly_json(raw):
+            self.last = LoadInfo(digest, "unstorable")
+            return False
+        body = zlib.compress(
+            json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(),
+            1,
+        )
+        try:
+            self._client.set(
+                self._keys.config_snapshot(digest), self._mac(digest, body) + body, ex=SNAPSHOT_TTL
+            )
+        except redis.RedisError as exc:
+            log.warning("config snapshot not stored", error=str(exc))
+            return False
+        return True
+
+
+def _exactly_json(value: Any) -> bool:
+    """Whether a JSON round trip gives ``value`` back unchanged: text keys only, and only
+    dicts, lists, text, integers, finite floats, booleans and None (no dates, no NaN)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if any(type(k) is not str for k in item):
+                return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            if item != item or item in (float("inf"), float("-inf")):
+                return False
+        elif kind not in (str, int, bool, type(None)):
+            return False
+    return True
+
+
+def load_targets_cached(
+    path: Path,
+    known_providers: Sequence[str],
+    settings: Settings,
+    cache: SnapshotCache | None,
+) -> TargetsConfig:
+    """``rotator.config.load_targets``, through the snapshot cache when there is one."""
+    data, mtime = safeyaml.read_file(path, str(path))
+    if cache is None:
+        config, _raw = validate_targets(path, data, mtime, known_providers, settings)
+        return config
+    digest = cache.digest(path, data, known_providers)
+    checked = cache.get(digest)
+    if checked is not None:
+        config, _raw = validate_targets(
+            path, data, mtime, known_providers, settings, checked=checked
+        )
+        return config
+    outcome = cache.last
+    config, raw = validate_targets(path, data, mtime, known_providers, settings)
+    cache.put(digest, raw)
+    if outcome is not None and outcome.outcome == "refused":
+        cache.last = outcome  # what happened to the snapshot, not to the re-store
+    return config
+
+
+__all__ = [
+    "SNAPSHOT_LABEL",
+    "LoadInfo",
+    "SnapshotCache",
+    "SnapshotStore",
+    "load_targets_cached",
+]
