@@ -8,7 +8,9 @@ errors is rejected whole, listing every error, so a half-valid file never half-a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +47,34 @@ from rotator.urlpolicy import UrlPolicy
 # ---------------------------------------------------------------------------------------------
 
 _REF = re.compile(r"^(env|file):(.+)$")
+
+# While a targets file is validated: equal parts of its models, shared (see ``_share_parts``).
+_SHARING: ContextVar[dict[Any, Any] | None] = ContextVar("rotator_config_sharing", default=None)
+
+
+def _share_parts(model: BaseModel, mappings: Sequence[str] = ()) -> None:
+    """Point a freshly validated frozen model at shared copies of parts equal across many
+    targets: its set of explicitly given field names (728 bytes each, 44% of a target model)
+    and its small text mappings (credentials, options). 100,000 targets: about 160 MB of
+    models become about 60 MB. Nothing mutates these: the models are frozen, and pydantic
+    copies the field set before changing one (``model_copy``)."""
+    memo = _SHARING.get()
+    if memo is None:
+        return
+    fields_set = model.__pydantic_fields_set__
+    shared_set = memo.setdefault(("fields", frozenset(fields_set)), fields_set)
+    object.__setattr__(model, "__pydantic_fields_set__", shared_set)
+    values = model.__dict__
+    for name in mappings:
+        value = values[name]
+        try:
+            key = (name, tuple(value.items()))
+            shared = memo.setdefault(key, value)
+        except TypeError:  # an unhashable option value: this mapping stays its own
+            continue
+        values[name] = shared
+
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 
 
@@ -101,6 +131,11 @@ class SecretSpec(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _shared(self) -> SecretSpec:
+        _share_parts(self)
+        return self
+
+    @model_validator(mode="after")
     def _source_fields(self) -> SecretSpec:
         if self.source == "file" and not self.path:
             raise ValueError("source 'file' needs 'path'")
@@ -135,6 +170,11 @@ class TargetSpecModel(BaseModel):
     # the next dispatch, ``adopt`` = read the live version and record it as current, no write.
     # Cron targets always come due at their next slot.
     first_rotation: Literal["now", "scheduled", "adopt"] = "scheduled"
+
+    @model_validator(mode="after")
+    def _shared(self) -> TargetSpecModel:
+        _share_parts(self, ("credentials", "options"))
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -236,18 +276,10 @@ def validate_targets(
     mtime: float,
     known_providers: Sequence[str],
     settings: Settings,
-    *,
-    checked: Mapping[str, Any] | None = None,
 ) -> tuple[TargetsConfig, Mapping[str, Any]]:
-    """Validate a targets file's bytes; returns the config and the parsed mapping.
-
-    ``checked``: the parsed mapping of these very bytes, already cross-checked and passed by
-    the URL policy of these settings (an authenticated snapshot, ``rotator.config_snapshot``):
-    the YAML parse, the cross-references and the URL policy are skipped; the models and the
-    file references (which depend on the filesystem, not the file) are checked as ever.
-    """
+    """Validate a targets file's bytes; returns the config and the parsed mapping."""
     label = str(path)
-    raw = safeyaml.load_bytes(data, label) if checked is None else checked
+    raw = safeyaml.load_bytes(data, label)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -256,21 +288,36 @@ def validate_targets(
     issues: list[ConfigIssue] = []
     model: TargetsFile | None = None
     try:
-        model = TargetsFile.model_validate(raw)
+        with sharing_parts():
+            model = TargetsFile.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             message = err["msg"].removeprefix("Value error, ")
             issues.append(ConfigIssue(label, _loc(err["loc"]), message))
     # Cross-references are checked on the raw data too, so one run lists every problem.
-    if checked is None:
-        issues.extend(_cross_check(label, raw, known_providers))
+    issues.extend(_cross_check(label, raw, known_providers))
     credentials_dir = settings.credentials_root(path)
     if model is not None:
-        policy = settings.url_policy() if checked is None else None
-        issues.extend(_policy_check(label, model, policy, credentials_dir))
+        issues.extend(_policy_check(label, model, settings.url_policy(), credentials_dir))
     if issues or model is None:
         raise ConfigError(issues)
     return TargetsConfig(path, model, mtime, credentials_dir), raw
+
+
+def file_reference_issues(path: Path, model: TargetsFile, settings: Settings) -> list[ConfigIssue]:
+    """The checks of a validated file that depend on the filesystem, not on the file: where
+    its ``file:`` credentials and file secrets point (``rotator.config_snapshot``)."""
+    return _policy_check(str(path), model, None, settings.credentials_root(path))
+
+
+@contextmanager
+def sharing_parts() -> Iterator[None]:
+    """Models validated inside share their equal parts (``_share_parts``)."""
+    token = _SHARING.set({})
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
 
 
 def _policy_check(

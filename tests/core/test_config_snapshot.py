@@ -126,9 +126,11 @@ def test_a_forged_snapshot_is_refused_and_the_file_revalidated(
 
     stored = redis.get(key)
     assert stored is not None
-    body = json.loads(zlib.decompress(stored[32:]))
-    body["targets"]["evil"] = dict(body["targets"]["one"], base_url="https://evil.example")
-    redis.set(key, stored[:32] + zlib.compress(json.dumps(body).encode()))
+    lines = zlib.decompress(stored[32:]).split(b"\n")
+    chunk = json.loads(lines[-1])
+    chunk["evil"] = dict(chunk["one"], base_url="https://evil.example")
+    lines[-1] = json.dumps(chunk).encode()
+    redis.set(key, stored[:32] + zlib.compress(b"\n".join(lines)))
     # Then a load refuses it, validates the file, and the injected target is not there
     cache = _cache(redis)
     with structlog.testing.capture_logs() as logs:
@@ -212,3 +214,22 @@ def test_redis_unavailable_loads_the_file(tmp_path: Path) -> None:
     config = _load(path, cache)
     assert set(config.targets) == {"one", "two"}  # type: ignore[attr-defined]
     assert cache.last is not None and cache.last.outcome == "unavailable"
+
+
+def test_equal_parts_of_targets_are_shared_without_changing_them(tmp_path: Path) -> None:
+    import yaml
+
+    from rotator.config import TargetSpecModel
+
+    text = GOOD.replace(
+        'schedule: "0 3 * * *"',
+        'schedule: "0 3 * * *"\n    credentials: {client_id: "env:ADOBE_ID"}',
+    )
+    config = load_targets(_write(tmp_path, text), PROVIDERS, _settings())
+    one, two = config.targets["one"], config.targets["two"]
+    assert one.credentials is two.credentials
+    raw = yaml.safe_load(text)["targets"]
+    for name, target in config.targets.items():
+        alone = TargetSpecModel.model_validate(raw[name])  # validated outside a file load
+        assert target == alone and target.model_fields_set == alone.model_fields_set
+        assert target.model_dump() == alone.model_dump()
