@@ -3,11 +3,12 @@ parsing YAML, cross-checking or applying the URL policy again.
 
 The file stays the source of truth. A snapshot is keyed by a digest of the file's bytes and of
 everything else validation depends on (the URL policy settings, the credentials directory, the
-known providers, rotator's version), so any edit or setting change misses and the file is
-validated again. What is stored is the parsed mapping of a file that validated, as JSON
-(zlib), so a hit is checked by the same pydantic models (straight from the JSON) and every
-config error keeps its file and field. Only mappings that JSON carries exactly are stored: a
-file with dates or non-text keys anywhere is validated from the file each time.
+known providers, the validating code and library versions, the audit key's id), so any edit,
+setting change, upgrade or key rotation misses and the file is validated again. What is
+stored is the parsed mapping of a file that validated, as JSON (zlib), so a hit is checked by
+the same pydantic models (straight from the JSON) and every config error keeps its file and
+field. Only mappings that JSON carries exactly are stored: a file with dates or non-text keys
+anywhere is validated from the file each time.
 
 A snapshot is authenticated: ``HMAC-SHA256(snapshot_key, digest || body)`` with
 ``snapshot_key = HKDF(newest audit key, "rotator config snapshot v1")``. Someone who can write
@@ -18,13 +19,15 @@ filesystem, not on the file.
 
 Redis unavailable is never an error here: the file is loaded as without a cache.
 
-Key: ``{p}config:snapshot:{digest}`` string, ``MAC (32 bytes) || zlib(JSON)``, with a TTL.
+Key: ``{p}config:snapshot:{digest}`` string, ``MAC (32 bytes) || zlib(JSON lines)``, TTL 7 days.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import importlib.util
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -77,11 +80,41 @@ class LoadInfo:
     outcome: str
 
 
-def _version() -> str:
-    try:
-        return metadata.version("rotator")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+# The code that decides whether a file is valid: a snapshot made by other code is not used,
+# even with the same version number (an editable install, a patched deployment).
+_VALIDATING_MODULES = (
+    "rotator.config",
+    "rotator.safeyaml",
+    "rotator.urlpolicy",
+    "rotator.filerefs",
+    "rotator.timeparse",
+    "rotator.sources.specs",
+    "rotator.providers",
+)
+
+
+@functools.cache
+def _code_digest() -> str:
+    """sha256 over rotator's version, pydantic's and PyYAML's, and the source of the modules
+    (and provider adapters: their host allow-lists) that decide validity."""
+    digest = hashlib.sha256()
+    for name in ("rotator", "pydantic", "pydantic-core", "PyYAML"):
+        try:
+            digest.update(f"{name}={metadata.version(name)};".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{name}=?;".encode())
+    files: list[Path] = []
+    for module in _VALIDATING_MODULES:
+        origin = importlib.util.find_spec(module)
+        if origin is None or origin.origin is None:
+            continue
+        source = Path(origin.origin)
+        files.extend(
+            sorted(source.parent.glob("*.py")) if source.name == "__init__.py" else [source]
+        )
+    for source in files:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 class SnapshotCache:
@@ -91,8 +124,9 @@ class SnapshotCache:
         self._client = client
         self._keys = keys
         self._settings = settings
-        newest = AuditKeyring.parse(settings.audit_key_bytes()).keys[0]
-        self._key = derive_key(newest, SNAPSHOT_LABEL)
+        keyring = AuditKeyring.parse(settings.audit_key_bytes())
+        self._key = derive_key(keyring.keys[0], SNAPSHOT_LABEL)
+        self._kid = keyring.kid  # in the digest: after a key rotation, a clean miss
         self.last: LoadInfo | None = None
 
     def digest(self, path: Path, data: bytes, known_providers: Sequence[str]) -> str:
@@ -100,7 +134,8 @@ class SnapshotCache:
         settings = self._settings
         context = json.dumps(
             [
-                _version(),
+                _code_digest(),
+                self._kid,
                 sorted(known_providers),
                 settings.insecure_hosts,
                 settings.allowed_hosts,

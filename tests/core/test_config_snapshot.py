@@ -144,15 +144,29 @@ def test_a_forged_snapshot_is_refused_and_the_file_revalidated(
     assert again.last is not None and again.last.outcome == "hit"
 
 
-def test_a_snapshot_made_with_another_audit_key_is_refused(
+def test_a_snapshot_made_with_another_audit_key_is_not_used(
     tmp_path: Path, redis: fakeredis.FakeRedis
 ) -> None:
+    # Given a snapshot stored by a process with another audit key (before a key rotation)
     path = _write(tmp_path)
     other_key = Settings(audit_key="another-audit-key-0123456789abcdef-xyz")  # type: ignore[arg-type]
     _load(path, _cache(redis, other_key), other_key)
+    # Then a process with this key does not use it (the key's id is part of the digest)
     cache = _cache(redis)
     _load(path, cache)
-    assert cache.last is not None and cache.last.outcome == "refused"
+    assert cache.last is not None and cache.last.outcome == "miss"
+    # And the other key's snapshot, moved under this key's digest, is refused, not used
+    keys = _snapshot_keys(redis)
+    assert len(keys) == 2
+    ours = cache.last.digest
+    mine = Keys("snap:").config_snapshot(ours).encode()
+    (other,) = [k for k in keys if k != mine]
+    stored = redis.get(other)
+    assert stored is not None
+    redis.set(mine, stored)
+    again = _cache(redis)
+    _load(path, again)
+    assert again.last is not None and again.last.outcome == "refused"
 
 
 def test_errors_are_the_file_errors_and_nothing_is_stored(
