@@ -53,6 +53,8 @@ key                             type     contents
 {p}config:snapshot:{digest}     string   MAC || zlib(JSON) of a validated targets file, keyed
                                          by the digest of its bytes and the settings that
                                          decide validity, TTL (see rotator.config_snapshot)
+{p}config:snapshot:{digest}:lock  string random token of the process validating that file
+                                         while the others wait for its snapshot, TTL 60 s
 ==============================  =======  ===================================================
 """
 
@@ -109,6 +111,9 @@ class Keys:
 
     def config_snapshot(self, digest: str) -> str:
         return f"{self.prefix}config:snapshot:{digest}"
+
+    def config_snapshot_lock(self, digest: str) -> str:
+        return f"{self.config_snapshot(digest)}:lock"
 
     def secret_versions(self, name: str) -> str:
         return f"{self.prefix}secret:{name}:versions"

@@ -3,6 +3,8 @@ same bytes and settings, refused when forged, never a way around a config error.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import fakeredis
@@ -218,7 +220,10 @@ class _Down:
     def get(self, key: str) -> bytes | None:
         raise redis_errors.ConnectionError("Connection refused")
 
-    def set(self, key: str, value: bytes, ex: int) -> object:
+    def set(self, key: str, value: bytes | str, ex: int, nx: bool = False) -> object:
+        raise redis_errors.ConnectionError("Connection refused")
+
+    def delete(self, *keys: str) -> object:
         raise redis_errors.ConnectionError("Connection refused")
 
 
@@ -247,3 +252,69 @@ def test_equal_parts_of_targets_are_shared_without_changing_them(tmp_path: Path)
         alone = TargetSpecModel.model_validate(raw[name])  # validated outside a file load
         assert target == alone and target.model_fields_set == alone.model_fields_set
         assert target.model_dump() == alone.model_dump()
+
+
+def _lock_key(redis: fakeredis.FakeRedis, path: Path) -> str:
+    digest = _cache(redis).digest(path, path.read_bytes(), PROVIDERS)
+    return Keys("snap:").config_snapshot_lock(digest)
+
+
+def _load_in_thread(path: Path, cache: SnapshotCache) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_load(path, cache))
+        except ConfigError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_process_waits_for_the_snapshot_another_is_making(
+    tmp_path: Path, redis: fakeredis.FakeRedis
+) -> None:
+    # Given another process validating this file (it holds the lock)
+    path = _write(tmp_path)
+    redis.set(_lock_key(redis, path), "other-process", ex=60)
+    waiter = _cache(redis)
+    waiter.wait, waiter.poll = 10.0, 0.01
+    thread, outcome = _load_in_thread(path, waiter)
+    # When that process stores its snapshot and lets go
+    time.sleep(0.1)
+    maker = _cache(redis)
+    maker.claim = lambda digest: True  # type: ignore[method-assign]
+    _load(path, maker)
+    redis.delete(_lock_key(redis, path))
+    thread.join(10)
+    # Then the waiting process uses it instead of validating the file itself
+    assert waiter.last is not None and waiter.last.outcome == "waited"
+    assert set(outcome[0].targets) == {"one", "two"}  # type: ignore[attr-defined]
+
+
+def test_a_waiter_validates_itself_when_the_lock_goes_without_a_snapshot(
+    tmp_path: Path, redis: fakeredis.FakeRedis
+) -> None:
+    # Given a lock held by a process that then fails (an invalid file, or it died)
+    path = _write(tmp_path, GOOD.replace("schedule: 30d", "schedule: every tuesday"))
+    redis.set(_lock_key(redis, path), "other-process", ex=60)
+    waiter = _cache(redis)
+    waiter.wait, waiter.poll = 10.0, 0.01
+    thread, outcome = _load_in_thread(path, waiter)
+    time.sleep(0.05)
+    redis.delete(_lock_key(redis, path))
+    thread.join(10)
+    # Then the waiter validates the file and reports its errors as ever
+    assert isinstance(outcome[0], ConfigError)
+    assert "targets.one.schedule" in str(outcome[0])
+
+
+def test_the_lock_is_released_after_validating(tmp_path: Path, redis: fakeredis.FakeRedis) -> None:
+    path = _write(tmp_path, GOOD.replace("schedule: 30d", "schedule: every tuesday"))
+    with pytest.raises(ConfigError):
+        _load(path, _cache(redis))
+    assert redis.get(_lock_key(redis, path)) is None
+    _load(_write(tmp_path), _cache(redis))
+    assert redis.get(_lock_key(redis, path)) is None
