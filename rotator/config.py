@@ -8,7 +8,9 @@ errors is rejected whole, listing every error, so a half-valid file never half-a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +48,34 @@ from rotator.urlpolicy import UrlPolicy
 # ---------------------------------------------------------------------------------------------
 
 _REF = re.compile(r"^(env|file):(.+)$")
+
+# While a targets file is validated: equal parts of its models, shared (see ``_share_parts``).
+_SHARING: ContextVar[dict[Any, Any] | None] = ContextVar("rotator_config_sharing", default=None)
+
+
+def _share_parts(model: BaseModel, mappings: Sequence[str] = ()) -> None:
+    """Point a freshly validated frozen model at shared copies of parts equal across many
+    targets: its set of explicitly given field names (728 bytes each, 44% of a target model)
+    and its small text mappings (credentials, options). 100,000 targets: about 160 MB of
+    models become about 60 MB. Nothing mutates these: the models are frozen, and pydantic
+    copies the field set before changing one (``model_copy``)."""
+    memo = _SHARING.get()
+    if memo is None:
+        return
+    fields_set = model.__pydantic_fields_set__
+    shared_set = memo.setdefault(("fields", frozenset(fields_set)), fields_set)
+    object.__setattr__(model, "__pydantic_fields_set__", shared_set)
+    values = model.__dict__
+    for name in mappings:
+        value = values[name]
+        try:
+            key = (name, tuple(value.items()))
+            shared = memo.setdefault(key, value)
+        except TypeError:  # an unhashable option value: this mapping stays its own
+            continue
+        values[name] = shared
+
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 
 
@@ -102,6 +132,11 @@ class SecretSpec(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _shared(self) -> SecretSpec:
+        _share_parts(self)
+        return self
+
+    @model_validator(mode="after")
     def _source_fields(self) -> SecretSpec:
         if self.source == "file" and not self.path:
             raise ValueError("source 'file' needs 'path'")
@@ -138,6 +173,11 @@ class TargetSpecModel(BaseModel):
     first_rotation: Literal["now", "scheduled", "adopt"] = "scheduled"
     # Which webhooks hear about this target, and of which events (rotator.notify.model).
     notify: TargetNotify | None = None
+
+    @model_validator(mode="after")
+    def _shared(self) -> TargetSpecModel:
+        _share_parts(self, ("credentials", "options"))
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -231,10 +271,23 @@ def load_targets(
     ``settings`` carries the operator's policy (URL allow-lists, credentials directory);
     without it the policy comes from the environment, so no caller can skip it.
     """
-    label = str(path)
     if settings is None:
         settings = load_settings()
-    raw, mtime = safeyaml.load_file(path, label)
+    data, mtime = safeyaml.read_file(path, str(path))
+    config, _raw = validate_targets(path, data, mtime, known_providers, settings)
+    return config
+
+
+def validate_targets(
+    path: Path,
+    data: bytes,
+    mtime: float,
+    known_providers: Sequence[str],
+    settings: Settings,
+) -> tuple[TargetsConfig, Mapping[str, Any]]:
+    """Validate a targets file's bytes; returns the config and the parsed mapping."""
+    label = str(path)
+    raw = safeyaml.load_bytes(data, label)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -243,7 +296,8 @@ def load_targets(
     issues: list[ConfigIssue] = []
     model: TargetsFile | None = None
     try:
-        model = TargetsFile.model_validate(raw)
+        with sharing_parts():
+            model = TargetsFile.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             message = err["msg"].removeprefix("Value error, ")
@@ -255,19 +309,39 @@ def load_targets(
         issues.extend(_policy_check(label, model, settings.url_policy(), credentials_dir))
     if issues or model is None:
         raise ConfigError(issues)
-    return TargetsConfig(path, model, mtime, credentials_dir)
+    return TargetsConfig(path, model, mtime, credentials_dir), raw
+
+
+def file_reference_issues(path: Path, model: TargetsFile, settings: Settings) -> list[ConfigIssue]:
+    """The checks of a validated file that depend on the filesystem, not on the file: where
+    its ``file:`` credentials and file secrets point (``rotator.config_snapshot``)."""
+    return _policy_check(str(path), model, None, settings.credentials_root(path))
+
+
+@contextmanager
+def sharing_parts() -> Iterator[None]:
+    """Models validated inside share their equal parts (``_share_parts``)."""
+    token = _SHARING.set({})
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
 
 
 def _policy_check(
-    label: str, model: TargetsFile, policy: UrlPolicy, credentials_dir: Path
+    label: str, model: TargetsFile, policy: UrlPolicy | None, credentials_dir: Path
 ) -> list[ConfigIssue]:
     """The operator's limits on what a targets file may point at (rotator.urlpolicy,
-    rotator.filerefs): every URL an adapter calls and every file it names."""
+    rotator.filerefs): every URL an adapter calls (unless ``policy`` is None: already
+    checked) and every file it names."""
     issues: list[ConfigIssue] = []
     for name, target in model.targets.items():
-        for where, problem in policy.target_violations(
-            target.provider, target.base_url, target.options
-        ):
+        violations = (
+            policy.target_violations(target.provider, target.base_url, target.options)
+            if policy is not None
+            else ()
+        )
+        for where, problem in violations:
             issues.append(ConfigIssue(label, f"targets.{name}.{where}", problem))
         for key, ref in target.credentials.items():
             kind, _, ref_path = ref.partition(":")

@@ -16,14 +16,22 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 import structlog
 
 from rotator.audit import AuditEvent, AuditLog
-from rotator.config import Settings, TargetsConfig, TargetsFile, load_settings, load_targets
+from rotator.config import (
+    Settings,
+    TargetsConfig,
+    TargetsFile,
+    TargetSpecModel,
+    load_settings,
+)
+from rotator.config_snapshot import SnapshotCache, load_targets_cached
 from rotator.connections import async_redis
 from rotator.crypto import Vault
 from rotator.embedded import redis_url_for
@@ -112,23 +120,36 @@ class ConfigHolder:
     """The targets file, reloaded when it changes; a bad reload keeps the last good config."""
 
     def __init__(
-        self, settings: Settings, check_interval: float = 1.0, *, lenient: bool = False
+        self,
+        settings: Settings,
+        check_interval: float = 1.0,
+        *,
+        lenient: bool = False,
+        snapshots: SnapshotCache | None = None,
     ) -> None:
         """``lenient``: start even if the file is invalid (with no targets), for read-only
         commands such as ``rotator jobs`` that an operator needs most when things are broken.
+        ``snapshots``: validated files shared through Redis (``rotator.config_snapshot``).
         """
         self._settings = settings
         self._interval = check_interval
         self._checked = 0.0
+        self._snapshots = snapshots
         self.generation = 0
         self.last_error: ConfigError | None = None
         try:
-            self._config = load_targets(settings.targets_file, provider_names(), settings)
+            self._config = self._load()
         except ConfigError as exc:
             if not lenient:
                 raise
             self.last_error = exc
             self._config = TargetsConfig(settings.targets_file, TargetsFile(), mtime=-2.0)
+
+    def _load(self) -> TargetsConfig:
+        settings = self._settings
+        return load_targets_cached(
+            settings.targets_file, provider_names(), settings, self._snapshots
+        )
 
     def get(self) -> TargetsConfig:
         now = time.monotonic()
@@ -145,9 +166,7 @@ class ConfigHolder:
         if mtime == self._config.mtime:
             return
         try:
-            self._config = load_targets(
-                self._settings.targets_file, provider_names(), self._settings
-            )
+            self._config = self._load()
             self.generation += 1
             self.last_error = None
             log.info("targets file reloaded", targets=len(self._config.targets))
@@ -232,6 +251,7 @@ class Runtime:
         )
         self._limit = asyncio.Semaphore(settings.max_in_flight)
         self._synced_generation = -1
+        self._synced_targets: Mapping[str, TargetSpecModel] | None = None  # as last synced
 
     def provider(self, name: str) -> Provider:
         adapter = self._adapters.get(name)
@@ -253,12 +273,18 @@ class Runtime:
             return await self.engine.process(job_id)
 
     async def ensure_schedule_synced(self) -> None:
-        from rotator.dispatch import sync_schedule
+        """The whole schedule at start-up; after a reload, only the targets it changed."""
+        from rotator.dispatch import resync_changed, sync_schedule
 
         config = self.config.get()
         if self._synced_generation != self.config.generation:
-            added = await sync_schedule(self.store, config)
+            if self._synced_targets is None:
+                added = await sync_schedule(self.store, config)
+            else:
+                added, resynced = await resync_changed(self.store, self._synced_targets, config)
+                log.info("schedule resynced", changed_targets=resynced)
             self._synced_generation = self.config.generation
+            self._synced_targets = config.targets
             if added:
                 log.info("schedule synced", new_targets=len(added))
                 from rotator.adopt import adopt_targets
@@ -378,7 +404,18 @@ def process_runtime() -> tuple[LoopThread, Runtime]:
         if _process is None or _process_pid != os.getpid():
             settings = load_settings()
             configure_logging(settings)
-            holder = ConfigHolder(settings)
+            # Workers and beat share validated targets files through Redis: a process
+            # (re)loading 100,000 targets skips the YAML parse and the URL policy.
+            snapshots = SnapshotCache(
+                redis.Redis.from_url(
+                    redis_url_for(settings),
+                    socket_timeout=settings.redis_socket_timeout,
+                    socket_connect_timeout=settings.redis_socket_timeout,
+                ),
+                Keys(settings.key_prefix),
+                settings,
+            )
+            holder = ConfigHolder(settings, snapshots=snapshots)
             loop = _process_loop()
 
             async def build() -> Runtime:

@@ -137,6 +137,11 @@ def adapter_rules(provider: str) -> tuple[tuple[HostPattern, ...], tuple[str, ..
 class UrlPolicy:
     insecure: tuple[HostPattern, ...] = ()
     extra: Mapping[str, tuple[HostPattern, ...]] = field(default_factory=dict)
+    # (provider, URL text) -> violation: a targets file names the same few URLs for thousands
+    # of targets, and parsing each took a quarter of loading 100,000 of them.
+    _decided: dict[tuple[str, str], str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def from_settings(cls, insecure_hosts: str, allowed_hosts: str) -> UrlPolicy:
@@ -200,10 +205,25 @@ class UrlPolicy:
         fields += [(f"options.{o}", options[o]) for o in adapter_rules(provider)[1] if o in options]
         found = []
         for name, value in fields:
-            problem = self.violation(provider, value) if isinstance(value, str) else "must be a URL"
+            if isinstance(value, str):
+                problem = self._violation_of_text(provider, value)
+            else:
+                problem = "must be a URL"
             if problem:
                 found.append((name, problem))
         return found
+
+    def _violation_of_text(self, provider: str, url: str) -> str | None:
+        """``violation`` for a URL as written, decided once per (provider, text)."""
+        key = (provider, url)
+        try:
+            return self._decided[key]
+        except KeyError:
+            pass
+        if len(self._decided) >= 65_536:  # bounded: a file of distinct URLs is parsed each time
+            self._decided.clear()
+        problem = self._decided[key] = self.violation(provider, url)
+        return problem
 
     def request_hook(self, provider: str) -> Callable[[httpx.Request], Awaitable[None]]:
         """An httpx request hook: runs on the final URL of every request the client sends."""

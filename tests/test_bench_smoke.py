@@ -67,3 +67,47 @@ def test_audit_benchmark_runs_with_few_events_and_the_default_targets(redis_url:
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "events written" in result.stdout and "verify whole chain (ok=True" in result.stdout
+
+
+def test_audit_benchmark_measures_a_kept_log_again(redis_url: str) -> None:
+    first = subprocess.run(
+        [sys.executable, "-m", "tools.bench_audit", "--redis-url", redis_url]
+        + ["--events", "120", "--only", "verify,export", "--keep"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    prefix = first.stdout.split("key prefix ", 1)[1].split()[0]
+    again = subprocess.run(
+        [sys.executable, "-m", "tools.bench_audit", "--redis-url", redis_url]
+        + ["--reuse-prefix", prefix, "--only", "verify,export", "--repeat", "2"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    import redis
+
+    from tools.common import delete_prefix
+
+    delete_prefix(redis.Redis.from_url(redis_url), prefix)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "verify whole chain (ok=True, 120 events)" in again.stdout
+    assert "median" in again.stdout and "events written" not in again.stdout
+
+
+def test_config_benchmark_runs_every_step(redis_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.bench_config", "--targets", "50", "--repeat", "1"]
+        + ["--steps", "load,check,snapshot", "--redis-url", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for step in ("load", "check", "snapshot: cold", "snapshot: warm"):
+        assert f"  {step}" in result.stdout
+    assert "cleanup: deleted 1 keys" in result.stdout

@@ -23,9 +23,10 @@ chain key never leaves Python; Redis only compares and stores hex strings.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -71,9 +72,9 @@ def id_before(stream_id: str) -> str:
     return f"{ms}-{n - 1}"
 
 
-@dataclass(frozen=True)
-class RawEntry:
-    """One stream entry as stored: the exact payload bytes the HMAC covers."""
+class RawEntry(NamedTuple):
+    """One stream entry as stored: the exact payload bytes the HMAC covers. (A named tuple:
+    a million of them are made per verify or export, at a third of a dataclass's cost.)"""
 
     id: str
     payload: bytes
@@ -90,6 +91,9 @@ class RawEntry:
 
 def _entry(item: Sequence[Any]) -> RawEntry:
     stream_id, fields = item[0], item[1]
+    payload, digest = fields.get(b"event"), fields.get(b"hash")
+    if type(payload) is bytes and type(digest) is bytes and type(stream_id) is bytes:
+        return RawEntry(stream_id.decode(), payload, digest.decode())  # the usual case
     payload = b""
     digest = ""
     for key, value in fields.items():
@@ -99,6 +103,27 @@ def _entry(item: Sequence[Any]) -> RawEntry:
         elif name == "hash":
             digest = _text(value)
     return RawEntry(_text(stream_id), payload, digest)
+
+
+def _unparsed(response: Any, **options: Any) -> Any:
+    return response
+
+
+def _raw_entry(item: Sequence[Any]) -> RawEntry:
+    """A stream entry from an unparsed XRANGE reply: ``[id, [name, value, ...]]``."""
+    fields = item[1]
+    if (
+        type(fields) is list
+        and len(fields) == 4
+        and fields[0] == b"event"
+        and fields[2] == b"hash"
+        and type(item[0]) is bytes
+        and type(fields[3]) is bytes
+    ):
+        return RawEntry(item[0].decode(), fields[1], fields[3].decode())  # the usual shape
+    if isinstance(fields, dict):  # RESP3
+        return _entry((item[0], fields))
+    return _entry((item[0], dict(zip(fields[::2], fields[1::2], strict=False))))
 
 
 @dataclass(frozen=True)
@@ -271,6 +296,9 @@ class AuditStoreSync:
         self.keys = keys
         self._trim = client.register_script(_TRIM_LUA)
         self._append = client.register_script(_APPEND_LUA)
+        # The same connections, with XRANGE replies left as the server's nested lists.
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        self._raw.set_response_callback("XRANGE", _unparsed)
 
     def append(
         self, expected_seq: int, expected_hash: str, events: Sequence[PreparedEvent], *, kid: str
@@ -302,6 +330,28 @@ class AuditStoreSync:
         else:
             items = self.redis.xrange(self.keys.audit, start, end, count=count)
         return [_entry(item) for item in items or []]
+
+    def pages(self, count: int = 10_000) -> Iterator[list[RawEntry]]:
+        """The whole stream, oldest first, ``count`` entries a page; the next page is read on
+        a helper thread while the caller works on the current one (Redis serialising a page
+        overlaps with the caller's hashing)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="rotator-audit-read") as pool:
+            pending = pool.submit(self._raw_page, "-", count)
+            while True:
+                batch = pending.result()
+                if len(batch) == count:
+                    pending = pool.submit(self._raw_page, id_after(batch[-1].id), count)
+                yield batch
+                if len(batch) < count:
+                    return
+
+    def _raw_page(self, start: str, count: int) -> list[RawEntry]:
+        """``range(start, "+", count)`` read as the server's reply, without redis-py's
+        per-entry field dicts (a sixth of a million-event verify)."""
+        reply = self._raw.execute_command(  # type: ignore[no-untyped-call]
+            "XRANGE", self.keys.audit, start, "+", "COUNT", count
+        )
+        return [_raw_entry(item) for item in reply or []]
 
     def by_ids(self, ids: Sequence[str]) -> list[RawEntry]:
         """Entries by id, in the given order; ids no longer in the stream are skipped."""

@@ -69,6 +69,11 @@ key                             type     contents
 {p}notify:rate:{webhook}        string   GCRA theoretical arrival time of the webhook's next
                                          delivery (rate limit shared by every process), TTL
 {p}notify:failed                list     JSON of deliveries that gave up, newest first, bounded
+{p}config:snapshot:{digest}     string   MAC || zlib(JSON) of a validated targets file, keyed
+                                         by the digest of its bytes and the settings that
+                                         decide validity, TTL (see rotator.config_snapshot)
+{p}config:snapshot:{digest}:lock  string random token of the process validating that file
+                                         while the others wait for its snapshot, TTL 60 s
 ==============================  =======  ===================================================
 """
 
@@ -122,6 +127,12 @@ class Keys:
     @property
     def schedule(self) -> str:
         return f"{self.prefix}schedule"
+
+    def config_snapshot(self, digest: str) -> str:
+        return f"{self.prefix}config:snapshot:{digest}"
+
+    def config_snapshot_lock(self, digest: str) -> str:
+        return f"{self.config_snapshot(digest)}:lock"
 
     def secret_versions(self, name: str) -> str:
         return f"{self.prefix}secret:{name}:versions"

@@ -46,6 +46,26 @@ class ScheduleStore(StoreBase):
             await pipe.execute()
         return sorted(set(first_due) - existing)
 
+    async def resync_schedule(self, first_due: Mapping[str, float | None]) -> list[str]:
+        """``sync_schedule`` for some targets only (those a reload changed): each one with a
+        time is added unless already scheduled (its due time is kept), each one with None is
+        dropped; returns the names added. Other entries are not read or touched."""
+        k = self.keys
+        names = list(first_due)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for name in names:
+                when = first_due[name]
+                if when is None:
+                    pipe.zrem(k.schedule, name)
+                else:
+                    pipe.zadd(k.schedule, {name: when}, nx=True)
+            replies = await pipe.execute() if names else []
+        return sorted(
+            name
+            for name, reply in zip(names, replies, strict=True)
+            if first_due[name] is not None and int(reply) == 1
+        )
+
     async def mark_adopted(self, target: str, remote_version: str, at: float) -> bool:
         """Record a live remote version as the target's current state without any write to the
         provider (``first_rotation: adopt``). Only a target with no rotation history is
