@@ -36,7 +36,7 @@ from rotator.settings import load_or_create_local_keys as load_or_create_local_k
 from rotator.settings import load_settings as load_settings
 
 # The remote sources' options (vault, aws-secrets-manager) live with those sources.
-from rotator.sources.specs import AwsSecretsSpec, VaultSourceSpec
+from rotator.sources.specs import AwsSecretsSpec, VaultSourceSpec, references_only
 from rotator.suggest import did_you_mean
 from rotator.timeparse import is_interval
 from rotator.timeparse import parse_interval as parse_interval
@@ -47,7 +47,6 @@ from rotator.urlpolicy import UrlPolicy
 # Targets file
 # ---------------------------------------------------------------------------------------------
 
-_REF = re.compile(r"^(env|file):(.+)$")
 
 # While a targets file is validated: equal parts of its models, shared (see ``_share_parts``).
 _SHARING: ContextVar[dict[Any, Any] | None] = ContextVar("rotator_config_sharing", default=None)
@@ -189,14 +188,7 @@ class TargetSpecModel(BaseModel):
     @field_validator("credentials")
     @classmethod
     def _references_only(cls, value: Mapping[str, str]) -> Mapping[str, str]:
-        for key, ref in value.items():
-            if not isinstance(ref, str) or not _REF.match(ref):
-                # The value may be a pasted secret: name the key, never echo the value.
-                raise ValueError(
-                    f"credential {key!r} must be a reference 'env:NAME' or 'file:PATH', "
-                    "never an inline value"
-                )
-        return value
+        return references_only(value)
 
     @field_validator("schedule")
     @classmethod

@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _REF = re.compile(r"^(env|file):(.+)$")  # the same reference syntax as rotator.config
 
 
-def _references(value: Mapping[str, str]) -> Mapping[str, str]:
-    """Credentials are ``env:``/``file:`` references, like a target's; never inline values."""
+def references_only(value: Mapping[str, str]) -> Mapping[str, str]:
+    """Credentials (a target's, a secret source's) are ``env:``/``file:`` references, never
+    inline values."""
     for key, ref in value.items():
         if not isinstance(ref, str) or not _REF.match(ref):
+            # The value may be a pasted secret: name the key, never echo the value.
             raise ValueError(
                 f"credential {key!r} must be a reference 'env:NAME' or 'file:PATH', "
                 "never an inline value"
@@ -65,7 +67,7 @@ class VaultSourceSpec(BaseModel):
     @field_validator("credentials")
     @classmethod
     def _credential_refs(cls, value: Mapping[str, str]) -> Mapping[str, str]:
-        return _references(value)
+        return references_only(value)
 
     @field_validator("address")
     @classmethod
@@ -112,7 +114,7 @@ class AwsSecretsSpec(BaseModel):
         missing = sorted({"access_key_id", "secret_access_key"} - set(value))
         if missing:
             raise ValueError(f"needs {', '.join(missing)} (or credentials: default-chain)")
-        return _references(value)
+        return references_only(value)
 
 
 __all__ = ["AwsSecretsSpec", "FieldSelection", "VaultSourceSpec"]
