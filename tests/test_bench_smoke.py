@@ -54,6 +54,32 @@ def test_scheduled_benchmark_completes(tmp_path: Path, redis_url: str) -> None:
     assert "rotator" not in report
 
 
+def test_incident_benchmark_rotates_every_target_within_the_documented_limits(
+    tmp_path: Path, redis_url: str
+) -> None:
+    report = _bench(
+        tmp_path,
+        redis_url,
+        *("--incident", "25", "--latency-ms", "0", "--workers", "1", "--concurrency", "8"),
+    )
+
+    incident = report["incident"]
+    assert incident["states"] == {"completed": 25}
+    assert {p: r["targets"] for p, r in incident["providers"].items()} == {
+        "adobe": 5,
+        "appflow": 5,
+        "uipath": 5,
+        "commercelayer": 5,
+        "ciphertrust": 5,
+    }
+    assert incident["within_limits"] is True
+    assert {w["endpoint"] for w in incident["limited_windows"]} >= {
+        "read api_credentials",
+        "write api_credentials",
+    }
+    assert incident["commercelayer"]["measured_s"] > 0
+
+
 def test_audit_benchmark_runs_with_few_events_and_the_default_targets(redis_url: str) -> None:
     # 300 events are 50 rotations: most of the default 1000 targets get none, so the target the
     # queries time must be one the run wrote to (it used to be target 500: IndexError).

@@ -1241,6 +1241,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, default=None, help="write results as JSON")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per repeat")
     parser.add_argument("--scheduled", type=int, default=0, help="scheduled-targets mode: N")
+    parser.add_argument(
+        "--incident",
+        type=int,
+        default=0,
+        metavar="N",
+        help="incident mode: N targets over the five providers, all enqueued at once "
+        "(tools.bench_incident)",
+    )
     parser.add_argument("--dispatch-batch", type=int, default=2000, help="--scheduled batch")
     parser.add_argument(
         "--dispatch-batches", type=int, default=5, help="--scheduled: full dispatches to time"
@@ -1269,6 +1277,8 @@ def redis_for(args: argparse.Namespace, workdir: Path) -> Iterator[RedisInfo]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.incident:
+        return _incident(args)
     rotations = args.rotations if args.rotations is not None else (0 if args.scheduled else 2000)
     targets = args.targets if args.targets is not None else rotations
     if rotations > targets:
@@ -1317,6 +1327,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0
+
+
+def _incident(args: argparse.Namespace) -> int:
+    from tools.bench_incident import IncidentOptions, incident_main
+
+    opts = IncidentOptions(
+        targets=args.incident,
+        latency_ms=args.latency_ms,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        worker_env=dict(item.split("=", 1) for item in args.worker_env),
+        timeout=args.timeout,
+    )
+    with tempfile.TemporaryDirectory(prefix="rbench-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        with redis_for(args, workdir) as rinfo:
+            kind = "private" if rinfo.private else "shared"
+            console.print(f"Redis: {rinfo.url} ({kind})")
+            return incident_main(opts, rinfo, workdir, args.json_out)
 
 
 def _rotation_runs(
