@@ -39,6 +39,8 @@ def test_rotation_benchmark_completes_every_rotation(tmp_path: Path, redis_url: 
     runs = report["rotator"]
     assert [(r["requested"], r["completed"]) for r in runs] == [(20, 20)]
     assert report["baseline"] == []
+    # The no-Celery asyncio peer runs unless --no-asyncio-peer
+    assert [(r["requested"], r["completed"]) for r in report["asyncio"]] == [(20, 20)]
 
 
 def test_scheduled_benchmark_completes(tmp_path: Path, redis_url: str) -> None:
