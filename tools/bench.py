@@ -527,6 +527,7 @@ class JobSpan:
     started: float | None = None  # first job.started
     last: float = 0.0  # the job's last event (its terminal one once it ended)
     events: int = 0
+    enqueued: float | None = None  # job.enqueued
 
 
 async def _read_audit(
@@ -549,6 +550,8 @@ async def _read_audit(
             span.last = max(span.last, at)
             if data.get("event") == "job.started" and (span.started is None or at < span.started):
                 span.started = at
+            elif data.get("event") == "job.enqueued":
+                span.enqueued = at
         if len(batch) < 5000:
             break
         ms, _, seq = batch[-1][0].decode().partition("-")

@@ -300,6 +300,8 @@ class ProviderResult:
     targets: int
     states: dict[str, int]
     done_s: float  # incident start -> the provider's last job's last event
+    enqueued_s: float  # incident start -> the provider's last job enqueued
+    first_start_s: float  # incident start -> the provider's first job started
     requests: int
     tokens_minted: int
     peaks: dict[str, float | int] = field(default_factory=dict)  # "10s"/"60s" -> all requests
@@ -522,12 +524,17 @@ async def _result(
     out: dict[str, ProviderResult] = {}
     for provider in PROVIDERS:
         names = by_provider.get(provider, [])
-        ends = [spans[jobs[t]].last for t in names if t in jobs and jobs[t] in spans]
+        own = [spans[jobs[t]] for t in names if t in jobs and jobs[t] in spans]
+        ends = [span.last for span in own]
+        enqueued = [span.enqueued for span in own if span.enqueued is not None]
+        starts = [span.started for span in own if span.started is not None]
         seen = windows_all.get(provider, {"windows": []})
         out[provider] = ProviderResult(
             targets=len(names),
             states=dict(Counter(state_of.get(t, "not enqueued") for t in names)),
             done_s=(max(ends) - started) if ends else float("nan"),
+            enqueued_s=(max(enqueued) - started) if enqueued else float("nan"),
+            first_start_s=(min(starts) - started) if starts else float("nan"),
             requests=int(stats["requests"].get(provider, 0)),
             tokens_minted=int(stats["tokens_minted"].get(provider, 0)),
             peaks={f"{w['seconds']:g}s": w["peak"] for w in seen["windows"]},
@@ -594,6 +601,8 @@ def print_incident(result: IncidentResult) -> None:
     for column in (
         "provider",
         "targets",
+        "first start (s)",
+        "all enqueued (s)",
         "done after (s)",
         "states",
         "requests",
@@ -608,6 +617,8 @@ def print_incident(result: IncidentResult) -> None:
         table.add_row(
             provider,
             str(p.targets),
+            f"{p.first_start_s:.1f}",
+            f"{p.enqueued_s:.1f}",
             f"{p.done_s:.1f}",
             ", ".join(f"{k} {v}" for k, v in sorted(p.states.items())),
             str(p.requests),
