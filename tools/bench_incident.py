@@ -1,6 +1,6 @@
 """Incident benchmark: N targets across the five providers, all enqueued at once.
 
-    python -m tools.bench --incident 10000 [--latency-ms 50] [--workers 2] [--concurrency 64]
+    python -m tools.bench --incident 10000 [--latency-ms 50] [--workers 1] [--concurrency 64]
                           [--embedded | --redis-url URL] [--worker-env KEY=VALUE ...]
                           [--json-out FILE] [--timeout S]
 
