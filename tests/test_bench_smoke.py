@@ -39,6 +39,8 @@ def test_rotation_benchmark_completes_every_rotation(tmp_path: Path, redis_url: 
     runs = report["rotator"]
     assert [(r["requested"], r["completed"]) for r in runs] == [(20, 20)]
     assert report["baseline"] == []
+    # The no-Celery asyncio peer runs unless --no-asyncio-peer
+    assert [(r["requested"], r["completed"]) for r in report["asyncio"]] == [(20, 20)]
 
 
 def test_scheduled_benchmark_completes(tmp_path: Path, redis_url: str) -> None:
@@ -52,6 +54,32 @@ def test_scheduled_benchmark_completes(tmp_path: Path, redis_url: str) -> None:
     assert scheduled["targets"] == 300
     assert scheduled["dispatch_batches"] == 2
     assert "rotator" not in report
+
+
+def test_incident_benchmark_rotates_every_target_within_the_documented_limits(
+    tmp_path: Path, redis_url: str
+) -> None:
+    report = _bench(
+        tmp_path,
+        redis_url,
+        *("--incident", "25", "--latency-ms", "0", "--workers", "1", "--concurrency", "8"),
+    )
+
+    incident = report["incident"]
+    assert incident["states"] == {"completed": 25}
+    assert {p: r["targets"] for p, r in incident["providers"].items()} == {
+        "adobe": 5,
+        "appflow": 5,
+        "uipath": 5,
+        "commercelayer": 5,
+        "ciphertrust": 5,
+    }
+    assert incident["within_limits"] is True
+    assert {w["endpoint"] for w in incident["limited_windows"]} >= {
+        "read api_credentials",
+        "write api_credentials",
+    }
+    assert incident["commercelayer"]["measured_s"] > 0
 
 
 def test_audit_benchmark_runs_with_few_events_and_the_default_targets(redis_url: str) -> None:

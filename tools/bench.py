@@ -1,7 +1,8 @@
-"""Rotation benchmark: rotator against a hand-written Celery peer, on the same sandbox.
+"""Rotation benchmark: rotator against a hand-written Celery task and an asyncio peer.
 
     python -m tools.bench [--rotations 2000] [--targets N] [--latency-ms 50] [--workers 1]
                             [--concurrency 64] [--baseline/--no-baseline] [--repeat 1]
+                            [--asyncio-peer/--no-asyncio-peer] [--in-flight 32] [--incident N]
                             [--embedded | --redis-url URL] [--enqueue api|dispatch]
                             [--delivery-batch 32] [--worker-env KEY=VALUE ...]
                             [--profile DIR] [--json-out FILE] [--scheduled N]
@@ -25,10 +26,15 @@ start, IMS token, HTTP connections) and then, per repeat:
   goes; profiled repeats run slower, so take throughput from unprofiled ones.
 
 The baseline (``tools.bench_baseline``: one Celery task per rotation, threads pool, one pooled
-``httpx.Client``, cached token, GET + PATCH If-Match + GET) is measured the same way, and a
-rich table prints both side by side with their ratio. ``--scheduled N`` instead loads N targets
-into the schedule set and times claims per batch at several set sizes, full dispatch batches,
-and Redis memory per target.
+``httpx.Client``, cached token, GET + PATCH If-Match + GET) and the asyncio peer
+(``tools.bench_asyncio``: the same rotation with no Celery, ``--in-flight`` 32 per process, one
+pooled ``httpx.AsyncClient``, cached token, work fed on stdin) are measured the same way, and a
+rich table prints the three side by side with rotator's ratio to each: next to the Celery task
+it shows the framework's cost, next to the asyncio peer the cost of rotator's safety work
+(journal, leases, audit, encryption). ``--no-baseline`` / ``--no-asyncio-peer`` skip a peer.
+``--scheduled N`` instead loads N targets into the schedule set and times claims per batch at
+several set sizes, full dispatch batches, and Redis memory per target. ``--incident N`` runs
+the incident benchmark instead (``tools.bench_incident``).
 
 Figures are printed, never asserted. Only this run's keys are deleted afterwards (SCAN +
 UNLINK on its prefix), never a whole database; only processes this run started are stopped.
@@ -475,6 +481,8 @@ class Options:
     workers: int
     concurrency: int
     baseline: bool
+    asyncio_peer: bool
+    in_flight: int
     repeat: int
     warmup: int
     enqueue: str
@@ -519,6 +527,7 @@ class JobSpan:
     started: float | None = None  # first job.started
     last: float = 0.0  # the job's last event (its terminal one once it ended)
     events: int = 0
+    enqueued: float | None = None  # job.enqueued
 
 
 async def _read_audit(
@@ -541,6 +550,8 @@ async def _read_audit(
             span.last = max(span.last, at)
             if data.get("event") == "job.started" and (span.started is None or at < span.started):
                 span.started = at
+            elif data.get("event") == "job.enqueued":
+                span.enqueued = at
         if len(batch) < 5000:
             break
         ms, _, seq = batch[-1][0].decode().partition("-")
@@ -806,64 +817,23 @@ def run_baseline(
     ]
     meter = Meter([w.pid for w in workers], sandbox, rinfo, sync_client)
     results: list[RunResult] = []
-
-    def lines(tag: str) -> list[list[str]]:
-        return [
-            parts
-            for raw in timings.read_text().splitlines()
-            if (parts := raw.split()) and parts[0] == tag
-        ]
-
-    def wait(tag: str, expected: int) -> float:
-        deadline = time.monotonic() + opts.timeout
-        while time.monotonic() < deadline:
-            for proc in workers:
-                if not proc.alive():
-                    raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
-            if len(lines(tag)) >= expected:
-                return time.time()
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"baseline timed out after {opts.timeout:.0f}s\n"
-            + "\n".join(w.tail(2000) for w in workers)
-        )
-
     try:
         wait_for_workers(app, opts.workers, workers)
         warm = [f"warm-{i:04d}" for i in range(opts.warmup)]
         send_all(app, bench_baseline.TASK_NAME, queue, [[w, "warm"] for w in warm])
-        wait("warm", len(warm))
+        _wait_timings(timings, "warm", len(warm), workers, opts.timeout)
         for repeat in range(opts.repeat):
             tag = f"r{repeat}"
             profiler = Profiler(opts.profile, f"baseline-r{repeat}", meter.worker_pids)
             before = meter.snap()
             sent = time.time()
             send_all(app, bench_baseline.TASK_NAME, queue, [[n, tag] for n in names])
-            done = wait(tag, len(names))
+            done = _wait_timings(timings, tag, len(names), workers, opts.timeout)
             after = meter.snap()
-            profile = profiler.stop()
-            rows = lines(tag)
-            ok = [r for r in rows if r[3] == "ok"]
-            starts = [float(r[1]) for r in rows]
-            ends = [float(r[2]) for r in ok]
-            window = (max(ends) - min(starts)) if ends else float("nan")
-            n = max(1, len(ok))
-            filled = meter.fill(before, after, n)
-            result = RunResult(
-                system="baseline",
-                repeat=repeat,
-                requested=len(names),
-                completed=len(ok),
-                states=dict(Counter("completed" if r[3] == "ok" else r[3] for r in rows)),
-                window_s=window,
-                throughput=len(ok) / window if ends else float("nan"),
-                wall_s=done - sent,
-                worker_cpu_util=filled["worker_cpu_s"] / window if ends else float("nan"),
-                latency_p50_ms=_pct([(float(r[2]) - float(r[1])) * 1000 for r in ok], 0.5),
-                latency_p95_ms=_pct([(float(r[2]) - float(r[1])) * 1000 for r in ok], 0.95),
-                profile=profile,
-                **filled,
-            )
+            result = _timed_result(
+                "baseline", repeat, _timing_rows(timings, tag), len(names), sent, done,
+                meter, before, after, profiler.stop(),
+            )  # fmt: skip
             results.append(result)
             _progress(result)
     finally:
@@ -871,6 +841,128 @@ def run_baseline(
             proc.stop(timeout=20)
         with contextlib.suppress(redis.RedisError):
             delete_prefix(sync_client, prefix)
+        sync_client.close()
+    return results
+
+
+def _timing_rows(path: Path, tag: str) -> list[list[str]]:
+    """The peers' timing lines of one tag: ``[tag, start, end, ok|error class]``."""
+    return [
+        parts for raw in path.read_text().splitlines() if (parts := raw.split()) and parts[0] == tag
+    ]
+
+
+def _wait_timings(
+    path: Path, tag: str, expected: int, procs: Sequence[Proc], timeout: float
+) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited:\n{proc.tail()}")
+        if len(_timing_rows(path, tag)) >= expected:
+            return time.time()
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{tag} timed out after {timeout:.0f}s\n" + "\n".join(p.tail(2000) for p in procs)
+    )
+
+
+def _timed_result(
+    system: str,
+    repeat: int,
+    rows: Sequence[Sequence[str]],
+    requested: int,
+    sent: float,
+    done: float,
+    meter: Meter,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    profile: dict[str, Any] | None,
+) -> RunResult:
+    """A peer's repeat, measured from its timing lines and the meter's snapshots."""
+    ok = [r for r in rows if r[3] == "ok"]
+    starts = [float(r[1]) for r in rows]
+    ends = [float(r[2]) for r in ok]
+    window = (max(ends) - min(starts)) if ends else float("nan")
+    filled = meter.fill(before, after, max(1, len(ok)))
+    latencies = [(float(r[2]) - float(r[1])) * 1000 for r in ok]
+    return RunResult(
+        system=system,
+        repeat=repeat,
+        requested=requested,
+        completed=len(ok),
+        states=dict(Counter("completed" if r[3] == "ok" else r[3] for r in rows)),
+        window_s=window,
+        throughput=len(ok) / window if ends else float("nan"),
+        wall_s=done - sent,
+        worker_cpu_util=filled["worker_cpu_s"] / window if ends else float("nan"),
+        latency_p50_ms=_pct(latencies, 0.5),
+        latency_p95_ms=_pct(latencies, 0.95),
+        profile=profile,
+        **filled,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# asyncio peer
+# ---------------------------------------------------------------------------------------------
+
+
+def run_asyncio_peer(
+    opts: Options, rinfo: RedisInfo, sandbox: Sandbox, workdir: Path, names: Sequence[str]
+) -> list[RunResult]:
+    """``tools.bench_asyncio``: ``opts.workers`` processes, the names dealt round-robin."""
+    timings = workdir / "asyncio-timings.txt"
+    timings.write_text("")
+    env = with_tools_path({k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")})
+    procs = [
+        Proc(
+            f"asyncio-peer-{i}",
+            [sys.executable, "-m", "tools.bench_asyncio", sandbox.url, str(timings)]
+            + ["--in-flight", str(opts.in_flight)],
+            env,
+            workdir,
+            stdin_pipe=True,
+        ).start()
+        for i in range(opts.workers)
+    ]
+    sync_client = rinfo.client()
+    meter = Meter([p.pid for p in procs], sandbox, rinfo, sync_client)
+
+    def feed(tag: str, ids: Sequence[str]) -> None:
+        for index, proc in enumerate(procs):
+            share = ids[index :: len(procs)]
+            stdin = proc.popen.stdin if proc.popen is not None else None
+            if share and stdin is not None:
+                stdin.write(f"{tag} {','.join(share)}\n".encode())
+                stdin.flush()
+
+    results: list[RunResult] = []
+    try:
+        warm = [f"warm-{i:04d}" for i in range(opts.warmup)]
+        feed("warm", warm)
+        _wait_timings(timings, "warm", len(warm), procs, opts.timeout)
+        for repeat in range(opts.repeat):
+            tag = f"r{repeat}"
+            profiler = Profiler(opts.profile, f"asyncio-r{repeat}", meter.worker_pids)
+            before = meter.snap()
+            sent = time.time()
+            feed(tag, names)
+            done = _wait_timings(timings, tag, len(names), procs, opts.timeout)
+            after = meter.snap()
+            result = _timed_result(
+                "asyncio", repeat, _timing_rows(timings, tag), len(names), sent, done,
+                meter, before, after, profiler.stop(),
+            )  # fmt: skip
+            results.append(result)
+            _progress(result)
+    finally:
+        for proc in procs:
+            if proc.popen is not None and proc.popen.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.popen.stdin.close()
+            proc.stop(timeout=20)
         sync_client.close()
     return results
 
@@ -1116,27 +1208,32 @@ def _cell(stat: tuple[float, float] | None, fmt: str, repeats: int) -> str:
     return text
 
 
-def print_table(rotator: Sequence[RunResult], baseline: Sequence[RunResult], title: str) -> None:
+def print_table(
+    rotator: Sequence[RunResult], peers: Mapping[str, Sequence[RunResult]], title: str
+) -> None:
+    """One column per system, then rotator's ratio to each peer that ran."""
+    ran = {name: results for name, results in peers.items() if results}
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("rotator", justify="right")
-    if baseline:
-        table.add_column("baseline", justify="right")
-        table.add_column("rotator / baseline", justify="right")
-    for label, name, fmt, _higher in _ROWS:
-        r = _stat(rotator, name)
+    for name in ran:
+        table.add_column(name, justify="right")
+    for name in ran:
+        table.add_column(f"rotator / {name}", justify="right")
+    for label, field_name, fmt, _higher in _ROWS:
+        r = _stat(rotator, field_name)
+        stats = {name: _stat(results, field_name) for name, results in ran.items()}
+        if r is None and all(b is None for b in stats.values()):
+            continue
         cells = [label, _cell(r, fmt, len(rotator))]
-        if baseline:
-            b = _stat(baseline, name)
-            cells.append(_cell(b, fmt, len(baseline)))
+        cells += [_cell(stats[name], fmt, len(results)) for name, results in ran.items()]
+        for b in stats.values():
             # A ratio to a figure that rounds to zero says nothing.
             shown = r is not None and b is not None and float(fmt.format(b[0])) != 0
             cells.append(f"{r[0] / b[0]:.2f}×" if shown and r and b else "-")
-        if r is None and (not baseline or _stat(baseline, name) is None):
-            continue
         table.add_row(*cells)
     console.print(table)
-    for results in (rotator, baseline):
+    for results in (rotator, *ran.values()):
         for result in results[:1]:
             if result.redis_top:
                 console.print(
@@ -1216,6 +1313,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="worker processes per system")
     parser.add_argument("--concurrency", type=int, default=64, help="Celery threads per worker")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--asyncio-peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run tools.bench_asyncio (no Celery)",
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=32, help="asyncio peer: rotations in flight per process"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="measured repeats per system")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up rotations (64/worker)")
     parser.add_argument(
@@ -1241,6 +1347,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json-out", type=Path, default=None, help="write results as JSON")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per repeat")
     parser.add_argument("--scheduled", type=int, default=0, help="scheduled-targets mode: N")
+    parser.add_argument(
+        "--incident",
+        type=int,
+        default=0,
+        metavar="N",
+        help="incident mode: N targets over the five providers, all enqueued at once "
+        "(tools.bench_incident)",
+    )
     parser.add_argument("--dispatch-batch", type=int, default=2000, help="--scheduled batch")
     parser.add_argument(
         "--dispatch-batches", type=int, default=5, help="--scheduled: full dispatches to time"
@@ -1269,6 +1383,8 @@ def redis_for(args: argparse.Namespace, workdir: Path) -> Iterator[RedisInfo]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.incident:
+        return _incident(args)
     rotations = args.rotations if args.rotations is not None else (0 if args.scheduled else 2000)
     targets = args.targets if args.targets is not None else rotations
     if rotations > targets:
@@ -1281,6 +1397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         concurrency=args.concurrency,
         baseline=args.baseline,
+        asyncio_peer=args.asyncio_peer,
+        in_flight=max(1, args.in_flight),
         repeat=max(1, args.repeat),
         warmup=args.warmup if args.warmup is not None else 64 * args.workers,
         enqueue=args.enqueue,
@@ -1304,12 +1422,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_scheduled(scheduled)
                 report["scheduled"] = asdict(scheduled)
             if rotations:
-                rot, base = _rotation_runs(opts, rinfo, workdir)
+                rot, base, peer = _rotation_runs(opts, rinfo, workdir)
                 report["rotator"] = [asdict(r) for r in rot]
                 report["baseline"] = [asdict(b) for b in base]
+                report["asyncio"] = [asdict(a) for a in peer]
                 print_table(
                     rot,
-                    base,
+                    {"Celery task": base, "asyncio peer": peer},
                     f"{rotations} rotations × {opts.repeat}, sandbox latency {opts.latency_ms} ms, "
                     f"{opts.workers} worker(s) × {opts.concurrency} threads, "
                     f"enqueue={opts.enqueue}",
@@ -1319,9 +1438,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _incident(args: argparse.Namespace) -> int:
+    from tools.bench_incident import IncidentOptions, incident_main
+
+    opts = IncidentOptions(
+        targets=args.incident,
+        latency_ms=args.latency_ms,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        worker_env=dict(item.split("=", 1) for item in args.worker_env),
+        timeout=args.timeout,
+    )
+    with tempfile.TemporaryDirectory(prefix="rbench-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        with redis_for(args, workdir) as rinfo:
+            kind = "private" if rinfo.private else "shared"
+            console.print(f"Redis: {rinfo.url} ({kind})")
+            return incident_main(opts, rinfo, workdir, args.json_out)
+
+
 def _rotation_runs(
     opts: Options, rinfo: RedisInfo, workdir: Path
-) -> tuple[list[RunResult], list[RunResult]]:
+) -> tuple[list[RunResult], list[RunResult], list[RunResult]]:
     names = [f"conn-{i:06d}" for i in range(opts.targets)]
     warm = [f"warm-{i:04d}" for i in range(opts.warmup)]
     console.print(f"starting the sandbox and seeding {len(names) + len(warm)} connections")
@@ -1337,7 +1475,11 @@ def _rotation_runs(
         if opts.baseline:
             console.print(f"baseline: {opts.workers} worker(s)")
             base = run_baseline(opts, rinfo, sandbox, workdir, measured)
-        return rot, base
+        peer: list[RunResult] = []
+        if opts.asyncio_peer:
+            console.print(f"asyncio peer: {opts.workers} process(es), {opts.in_flight} in flight")
+            peer = run_asyncio_peer(opts, rinfo, sandbox, workdir, measured)
+        return rot, base, peer
     finally:
         sandbox.close(timeout=20)
 

@@ -94,9 +94,16 @@ class Proc:
     """A child process in its own process group, logging to its own file per start."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        stdin_pipe: bool = False,
     ) -> None:
         self.name = name
+        self.stdin_pipe = stdin_pipe  # work fed on stdin (``popen.stdin``), else /dev/null
         self.argv = list(argv)
         self.env = dict(env)
         self.log_dir = log_dir
@@ -114,7 +121,7 @@ class Proc:
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
                 start_new_session=True,
             )
         return self

@@ -17,8 +17,10 @@ Admin API (sandbox only; never faulted, never counted in ``requests``):
 - ``PUT|GET /_sandbox/config``: ``{"token_ttl": {provider: seconds|null}, "rate_limits": bool}``
   (merged into the current config; ``null`` restores a provider's default lifetime).
 - ``GET /_sandbox/stats``: counters (tokens_minted, requests, updates_applied, faults_injected),
-  tokens_minted_by_client (provider -> client_id -> tokens issued) and rate_windows (per
-  rate-limited endpoint: requests seen, refused, and the peak of each documented window).
+  tokens_minted_by_client (provider -> client_id -> tokens issued), rate_windows (per
+  rate-limited endpoint: requests seen, refused, and the peak of each documented window) and
+  request_windows (per provider: every API request seen, and the most any sliding 10 s and
+  60 s window held; ``limit`` is null, as no provider documents one on all its requests).
 
 Admin errors are ``{"error": message}`` with 400 (bad body) or 404 (unknown provider/resource).
 """

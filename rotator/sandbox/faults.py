@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rotator.sandbox.state import JSON, PROVIDERS, Sandbox
+from rotator.sandbox.state import JSON, PROVIDERS, Sandbox, now
 
 if TYPE_CHECKING:
     from rotator.sandbox.common import ProviderSim
@@ -348,7 +348,7 @@ class FaultLayer:
             await self.app(scope, receive, send)
             return
         stats = self.sandbox.stats
-        stats.requests[provider] += 1
+        stats.arrive(provider, now())
         decision = self.engine.decide(provider, scope["method"], path, is_token)
         if decision.latency_rules:
             stats.faults_injected["latency"] += decision.latency_rules

@@ -24,6 +24,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 PROVIDERS: tuple[str, ...] = ("adobe", "appflow", "uipath", "commercelayer", "ciphertrust")
+# Window lengths every provider's requests are watched over (``Stats.request_windows``): the
+# ones Commerce Layer documents. No provider documents a limit on all its requests together
+# (Commerce Layer's are per method class and endpoint: ``rate_windows``), so these peaks are
+# observations with no limit next to them.
+REQUEST_WINDOWS: tuple[float, ...] = (10.0, 60.0)
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -258,12 +263,13 @@ class SlidingWindow:
 class WindowPeaks:
     """What a rate-limited API saw: every request that arrived (let through or refused with
     429) and the most that any sliding window of each documented length ever held, so a test
-    can check a client kept under the limits rather than only that it was not refused."""
+    can check a client kept under the limits rather than only that it was not refused.
+    A limit of None is a window watched on a provider that documents no limit."""
 
     __slots__ = ("limits", "peaks", "requests", "limited", "_hits")
 
-    def __init__(self, limits: Mapping[float, int]) -> None:
-        self.limits = dict(limits)  # window seconds -> documented limit
+    def __init__(self, limits: Mapping[float, int | None]) -> None:
+        self.limits = dict(limits)  # window seconds -> documented limit (None: none documented)
         self.peaks = {w: 0 for w in self.limits}
         self.requests = 0
         self.limited = 0  # answered 429
@@ -297,14 +303,27 @@ class Stats:
     tokens_by_client: Counter[tuple[str, str]] = field(default_factory=Counter)
     # (provider, "<method class> <endpoint>") -> what the rate-limited endpoint saw.
     rate_windows: dict[tuple[str, str], WindowPeaks] = field(default_factory=dict)
+    # provider -> every API request it saw (token endpoints included), in sliding 10 s and
+    # 60 s windows: the peak rate a client reached at a provider, limited or not.
+    request_windows: dict[str, WindowPeaks] = field(default_factory=dict)
 
     def clear(self) -> None:
         for c in (self.tokens_minted, self.requests, self.updates_applied, self.faults_injected):
             c.clear()
         self.tokens_by_client.clear()
         self.rate_windows.clear()
+        self.request_windows.clear()
 
-    def window(self, provider: str, name: str, limits: Mapping[float, int]) -> WindowPeaks:
+    def arrive(self, provider: str, t: float) -> None:
+        """Count one API request of ``provider`` (the fault layer calls this for every one)."""
+        self.requests[provider] += 1
+        peaks = self.request_windows.get(provider)
+        if peaks is None:
+            limits: dict[float, int | None] = dict.fromkeys(REQUEST_WINDOWS)
+            peaks = self.request_windows[provider] = WindowPeaks(limits)
+        peaks.arrive(t)
+
+    def window(self, provider: str, name: str, limits: Mapping[float, int | None]) -> WindowPeaks:
         peaks = self.rate_windows.get((provider, name))
         if peaks is None:
             peaks = self.rate_windows[(provider, name)] = WindowPeaks(limits)
@@ -327,6 +346,7 @@ class Stats:
                 p: {n: w.to_dict() for (q, n), w in sorted(self.rate_windows.items()) if q == p}
                 for p in sorted({q for q, _ in self.rate_windows})
             },
+            "request_windows": {p: w.to_dict() for p, w in sorted(self.request_windows.items())},
         }
 
 

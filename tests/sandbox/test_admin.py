@@ -55,6 +55,29 @@ def test_stats_count_tokens_requests_and_updates(client: httpx.Client, api: Api)
     }
 
 
+def test_stats_watch_every_providers_requests_in_10s_and_60s_windows(
+    client: httpx.Client, api: Api
+) -> None:
+    # Given a token and two reads at Adobe, which documents no rate limit
+    client.put("/_sandbox/adobe/resources/c1", json={})
+    headers = api.adobe_headers()
+    client.get(CONN, headers=headers)
+    client.get(CONN, headers=headers)
+    client.post("/_sandbox/adobe/resources/c1/oob")  # admin calls are not API requests
+    # Then the peak of each window is shown, with no limit beside it
+    windows = client.get("/_sandbox/stats").json()["request_windows"]
+    assert windows == {
+        "adobe": {
+            "requests": 3,
+            "limited": 0,
+            "windows": [
+                {"seconds": 10.0, "limit": None, "peak": 3},
+                {"seconds": 60.0, "limit": None, "peak": 3},
+            ],
+        }
+    }
+
+
 def test_resource_view_has_secrets_initial_and_history(client: httpx.Client, api: Api) -> None:
     params = {"username": "u", "password": "p0"}
     put = client.put("/_sandbox/adobe/resources/c1", json={"auth": {"params": params}}).json()
