@@ -20,7 +20,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
 import structlog
 
 from rotator.audit import AuditEvent, AuditLog
@@ -32,7 +31,7 @@ from rotator.config import (
     load_settings,
 )
 from rotator.config_snapshot import SnapshotCache, load_targets_cached
-from rotator.connections import async_redis
+from rotator.connections import async_redis, sync_redis
 from rotator.crypto import Vault
 from rotator.embedded import redis_url_for
 from rotator.engine import Engine, EngineOptions, Outcome
@@ -396,6 +395,18 @@ def _process_loop() -> LoopThread:
     return _loop
 
 
+def snapshot_cache(settings: Settings) -> SnapshotCache:
+    """Where workers and beat share validated targets files: a process (re)loading 100,000
+    targets skips the YAML parse and the URL policy. Its client comes from the one place that
+    knows every URL form (``rotator.connections``: Sentinel included)."""
+    client = sync_redis(
+        redis_url_for(settings),
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
+    )
+    return SnapshotCache(client, Keys(settings.key_prefix), settings)
+
+
 def process_runtime() -> tuple[LoopThread, Runtime]:
     """The process-wide runtime (created on first use; re-created after a fork). A build that
     fails (Redis unreachable, keys refused) closes what it opened and is retried next call."""
@@ -404,18 +415,7 @@ def process_runtime() -> tuple[LoopThread, Runtime]:
         if _process is None or _process_pid != os.getpid():
             settings = load_settings()
             configure_logging(settings)
-            # Workers and beat share validated targets files through Redis: a process
-            # (re)loading 100,000 targets skips the YAML parse and the URL policy.
-            snapshots = SnapshotCache(
-                redis.Redis.from_url(
-                    redis_url_for(settings),
-                    socket_timeout=settings.redis_socket_timeout,
-                    socket_connect_timeout=settings.redis_socket_timeout,
-                ),
-                Keys(settings.key_prefix),
-                settings,
-            )
-            holder = ConfigHolder(settings, snapshots=snapshots)
+            holder = ConfigHolder(settings, snapshots=snapshot_cache(settings))
             loop = _process_loop()
 
             async def build() -> Runtime:

@@ -162,3 +162,18 @@ def test_quorum_queues_declare_the_task_queue_as_quorum_with_confirmed_publishes
     assert queue.queue_arguments == {"x-queue-type": "quorum"}
     assert app.conf.broker_transport_options["confirm_publish"] is True
     assert app.conf.task_acks_late is True
+
+
+MASTER_KEY = "uQ1v0k1bXy2Hq7ZP0n8m9GgE3kq0bq3J5l2b0Xz4N9w="
+
+
+def test_the_targets_snapshot_cache_reaches_redis_behind_sentinel_too() -> None:
+    # The reduced Sentinel chaos run rotated nothing: the snapshot cache's client was built
+    # with redis-py's from_url, which refuses sentinel:// and broke every worker's runtime.
+    from rotator.runtime import snapshot_cache
+
+    settings = load_settings(redis_url=URL, audit_key="a" * 32, master_key=MASTER_KEY)
+    cache = snapshot_cache(settings)
+    pool = cache._client.connection_pool  # type: ignore[union-attr]
+    assert pool.service_name == "mymaster"  # type: ignore[union-attr]
+    assert pool.connection_kwargs["db"] == 2  # type: ignore[union-attr]
