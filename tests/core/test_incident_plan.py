@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from rotator.config import TargetSpecModel
 from rotator.incident import select, spread
 from rotator.plan.budget import COSTS, LIMITED
@@ -61,3 +64,31 @@ def test_commerce_layer_starts_never_break_a_documented_window() -> None:
 def test_a_small_incident_is_not_slowed_down() -> None:
     specs = {f"cl{i}": spec("commercelayer") for i in range(20)}
     assert {p.start_at for p in spread(specs, sorted(specs), now=5.0)} == {5.0}
+
+
+class _SlowEnqueue:
+    """A runtime whose enqueue takes 10 ms, as a real one does under load."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    async def enqueue(self, target: str, **_: object) -> tuple[str, bool]:
+        await asyncio.sleep(0.01)
+        self.at[target] = time.monotonic()
+        return f"job-{target}", True
+
+
+def test_a_rate_limited_providers_jobs_keep_their_own_clock() -> None:
+    from rotator.incident import Incident, Planned, enqueue_all
+
+    # Given 100 unlimited jobs due now (1 s of enqueueing) and a Commerce Layer job due in 0.2 s
+    now = time.time()
+    planned = [Planned(f"adobe-{i:03d}", "adobe", 0, now) for i in range(100)]
+    planned.append(Planned("cl-late", "commercelayer", 0, now + 0.2))
+    runtime = _SlowEnqueue()
+    started = time.monotonic()
+    # When the incident enqueues them
+    asyncio.run(enqueue_all(runtime, Incident("inc", planned), "note"))  # type: ignore[arg-type]
+    # Then the Commerce Layer job went at its own time, not after the 100 others
+    assert runtime.at["cl-late"] - started < 0.6
+    assert len(runtime.at) == 101
