@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from rotator.sandbox import defaults
-from tools.bench_baseline import PASSWORD_ALPHABET
+from tools.bench_baseline import IMS_FORM, PASSWORD_ALPHABET, token_and_refresh_time
 
 IN_FLIGHT = 32
 
@@ -47,18 +47,10 @@ class _Token:
                 return self._value
             response = await client.post(
                 ims_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": defaults.ADOBE_CLIENT_ID,
-                    "client_secret": defaults.ADOBE_CLIENT_SECRET,
-                    "scope": defaults.ADOBE_SCOPES,
-                },
+                data=IMS_FORM,
             )
             response.raise_for_status()
-            body = response.json()
-            lifetime = float(body.get("expires_in", 3600))
-            self._value = str(body["access_token"])
-            self._refresh_at = time.monotonic() + lifetime - min(60.0, lifetime / 5)
+            self._value, self._refresh_at = token_and_refresh_time(response.json())
             return self._value
 
     def invalidate(self, value: str) -> None:

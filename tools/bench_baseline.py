@@ -39,6 +39,21 @@ from rotator.sandbox import defaults
 from tools.common import kombu_prefix_for
 
 TASK_NAME = "bench_baseline.rotate"
+# The sandbox's IMS client-credentials form, shared by both peers (this one and the asyncio one).
+IMS_FORM = {
+    "grant_type": "client_credentials",
+    "client_id": defaults.ADOBE_CLIENT_ID,
+    "client_secret": defaults.ADOBE_CLIENT_SECRET,
+    "scope": defaults.ADOBE_SCOPES,
+}
+
+
+def token_and_refresh_time(body: dict[str, Any]) -> tuple[str, float]:
+    """A minted token and when to mint again (a minute, or a fifth, before it expires)."""
+    lifetime = float(body.get("expires_in", 3600))
+    return str(body["access_token"]), time.monotonic() + lifetime - min(60.0, lifetime / 5)
+
+
 PASSWORD_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"  # noqa: S105
 
 
@@ -69,18 +84,10 @@ class _Token:
                 return self._value
             response = client.post(
                 ims_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": defaults.ADOBE_CLIENT_ID,
-                    "client_secret": defaults.ADOBE_CLIENT_SECRET,
-                    "scope": defaults.ADOBE_SCOPES,
-                },
+                data=IMS_FORM,
             )
             response.raise_for_status()
-            body = response.json()
-            lifetime = float(body.get("expires_in", 3600))
-            self._value = str(body["access_token"])
-            self._refresh_at = time.monotonic() + lifetime - min(60.0, lifetime / 5)
+            self._value, self._refresh_at = token_and_refresh_time(response.json())
             return self._value
 
     def invalidate(self, value: str) -> None:

@@ -93,21 +93,31 @@ def private_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pr
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def test_worker_completes_a_rotation_after_redis_restarts(
-    tmp_path: Path, private_redis: PrivateRedis, sandbox: SandboxServer
-) -> None:
-    # Given a worker and beat on a Redis of their own, with a rotation in flight (its message
-    # delivered and not yet acknowledged, its provider read slowed down)
+def _system(tmp_path: Path, private_redis: PrivateRedis, sandbox: SandboxServer) -> System:
+    """Worker, beat and CLI on a Redis of their own, against a sandbox with an Adobe target."""
     admin = httpx.Client(base_url=sandbox.url, timeout=10)
     seed_adobe(admin, tmp_path)
     prefix = f"rotator-test:{uuid.uuid4().hex[:8]}:"
     env = make_env(tmp_path, private_redis.url, prefix, sandbox.url)
     client = redis.Redis.from_url(private_redis.url)
-    system = System(tmp_path, env, sandbox.url, prefix, client, admin)
+    return System(tmp_path, env, sandbox.url, prefix, client, admin)
+
+
+def _new_password(tmp_path: Path) -> None:
+    (tmp_path / "sfdc.json").write_text(
+        json.dumps({"username": "etl", "password": CANARY_PREFIX + uuid.uuid4().hex})
+    )
+
+
+def test_worker_completes_a_rotation_after_redis_restarts(
+    tmp_path: Path, private_redis: PrivateRedis, sandbox: SandboxServer
+) -> None:
+    # Given a worker and beat on a Redis of their own, with a rotation in flight (its message
+    # delivered and not yet acknowledged, its provider read slowed down)
+    system = _system(tmp_path, private_redis, sandbox)
+    admin, client = system.admin, system.redis
     try:
-        (tmp_path / "sfdc.json").write_text(
-            json.dumps({"username": "etl", "password": CANARY_PREFIX + uuid.uuid4().hex})
-        )
+        _new_password(tmp_path)
         admin.put(
             "/_sandbox/faults",
             json={
@@ -142,9 +152,7 @@ def test_worker_completes_a_rotation_after_redis_restarts(
             lambda: system.job(first["job_id"]).get("state") == "completed",
             timeout=90,
         )
-        (tmp_path / "sfdc.json").write_text(
-            json.dumps({"username": "etl", "password": CANARY_PREFIX + uuid.uuid4().hex})
-        )
+        _new_password(tmp_path)
         second = system.cli("enqueue", "adobe-sfdc")
         system.wait(
             "second job after the restart",
@@ -166,16 +174,10 @@ def test_a_worker_started_while_redis_restarts_waits_for_it_instead_of_exiting(
 ) -> None:
     # Given a store that is down when the worker starts (the chaos run met this: a worker
     # revived during a Redis restart refused to start, one more crash for the supervisor)
-    admin = httpx.Client(base_url=sandbox.url, timeout=10)
-    seed_adobe(admin, tmp_path)
-    prefix = f"rotator-test:{uuid.uuid4().hex[:8]}:"
-    env = make_env(tmp_path, private_redis.url, prefix, sandbox.url)
-    client = redis.Redis.from_url(private_redis.url)
-    system = System(tmp_path, env, sandbox.url, prefix, client, admin)
+    system = _system(tmp_path, private_redis, sandbox)
+    admin, client = system.admin, system.redis
     try:
-        (tmp_path / "sfdc.json").write_text(
-            json.dumps({"username": "etl", "password": CANARY_PREFIX + uuid.uuid4().hex})
-        )
+        _new_password(tmp_path)
         private_redis.stop()
         worker = system.start("worker", "--concurrency", "2")
         time.sleep(3)
