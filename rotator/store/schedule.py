@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from rotator.store.base import StoreBase
 from rotator.store.codec import text
 
+# Members per ZADD/ZREM when the whole schedule is synced (see sync_schedule).
+SYNC_SLICE = 10_000
+
 
 class ScheduleStore(StoreBase):
     async def claim_due_targets(
@@ -38,11 +41,14 @@ class ScheduleStore(StoreBase):
         k = self.keys
         existing = {text(m) for m in await self.redis.zrange(k.schedule, 0, -1)}
         removed = existing - set(first_due)
+        due, gone = list(first_due.items()), sorted(removed)
         async with self.redis.pipeline(transaction=True) as pipe:
-            if first_due:
-                pipe.zadd(k.schedule, dict(first_due), nx=True)
-            if removed:
-                pipe.zrem(k.schedule, *removed)
+            # In slices: one command over ~500,000 members passes the 1M-argument limit of
+            # Redis before 7 (the embedded one), which drops the connection.
+            for start in range(0, len(due), SYNC_SLICE):
+                pipe.zadd(k.schedule, dict(due[start : start + SYNC_SLICE]), nx=True)
+            for start in range(0, len(gone), SYNC_SLICE):
+                pipe.zrem(k.schedule, *gone[start : start + SYNC_SLICE])
             await pipe.execute()
         return sorted(set(first_due) - existing)
 
