@@ -320,6 +320,29 @@ def sharing_parts() -> Iterator[None]:
         _SHARING.reset(token)
 
 
+def _credential_vars(model: TargetsFile) -> dict[str, str]:
+    """Every environment variable the file reads a secret from -> where (for the notify
+    check: a webhook may not be keyed with one of them)."""
+    found: dict[str, str] = {}
+    for name, target in model.targets.items():
+        for key, ref in target.credentials.items():
+            kind, _, variable = ref.partition(":")
+            if kind == "env":
+                found.setdefault(variable, f"targets.{name}.credentials.{key}")
+    for name, secret in model.secrets.items():
+        if secret.source == "env" and secret.var:
+            found.setdefault(secret.var, f"secrets.{name}.var")
+        remote = secret.vault or secret.aws_secrets_manager
+        refs = remote.credentials if remote is not None else {}
+        if not isinstance(refs, Mapping):  # aws: "default-chain" reads no variable of ours
+            continue
+        for key, ref in refs.items():
+            kind, _, variable = ref.partition(":")
+            if kind == "env":
+                found.setdefault(variable, f"secrets.{name}.credentials.{key}")
+    return found
+
+
 def _policy_check(
     label: str, model: TargetsFile, policy: UrlPolicy | None, credentials_dir: Path
 ) -> list[ConfigIssue]:
@@ -342,7 +365,7 @@ def _policy_check(
                 where = f"targets.{name}.credentials.{key}"
                 issues.append(ConfigIssue(label, where, file_problem))
     routes = {name: target.notify for name, target in model.targets.items()}
-    for where, problem in notify_issues(model.notify, routes, policy):
+    for where, problem in notify_issues(model.notify, routes, policy, _credential_vars(model)):
         issues.append(ConfigIssue(label, where, problem))
     for name, secret in model.secrets.items():
         if secret.source == "file" and secret.path:

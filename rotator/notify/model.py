@@ -33,6 +33,7 @@ loaded and on every request): https only, and a host in the webhook allow-list
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,17 +126,36 @@ class NotifySection(BaseModel):
 
 
 def notify_issues(
-    section: NotifySection, routes: dict[str, TargetNotify | None], policy: UrlPolicy | None
+    section: NotifySection,
+    routes: dict[str, TargetNotify | None],
+    policy: UrlPolicy | None,
+    credential_vars: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """(field, problem) for webhook URLs the operator's policy refuses (unless ``policy`` is
-    None: already checked) and for targets naming webhooks the section does not define."""
+    None: already checked), for targets naming webhooks the section does not define, and for
+    a webhook whose key or URL variable is a secret of something else: rotator's own
+    (``ROTATOR_*``) or a credential the file references (``credential_vars``: variable ->
+    where). A targets-file edit could otherwise have every notice carry a MAC keyed with the
+    master key, or a provider secret, to a receiver of the editor's choosing."""
     issues = []
+    taken = credential_vars or {}
+    for name, hook in section.webhooks.items():
+        for field, variable in (("secret_env", hook.secret_env), ("url", hook.url_env)):
+            if variable is None:
+                continue
+            if variable.upper().startswith("ROTATOR_"):
+                problem = "names one of rotator's own variables; use a variable of its own"
+            elif variable in taken:
+                problem = f"names {taken[variable]}'s variable; use a variable of its own"
+            else:
+                continue
+            issues.append((f"notify.webhooks.{name}.{field}", problem))
     for name, hook in section.webhooks.items():
         if hook.url_env or policy is None:  # url_env: checked when resolved, on every request
             continue
-        problem = policy.violation(WEBHOOKS, hook.url)
-        if problem:
-            issues.append((f"notify.webhooks.{name}.url", problem))
+        refused = policy.violation(WEBHOOKS, hook.url)
+        if refused:
+            issues.append((f"notify.webhooks.{name}.url", refused))
     for target, route in routes.items():
         for index, hook_name in enumerate((route.webhooks or []) if route else []):
             if hook_name not in section.webhooks:
