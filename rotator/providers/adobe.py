@@ -136,6 +136,7 @@ class AdobeFlowService(OAuthClientCredentialsProvider):
         return RemoteState(
             version=version,
             marker=marker,
+            resource=item,
             summary={
                 "etag": version,
                 "state": item.get("state"),
@@ -173,8 +174,9 @@ class AdobeFlowService(OAuthClientCredentialsProvider):
         want: Want,
         journal: Journal,
     ) -> ApplyResult:
-        # The params as they are now: replace /auth/params keeps nothing it does not carry.
-        item = await self._item(target)
+        # The params as they are now: replace /auth/params keeps nothing it does not carry. The
+        # engine's read of this etag has them; the PATCH's If-Match refuses it if they changed.
+        item = dict(expected.resource) if expected.resource else await self._item(target)
         if not same_etag(str(item.get("etag") or item.get("version") or ""), expected.version):
             raise VersionConflict(
                 "connection changed since it was read", provider=NAME, code="etag"

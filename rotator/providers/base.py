@@ -103,6 +103,10 @@ class RemoteState:
     version: str
     marker: str | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)  # non-secret facts for the audit
+    # What the adapter read, for its own update of this same version (never audited or shown):
+    # an update sent with this version's compare-and-set can build on it instead of reading
+    # the resource again.
+    resource: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The version is provider text that is stored (journal, audit, conflict details) and

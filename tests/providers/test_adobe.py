@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from rotator.providers.adobe import AdobeFlowService
+from rotator.errors import VersionConflict
 from rotator.providers.base import Evidence, ProviderContext
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, run_in, secret, target, want
@@ -112,6 +113,35 @@ def test_patch_carries_if_match_headers_and_marker_and_token_is_cached() -> None
     assert result.version == '"new-etag"'
     assert fake.mints == 1  # three calls, one token
     assert CANARY not in repr(live) + repr(result)
+
+
+def test_the_update_builds_on_the_engines_read_and_if_match_guards_it() -> None:
+    """A rotation is GET, PATCH, GET: the update reuses the read of the etag it sends in
+    If-Match (no second GET), so a change between the read and the PATCH is the API's 412."""
+    fake = FakeFlow()
+    api = FakeAPI(fake)
+
+    async def go(ctx: ProviderContext) -> Any:
+        adapter = AdobeFlowService(ctx)
+        live = await adapter.read(spec(), MemoryJournal())
+        await adapter.apply(
+            spec(), secret({"username": "u", "password": CANARY}), live, want(), MemoryJournal()
+        )
+        fake.patch_error = (412, flow_error("1404-412", 412))  # someone edited after our read
+        try:
+            await adapter.apply(spec(), secret({"password": CANARY}), live, want(), MemoryJournal())
+        except VersionConflict as exc:
+            return exc
+        return None
+
+    conflict = run_in(api, go)
+    assert [r.method for r in api.requests if "connections" in r.url.path] == [
+        "GET",
+        "PATCH",
+        "PATCH",
+    ]
+    assert isinstance(conflict, VersionConflict)
+    assert CANARY not in repr(conflict)
 
 
 def test_evidence_is_the_etag_our_patch_returned_plus_the_marker() -> None:
