@@ -32,6 +32,9 @@ class SecretVersions(Protocol):
 
     async def latest_secret_version(self, secret: str) -> str | None: ...
 
+    # The newest version's field names, None when there is none (names only: no decrypting).
+    async def latest_field_names(self, secret: str) -> list[str] | None: ...
+
     async def fingerprint_of(self, secret: str, version: str) -> str | None: ...
 
 

@@ -169,6 +169,10 @@ class DryVersions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return await self.state.latest_version(secret)
 
+    async def latest_field_names(self, secret: str) -> list[str] | None:
+        latest = await self.state.latest_version(secret)
+        return None if latest is None else sorted(await self.state.stored_fields(secret, latest))
+
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
         if self.state.vault is None:
             return None

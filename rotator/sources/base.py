@@ -68,9 +68,8 @@ async def store_value(
     secret says ``allow_field_change: true``, as ``rotator secrets put`` refuses it without
     ``--allow-field-change``."""
     if not spec.allow_field_change:
-        latest = await ctx.versions.latest_secret_version(name)
-        if latest is not None:
-            previous = await ctx.versions.load_secret_version(name, latest)
+        previous = await ctx.versions.latest_field_names(name)
+        if previous is not None:
             change = field_rules.diff(previous, fields)
             if change.removed:
                 raise SecretFieldsInvalid(

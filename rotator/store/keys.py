@@ -30,6 +30,9 @@ key                             type     contents
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
 {p}secret:{name}:fingerprints   hash     HMAC fingerprint -> version_id (dedupe of reloads)
 {p}secret:{name}:seq            string   last version sequence number
+{p}secret:{name}:latest         hash     version, names (JSON list of the newest committed
+                                         version's field names, never values), mac (keyed HMAC
+                                         of both: a forged record is ignored)
 {p}audit                        stream   audit events, fields ``event`` (canonical JSON with
                                          ``seq``) and ``hash`` (HMAC chain; see rotator.audit);
                                          written only by the Lua script in rotator.store.audit
@@ -142,6 +145,9 @@ class Keys:
 
     def secret_seq(self, name: str) -> str:
         return f"{self.prefix}secret:{name}:seq"
+
+    def secret_latest(self, name: str) -> str:
+        return f"{self.prefix}secret:{name}:latest"
 
     @property
     def audit(self) -> str:

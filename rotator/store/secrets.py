@@ -11,6 +11,8 @@ hour does not fill Redis over the years.
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,11 +34,39 @@ class SecretStore(StoreBase):
             return text(value), fingerprint
         version = version_id(int(value))
         token = self.vault.seal(secret, version, fields)
+        names = json.dumps(sorted(fields))
         committed = await self._lua("commit_version")(
-            keys=[k.secret_fingerprints(secret), k.secret_versions(secret)],
-            args=[fingerprint, version, token],
+            keys=[
+                k.secret_fingerprints(secret),
+                k.secret_versions(secret),
+                k.secret_latest(secret),
+            ],
+            args=[fingerprint, version, token, names, self._names_mac(secret, version, names)],
         )
         return text(committed), fingerprint
+
+    async def latest_field_names(self, secret: str) -> list[str] | None:
+        """The newest stored version's field names (None: no version), from a small record the
+        commit keeps, without decrypting anything. A record that is missing (versions stored
+        before it existed) or does not verify (forged in Redis, or keys rotated) falls back to
+        opening the newest version."""
+        version, names, mac = await self.redis.hmget(
+            self.keys.secret_latest(secret), ["version", "names", "mac"]
+        )
+        if version is not None and names is not None and mac is not None:
+            if hmac.compare_digest(text(mac), self._names_mac(secret, text(version), text(names))):
+                listed = json.loads(text(names))
+                if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
+                    return listed
+        latest = await self.latest_secret_version(secret)
+        if latest is None:
+            return None
+        return sorted(await self.load_secret_version(secret, latest))
+
+    def _names_mac(self, secret: str, version: str, names: str) -> str:
+        return self.vault.fingerprint(
+            {"latest_names_of": secret, "version": version, "names": names}
+        )
 
     async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]:
         token = await self.redis.hget(self.keys.secret_versions(secret), version)

@@ -65,6 +65,9 @@ class Versions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return "v000000000001"
 
+    async def latest_field_names(self, secret: str) -> list[str] | None:
+        return sorted(self.fields)
+
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
         return "f" * 64
 
@@ -105,6 +108,9 @@ class MemoryVersions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return f"v{len(self.versions):012d}" if self.versions else None
 
+    async def latest_field_names(self, secret: str) -> list[str] | None:
+        return sorted(self.versions[-1]) if self.versions else None
+
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
         return "f" * 64
 
@@ -134,3 +140,43 @@ def test_a_source_value_that_drops_a_field_is_refused_unless_the_secret_allows_i
     allowed = SecretSpec(source="file", path="sfdc.json", allow_field_change=True)
     pinned = asyncio.run(pin_version("sfdc", allowed, ctx, targets=adobe))
     assert pinned.fields == {"password": "second-secret"}
+
+
+def test_the_previous_versions_field_names_come_from_a_signed_record_not_a_decryption(
+    harness: Any,
+) -> None:
+    """Pinning a value checks it against the newest version's field names. Those come from a
+    record the commit keeps (names only, MAC'd), so a pin decrypts nothing; a record forged in
+    Redis is ignored in favour of opening the newest version."""
+    store = harness.store
+    harness.run(store.put_secret_version("s", {"username": "u", "password": "p1"}))
+    harness.run(store.put_secret_version("s", {"username": "u", "password": "p2", "x": "1"}))
+
+    opened: list[str] = []
+    real_open = store.vault.open
+
+    def counting_open(secret: str, version: str, token: bytes) -> dict[str, Any]:
+        opened.append(version)
+        return real_open(secret, version, token)
+
+    store.vault.open = counting_open
+    assert harness.run(store.latest_field_names("s")) == ["password", "username", "x"]
+    assert opened == []  # no decryption on the pin path
+    assert harness.run(store.latest_field_names("never-stored")) is None
+
+    # An attacker with Redis write access empties the names to slip a dropped field past.
+    key = store.keys.secret_latest("s")
+    harness.run(store.redis.hset(key, "names", "[]"))
+    assert harness.run(store.latest_field_names("s")) == ["password", "username", "x"]
+    assert opened == ["v000000000002"]  # the forged record was not believed
+
+
+def test_a_late_commit_of_an_older_version_keeps_the_newer_names(harness: Any) -> None:
+    store, k = harness.store, harness.store.keys
+    harness.run(store.put_secret_version("s", {"a": "1", "b": "2"}))  # v1
+    # A worker that reserved v2 commits it after v3 was committed by another.
+    harness.run(store.redis.set(k.secret_seq("s"), 2))
+    harness.run(store.put_secret_version("s", {"a": "3", "b": "4", "c": "5"}))  # v3
+    harness.run(store.redis.set(k.secret_seq("s"), 1))
+    harness.run(store.put_secret_version("s", {"a": "6"}))  # v2, late
+    assert harness.run(store.latest_field_names("s")) == ["a", "b", "c"]

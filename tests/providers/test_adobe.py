@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from rotator.providers.adobe import AdobeFlowService
 from rotator.errors import VersionConflict
+from rotator.providers.adobe import AdobeFlowService
 from rotator.providers.base import Evidence, ProviderContext
 
 from .helpers import CANARY, FakeAPI, MemoryJournal, run_in, secret, target, want
