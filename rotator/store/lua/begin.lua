@@ -7,9 +7,8 @@
 -- The lease value is "{fence}:{nonce}:{job_id}"; every fenced script compares all of it.
 -- Returns {'missing'}, {'terminal', state, owed audit event}, {'busy', lease, lease pttl} or
 -- {'ok', lease value, job, journal, target}.
-local raw = redis.call('HGETALL', KEYS[3])
-if #raw == 0 then return {'missing'} end
 local state = redis.call('HGET', KEYS[3], 'state')
+if not state and redis.call('EXISTS', KEYS[3]) == 0 then return {'missing'} end
 for terminal in string.gmatch(ARGV[5], '[^,]+') do
   if state == terminal then
     return {'terminal', state, redis.call('HGET', KEYS[3], 'audit_owed') or ''}
