@@ -70,6 +70,30 @@ class JobJournal:
             raise
         self.steps[step] = dict(data)
 
+    async def record_many(
+        self,
+        steps: Mapping[str, Mapping[str, Any]],
+        *,
+        job_fields: Mapping[str, Any] | None = None,
+        target_fields: Mapping[str, Any] | None = None,
+        durable: bool = False,
+    ) -> None:
+        """Journal several steps, with job fields and target pointers, in one write."""
+        written = {step: dict(data) for step, data in steps.items()}
+        try:
+            await self._store.stage(
+                self._lease,
+                self._ttl,
+                target_fields or {},
+                steps,
+                job_fields=job_fields,
+                durable=durable,
+            )
+        except WriteNotDurable:
+            self.steps.update(written)  # on the primary: what the next read will find
+            raise
+        self.steps.update(written)
+
     def earlier_update_may_have_applied(self) -> bool:
         """Could an earlier attempt's update have reached the provider?
 

@@ -54,6 +54,9 @@ class Endings:
             else:
                 await self._write_owed(job.id, owed)
             return Outcome.SKIPPED
+        if refused.reason == "terminal":
+            await self.store.settle(job.id)  # ended, nothing owed: it has no business being due
+            return Outcome.SKIPPED
         if refused.reason != "busy":
             return Outcome.SKIPPED
         # Be due when the job can start, not at a claim's visibility deadline: our own attempt

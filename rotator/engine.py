@@ -184,30 +184,43 @@ class Engine(Endings):
 
         provider = self.providers(spec.provider)
         target = await resolve_target(job.target, spec, config, self.options.environ)
-        version, fingerprint = await self._pin_version(ctx, spec, config)
+        version, fingerprint, pin = await self._pin_version(ctx, spec, config)
         ctx.version, ctx.fingerprint = version, fingerprint
         want = Want(version, fingerprint, job.id)
 
         current = target_state.get("current") or None
-        if current and version_seq(version) < version_seq(current):
+        noop = current == version and journal.get("intent") is None
+        stale = bool(current) and version_seq(version) < version_seq(current or "")
+        steps: dict[str, dict[str, Any]] = {}
+        pointers: dict[str, str] = {}
+        if pin is not None:
+            steps["secret"] = pin
+        if not noop and not stale and target_state.get("pending") != version:
+            # Staged with the pin, in one write: both before the first remote write.
+            steps["staged"] = {
+                "version": version,
+                "previous_pending": target_state.get("pending") or None,
+                "previous_pending_job": target_state.get("pending_job") or None,
+            }
+            pointers = {"pending": version, "pending_job": job.id}
+        if steps:
+            await journal.record_many(
+                steps,
+                job_fields={"secret_version": version} if pin is not None else None,
+                target_fields=pointers,
+                durable=pin is not None,  # the version every retry reuses must survive a failover
+            )
+        if pin is not None:
+            await self.audit.emit(ctx.event("secret.loaded", detail=pin.get("origin")))
+        if stale:
             raise StaleVersion(f"{version} is older than the target's current {current}")
-        if current == version and journal.get("intent") is None:
+        if noop:
             await self._end(
                 ctx,
                 JobState.COMPLETED,
                 ctx.event("job.noop", outcome="noop", detail="version is already current"),
             )
             return Outcome.NOOP
-
-        if target_state.get("pending") != version:
-            staged = {
-                "version": version,
-                "previous_pending": target_state.get("pending") or None,
-                "previous_pending_job": target_state.get("pending_job") or None,
-            }
-            pointers = {"pending": version, "pending_job": job.id}
-            await self.store.stage(ctx.lease, self.options.lease_ttl, pointers, "staged", staged)
-            journal.steps["staged"] = staged  # this attempt's recovery check reads it
 
         # Fail fast, before the first provider call, while the host's breaker is open.
         ctx.breaker_host = await admit(self.options.breaker, target.provider, target.base_url)
@@ -398,8 +411,7 @@ class Engine(Endings):
                 ctx.lease,
                 self.options.lease_ttl,
                 {"current": stale, "previous": current, "rotated_at": time.time()},
-                "recovered",
-                {"version": stale, "from_job": pending_job},
+                {"recovered": {"version": stale, "from_job": pending_job}},
             )
             await self.audit.emit(
                 ctx.event(
@@ -413,12 +425,14 @@ class Engine(Endings):
 
     async def _pin_version(
         self, ctx: Attempt, spec: TargetSpecModel, config: TargetsConfig
-    ) -> tuple[str, str]:
-        """The job's secret version: chosen once, stored encrypted before any remote call."""
+    ) -> tuple[str, str, dict[str, Any] | None]:
+        """The job's secret version, chosen once: (version, fingerprint, the journal record to
+        write when it was chosen just now; None when an earlier attempt's is reused). The value
+        is stored encrypted already; the caller journals the record before any remote write."""
         job, journal = ctx.job, ctx.journal
         recorded = journal.get("secret")
         if job.secret_version and recorded:
-            return job.secret_version, str(recorded["fingerprint"])
+            return job.secret_version, str(recorded["fingerprint"]), None
         sources = SourceContext(self.store, config.credentials_dir, self.options.environ)
         pinned = await pin_version(
             spec.secret,
@@ -427,18 +441,10 @@ class Engine(Endings):
             job.requested_version,
             targets={job.target: (spec.provider, spec.options)},
         )
-        version, fingerprint = pinned.version, pinned.fingerprint
         ctx.fields = pinned.fields  # when the source produced it: no decrypting read-back
         origin = {"origin": pinned.origin} if pinned.origin else {}  # a remote source's version
-        await journal.record(
-            "secret",
-            {"version": version, "fingerprint": fingerprint, **origin},
-            job_fields={"secret_version": version},
-            durable=True,  # the version every retry reuses must survive a failover
-        )
-        ctx.version, ctx.fingerprint = version, fingerprint
-        await self.audit.emit(ctx.event("secret.loaded", detail=pinned.origin))
-        return version, fingerprint
+        record = {"version": pinned.version, "fingerprint": pinned.fingerprint, **origin}
+        return pinned.version, pinned.fingerprint, record
 
 
 def _str_or_none(value: Any) -> str | None:

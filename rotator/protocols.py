@@ -61,8 +61,17 @@ class JobStore(SecretVersions, Protocol):
         durable: bool = False,
     ) -> None: ...
 
+    # Several steps with their job and target fields in one write (the pinned version with
+    # the `pending` pointer); durable as for record.
     async def stage(
-        self, lease: Lease, lease_ttl: float, target_fields: Data, step: str, data: Data
+        self,
+        lease: Lease,
+        lease_ttl: float,
+        target_fields: Data,
+        steps: Mapping[str, Data],
+        *,
+        job_fields: Data | None = None,
+        durable: bool = False,
     ) -> None: ...
 
     async def finish(

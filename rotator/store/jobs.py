@@ -198,21 +198,37 @@ class JobStore(StoreBase):
         lease: Lease,
         lease_ttl: float,
         target_fields: Mapping[str, Any],
-        step: str,
-        data: Mapping[str, Any],
+        steps: Mapping[str, Mapping[str, Any]],
+        *,
+        job_fields: Mapping[str, Any] | None = None,
+        durable: bool = False,
     ) -> None:
-        """Set target stage pointers (e.g. pending) and journal the step in one write."""
+        """Journal ``steps`` and set target stage pointers (e.g. pending) and job fields, in
+        one fenced write. ``durable`` as for ``record``."""
+        assert steps, "a stage write journals at least one step"
         k = self.keys
+        job_pairs = pairs(job_fields or {})
         await self._fenced(
             "stage",
-            keys=[k.lease(lease.target), k.target(lease.target), k.journal(lease.job_id)],
+            durable=next(iter(steps)) if durable else "",
+            keys=[
+                k.lease(lease.target),
+                k.target(lease.target),
+                k.journal(lease.job_id),
+                k.job(lease.job_id),
+            ],
             args=[
                 lease.fence,
                 int(lease_ttl * 1000),
+                len(target_fields),
+                len(job_pairs) // 2,
                 *pairs(target_fields),
-                "|",
-                step,
-                json.dumps(data, sort_keys=True),
+                *job_pairs,
+                *(
+                    part
+                    for step, data in steps.items()
+                    for part in (step, json.dumps(data, sort_keys=True))
+                ),
             ],
         )
 
@@ -267,7 +283,9 @@ class JobStore(StoreBase):
 
     async def settle(self, job_id: str) -> None:
         """The job's terminal audit event is written: nothing is owed, nothing is due."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # One round trip, not a transaction: in this order a half-done settle leaves a job due
+        # with nothing owed, which the next delivery just drops from the due set.
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(self.keys.job(job_id), "audit_owed")
             pipe.zrem(self.keys.due, job_id)
             await pipe.execute()

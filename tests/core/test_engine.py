@@ -319,6 +319,21 @@ def test_terminal_event_lost_to_a_crash_is_written_by_the_next_delivery(
     assert harness.remote.applies == 1
 
 
+def test_an_ended_job_left_due_by_a_half_done_settle_is_dropped_from_the_due_set(
+    harness: Harness,
+) -> None:
+    # Given a settle that lost its ZREM (Redis died between its two commands): the job ended
+    # and owes nothing, yet is still due
+    job_id = harness.enqueue()
+    assert harness.run(harness.engine.process(job_id)) is Outcome.COMPLETED
+    harness.run(harness.redis.zadd(harness.store.keys.due, {job_id: 0}))
+
+    # When it is delivered again, it is skipped and leaves the due set for good
+    assert harness.run(harness.engine.process(job_id)) is Outcome.SKIPPED
+    assert harness.run(harness.redis.zscore(harness.store.keys.due, job_id)) is None
+    assert harness.remote.applies == 1
+
+
 def test_finished_jobs_owe_nothing(harness: Harness) -> None:
     job_id = harness.enqueue()
     harness.run(harness.engine.process(job_id))

@@ -19,16 +19,21 @@ else
   redis.call('ZADD', KEYS[3], ARGV[11], ARGV[2])
 end
 if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
+-- The target hash: one read and one write, whatever the outcome.
+local target = redis.call('HMGET', KEYS[5], 'current', 'pending')
+local update = {'last_job', ARGV[2], 'last_outcome', ARGV[3]}
 if ARGV[5] == '1' then
-  local current = redis.call('HGET', KEYS[5], 'current')
-  if current and current ~= ARGV[6] then redis.call('HSET', KEYS[5], 'previous', current) end
-  redis.call('HSET', KEYS[5], 'current', ARGV[6], 'rotated_at', ARGV[4],
-    'remote_version', ARGV[7])
+  if target[1] and target[1] ~= ARGV[6] then
+    update[#update + 1] = 'previous'; update[#update + 1] = target[1]
+  end
+  for _, v in ipairs({'current', ARGV[6], 'rotated_at', ARGV[4], 'remote_version', ARGV[7]}) do
+    update[#update + 1] = v
+  end
 end
-if ARGV[9] == '1' or (ARGV[5] == '1' and redis.call('HGET', KEYS[5], 'pending') == ARGV[6]) then
-  redis.call('HSET', KEYS[5], 'pending', '', 'pending_job', '')
+if ARGV[9] == '1' or (ARGV[5] == '1' and target[2] == ARGV[6]) then
+  for _, v in ipairs({'pending', '', 'pending_job', ''}) do update[#update + 1] = v end
 end
-redis.call('HSET', KEYS[5], 'last_job', ARGV[2], 'last_outcome', ARGV[3])
+redis.call('HSET', KEYS[5], unpack(update))
 if ARGV[8] == '1' then redis.call('ZADD', KEYS[6], ARGV[4], ARGV[2]) end
 redis.call('DEL', KEYS[1])
 return 1
