@@ -8,9 +8,10 @@ Its state lives in Redis (``rotator.store.breaker``), so every worker process sh
     half-open --(the probe's calls mostly succeed)--> closed   --(they do not)--> open again
 
 It counts *calls*, not attempts: ``send`` tallies each provider call of the running attempt
-(``tally_call``) and the attempt adds its tally to the host's window once, when it ends (one
-script call per attempt). A degraded host (10% 5xx) fails most multi-call attempts but few
-calls, and must stay closed; a host failing most calls is down, and opens it.
+(``tally_call``) and the attempt adds its tally to the host's window when it ends (one script
+call per attempt, or fewer: see ``BreakerPolicy.trust_closed``). A degraded host (10% 5xx)
+fails most multi-call attempts but few calls, and must stay closed; a host failing most calls
+is down, and opens it.
 
 While open, attempts fail fast with ``CircuitOpen`` (a ``TransientError`` whose ``retry_after``
 is the next probe time): no call is made, nothing may have applied, and ``rotator.retry``
@@ -41,6 +42,11 @@ class BreakerPolicy:
     min_calls: int = 10  # fewer calls in a window never open the breaker
     failure_ratio: float = 0.5  # of calls: "fails most calls"
     probe_interval: float = 30.0  # while open: one probe per this many seconds
+    # A process trusts a closed breaker this long without asking Redis, and adds its attempts'
+    # successful calls to the window together, this often: two script calls per rotation
+    # become about one per second per host. A failure is sent at once (with the successes
+    # held) and makes the next attempt ask Redis again, so an opening is never held back.
+    trust_closed: float = 1.0
 
 
 class Breaker(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -32,7 +33,9 @@ def _breakers(
 ) -> tuple[RedisBreaker, RedisBreaker, aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     settings = BreakerPolicy(
-        **{"min_calls": 4, "probe_interval": 0.5, "failure_ratio": 0.5, **policy}
+        # trust_closed 0: every admit and record asks Redis (the cross-process semantics
+        # under test); the local trust has its own test below.
+        **{"min_calls": 4, "probe_interval": 0.5, "failure_ratio": 0.5, "trust_closed": 0, **policy}
     )  # type: ignore[arg-type]
     # Two breakers on one Redis stand for two worker processes.
     return (
@@ -102,6 +105,63 @@ def test_breaker_window_rolls_over(
         await asyncio.sleep(0.35)  # old failures fall out of the window
         await one.record(HOST, calls=1, failures=1)
         assert await one.admit(HOST) is None
+        await client.aclose()
+
+    loop.run_until_complete(scenario())
+
+
+def test_a_process_trusts_a_closed_breaker_briefly_and_never_holds_back_a_failure(
+    loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    now = [1000.0]
+    policy = BreakerPolicy(min_calls=4, failure_ratio=0.5, probe_interval=30, trust_closed=1.0)
+    one = RedisBreaker(client, Keys(key_prefix), policy, clock=lambda: now[0])
+    other = RedisBreaker(client, Keys(key_prefix), replace(policy, trust_closed=0))
+    sent: list[str] = []
+    real_record = one._record
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        sent.append("record")
+        return await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    one._record = counting  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        # Given a closed breaker: ten successful attempts within the trust interval cost
+        # one admit and no record script call at all
+        for _ in range(10):
+            assert await one.admit(HOST) is None
+            await one.record(HOST, calls=3, failures=0)
+            now[0] += 0.05
+        assert sent == [] and (await one.state(HOST)) == {}
+        # When a failure comes, it is sent at once, with the 30 successful calls held
+        await one.record(HOST, calls=3, failures=3)
+        assert sent == ["record"]
+        state = await one.state(HOST)
+        assert (state["calls"], state["failures"]) == ("33", "3")
+        # and the next attempt asks Redis: another process opened the breaker meanwhile
+        await other.record(HOST, calls=30, failures=30)
+        assert await one.admit(HOST) is not None
+        await client.aclose()
+
+    loop.run_until_complete(scenario())
+
+
+def test_a_closed_breaker_opened_elsewhere_is_seen_within_the_trust_interval(
+    loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    now = [1000.0]
+    policy = BreakerPolicy(min_calls=4, failure_ratio=0.5, probe_interval=30, trust_closed=1.0)
+    one = RedisBreaker(client, Keys(key_prefix), policy, clock=lambda: now[0])
+    other = RedisBreaker(client, Keys(key_prefix), replace(policy, trust_closed=0))
+
+    async def scenario() -> None:
+        assert await one.admit(HOST) is None  # closed, trusted for a second
+        await other.record(HOST, calls=10, failures=10)  # another process opens it
+        now[0] += 1.01
+        assert await one.admit(HOST) is not None  # fails fast once the trust ran out
         await client.aclose()
 
     loop.run_until_complete(scenario())
