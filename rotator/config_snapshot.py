@@ -145,6 +145,9 @@ class SnapshotCache:
         self.wait = LOCK_TTL  # how long a process waits for another's snapshot
         self.poll = 0.2
         self._token = secrets.token_hex(8)
+        # Set by a Redis error during a load: the rest of that load (800 blocks) goes without
+        # Redis instead of waiting out a socket timeout per block.
+        self.unavailable = False
 
     def claim(self, digest: str) -> bool:
         """Whether this process is the one to validate these bytes (True when Redis cannot
@@ -205,6 +208,8 @@ class SnapshotCache:
         (logged) or Redis fails."""
         found: list[bytes | None] = []
         refused = 0
+        if self.unavailable:
+            return [None] * len(digests)
         try:
             for start in range(0, len(digests), 1000):
                 part = digests[start : start + 1000]
@@ -221,6 +226,7 @@ class SnapshotCache:
                         found.append(None)
         except redis.RedisError as exc:
             log.warning("config blocks unavailable", error=str(exc))
+            self.unavailable = True
             return [None] * len(digests)
         if refused:
             log.warning(
@@ -231,6 +237,8 @@ class SnapshotCache:
         return found
 
     def put_block(self, digest: str, body: bytes) -> None:
+        if self.unavailable:
+            return
         try:
             self._client.set(
                 self._keys.config_block(digest),
@@ -239,6 +247,7 @@ class SnapshotCache:
             )
         except redis.RedisError as exc:
             log.warning("config block not stored", error=str(exc))
+            self.unavailable = True
 
     def _block_mac(self, digest: str, body: bytes) -> bytes:
         return hmac.digest(self._block_key, digest.encode() + body, "sha256")
@@ -252,6 +261,7 @@ class SnapshotCache:
             stored = self._client.get(self._keys.config_snapshot(digest))
         except redis.RedisError as exc:
             log.warning("config snapshot unavailable", error=str(exc))
+            self.unavailable = True
             self.last = LoadInfo(digest, "unavailable")
             return None
         if not isinstance(stored, bytes):
@@ -279,6 +289,8 @@ class SnapshotCache:
 
     def put_body(self, digest: str, body: bytes) -> bool:
         """Store a snapshot's compressed body; False when Redis refuses."""
+        if self.unavailable:
+            return False
         try:
             self._client.set(
                 self._keys.config_snapshot(digest), self._mac(digest, body) + body, ex=SNAPSHOT_TTL
@@ -362,6 +374,7 @@ def load_targets_cached(
     if cache is None:
         config, _raw = validate_targets(path, data, mtime, known_providers, settings)
         return config
+    cache.unavailable = False
     digest = cache.digest(path, data, known_providers)
     hit = _snapshot_config(cache, digest, path, mtime, settings)
     if hit is not None:
