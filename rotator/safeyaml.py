@@ -183,24 +183,20 @@ class _Builder:
 
 def _build_events(text: str, loader: Any, max_depth: int = MAX_DEPTH) -> Any:
     builder = _Builder(loader, max_depth)
-    add, scalar, start, stack = builder.add, builder.scalar, builder.start, builder.stack
     documents = 0
-    # Dispatch on the exact event class (the parser makes no subclasses): a chain of
-    # isinstance calls per event was a third of the build's own time.
     try:
         for event in yaml.parse(text, Loader=_LOADER):
-            kind = type(event)
-            if kind is ScalarEvent:
-                add(scalar(event))  # type: ignore[arg-type]
-            elif kind is MappingStartEvent or kind is SequenceStartEvent:
-                start(event)  # type: ignore[arg-type]
-            elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                stack.pop()
-            elif kind is DocumentStartEvent:
+            if isinstance(event, ScalarEvent):
+                builder.add(builder.scalar(event))
+            elif isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                builder.start(event)
+            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                builder.stack.pop()
+            elif isinstance(event, DocumentStartEvent):
                 documents += 1
                 if documents > 1:
                     raise _Unbuildable  # the composer's "expected a single document" error
-            elif kind is AliasEvent:
+            elif isinstance(event, AliasEvent):
                 raise _Unbuildable
     except _Unbuildable:
         return _COMPOSE
