@@ -52,6 +52,7 @@ from rotator.config import (
     TargetSpecModel,
     file_reference_issues,
     sharing_parts,
+    validate_file,
     validate_targets,
 )
 from rotator.config_blocks import TARGETS, BlockLoad, exactly_json, json_line, load_blocks
@@ -372,8 +373,7 @@ def load_targets_cached(
     is invalid, or its holder died) or after ``cache.wait`` seconds."""
     data, mtime = safeyaml.read_file(path, str(path))
     if cache is None:
-        config, _raw = validate_targets(path, data, mtime, known_providers, settings)
-        return config
+        return validate_file(path, data, mtime, known_providers, settings)
     cache.unavailable = False
     digest = cache.digest(path, data, known_providers)
     hit = _snapshot_config(cache, digest, path, mtime, settings)

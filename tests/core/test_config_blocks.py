@@ -13,8 +13,8 @@ import fakeredis
 import pytest
 import structlog
 
-from rotator import config_blocks
-from rotator.config import Settings, load_targets
+from rotator import config_blocks, safeyaml
+from rotator.config import Settings, load_targets, validate_targets
 from rotator.config_snapshot import SnapshotCache, load_targets_cached
 from rotator.errors import ConfigError
 from rotator.store.keys import Keys
@@ -77,7 +77,9 @@ def _outcome(load: Any) -> tuple[str, Any]:
 
 
 def _whole(path: Path) -> tuple[str, Any]:
-    return _outcome(lambda: load_targets(path, PROVIDERS, _settings()))
+    """The file validated whole, as before blocks (``validate_targets``)."""
+    data, mtime = safeyaml.read_file(path, str(path))
+    return _outcome(lambda: validate_targets(path, data, mtime, PROVIDERS, _settings())[0])
 
 
 def _cached(path: Path, cache: SnapshotCache) -> tuple[str, Any]:
@@ -288,6 +290,7 @@ def test_unusual_files_load_exactly_as_whole(
     expected = _whole(path)
     assert _cached(path, _cache(redis)) == expected
     assert _cached(path, _cache(redis)) == expected  # and again, from whatever was stored
+    assert _outcome(lambda: load_targets(path, PROVIDERS, _settings())) == expected  # no cache
 
 
 def test_the_cuts_fall_only_at_target_lines(small_blocks: None) -> None:
