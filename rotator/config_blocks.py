@@ -81,7 +81,7 @@ class BlockCache(Protocol):
 
     def context(self, path: Path, known_providers: Sequence[str]) -> bytes: ...
 
-    def block_digest(self, context: bytes, block: bytes) -> str: ...
+    def block_digest(self, context: bytes, block: bytes, kind: bytes) -> str: ...
 
     def get_blocks(self, digests: Sequence[str]) -> list[bytes | None]: ...
 
@@ -98,11 +98,12 @@ class Layout:
 
 @dataclass(frozen=True)
 class BlockLoad:
-    """A file validated in blocks: the config, its mapping without the targets, the digests of
-    its blocks, all stored (None when one is not exactly JSON), and how many were parsed."""
+    """A file validated in blocks: the config, its mapping without the targets as JSON, the
+    digests of its blocks, all stored (None when one part is not exactly JSON), and how many
+    blocks were parsed and reused."""
 
     config: TargetsConfig
-    head: dict[str, Any]
+    head: bytes
     digests: list[str] | None
     parsed: int
     reused: int
@@ -110,7 +111,7 @@ class BlockLoad:
 
 def layout(data: bytes) -> Layout | None:
     """Where the blocks are, or None when the file does not have the usual shape."""
-    if any(other in data for other in _OTHER_BREAKS):
+    if b"\r" in data or (not data.isascii() and any(other in data for other in _OTHER_BREAKS)):
         return None
     if data.startswith((b"---", b"...", b"%")) or _MARKERS.search(data):
         return None
@@ -222,29 +223,30 @@ def load_blocks(
     if cut is None:
         return None
     label = str(path)
-    head: dict[str, Any] = {}
-    for span in cut.head:
-        plain, part = _parse(data, span, safeyaml.MAX_DEPTH)
-        if not plain or not isinstance(part, (dict, type(None))) or "targets" in (part or {}):
-            return None
-        head.update(part or {})
+    (before, after) = cut.head
     if cache is None:  # validated in blocks for the memory only: nothing looked up or stored
-        digests = [""] * len(cut.blocks)
-        stored: list[bytes | None] = [None] * len(cut.blocks)
+        digests = [""] * (1 + len(cut.blocks))
+        stored: list[bytes | None] = [None] * (1 + len(cut.blocks))
     else:
         context = cache.context(path, known_providers)
-        digests = [cache.block_digest(context, data[start:end]) for start, end in cut.blocks]
+        head_text = b"%d\n" % (before[1] - before[0]) + data[slice(*before)] + data[slice(*after)]
+        digests = [cache.block_digest(context, head_text, b"head")]
+        digests += [cache.block_digest(context, data[a:b], b"block") for a, b in cut.blocks]
         stored = cache.get_blocks(digests)
     policy = settings.url_policy()
     targets: dict[str, TargetSpecModel] = {}
     storable = True
     parsed = 0
     with sharing_parts():
-        try:
-            model = TargetsFile.model_validate(head)
-        except ValidationError:
-            return None
-        for index, (span, digest) in enumerate(zip(cut.blocks, digests, strict=True)):
+        found: tuple[TargetsFile, bytes | None] | None = _stored_head(stored[0])
+        if found is None:
+            found = _validate_head(data, cut.head)
+            if found is None:
+                return None
+            if found[1] is not None and cache is not None:
+                cache.put_block(digests[0], zlib.compress(found[1], 1))
+        model, head_json = found
+        for index, (span, digest) in enumerate(zip(cut.blocks, digests[1:], strict=True), 1):
             block = _stored_block(stored[index])
             stored[index] = None  # each body freed once its models are made
             if block is None:
@@ -265,7 +267,37 @@ def load_blocks(
     if whole_file_issues(path, whole, known_providers, settings):
         return None
     config = TargetsConfig(path, whole, mtime, settings.credentials_root(path))
-    return BlockLoad(config, head, digests if storable else None, parsed, len(digests) - parsed)
+    blocks = digests[1:] if storable and head_json is not None else None
+    return BlockLoad(config, head_json or b"", blocks, parsed, len(cut.blocks) - parsed)
+
+
+def _stored_head(body: bytes | None) -> tuple[TargetsFile, bytes] | None:
+    """The models of an authenticated stored head (the file without its targets)."""
+    if body is None:
+        return None
+    try:
+        line = zlib.decompress(body)
+        return TargetsFile.model_validate_json(line), line
+    except (ValidationError, zlib.error):
+        return None
+
+
+def _validate_head(
+    data: bytes, spans: tuple[tuple[int, int], ...]
+) -> tuple[TargetsFile, bytes | None] | None:
+    """The file without its targets section (before it and after it, each parsed on its
+    own), validated, with its JSON (None when JSON cannot carry it exactly)."""
+    head: dict[str, Any] = {}
+    for span in spans:
+        plain, part = _parse(data, span, safeyaml.MAX_DEPTH)
+        if not plain or not isinstance(part, (dict, type(None))) or "targets" in (part or {}):
+            return None
+        head.update(part or {})
+    try:
+        model = TargetsFile.model_validate(head)
+    except ValidationError:
+        return None
+    return model, json_line(head) if exactly_json(head) else None
 
 
 def _stored_block(body: bytes | None) -> dict[str, TargetSpecModel] | None:

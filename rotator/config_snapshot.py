@@ -198,10 +198,11 @@ class SnapshotCache:
             len(context).to_bytes(8, "big") + context + hashlib.sha256(data).digest()
         ).hexdigest()
 
-    def block_digest(self, context: bytes, block: bytes) -> str:
-        """sha256 over a block's bytes and the context (``rotator.config_blocks``)."""
+    def block_digest(self, context: bytes, block: bytes, kind: bytes) -> str:
+        """sha256 over a part of a file, what part it is (``block`` of targets, ``head``: the
+        rest) and the context (``rotator.config_blocks``)."""
         return hashlib.sha256(
-            len(context).to_bytes(8, "big") + context + b"block" + hashlib.sha256(block).digest()
+            len(context).to_bytes(8, "big") + context + kind + hashlib.sha256(block).digest()
         ).hexdigest()
 
     def get_blocks(self, digests: Sequence[str]) -> list[bytes | None]:
@@ -402,10 +403,10 @@ def load_targets_cached(
 def _put_blocks(cache: SnapshotCache, digest: str, blocks: BlockLoad) -> None:
     """Store the snapshot of a file validated in blocks: its head and its blocks' digests."""
     info = cache.last
-    if blocks.digests is None or not exactly_json(blocks.head):
+    if blocks.digests is None:
         cache.last = LoadInfo(digest, "unstorable", (blocks.parsed, blocks.reused))
         return
-    lines = [_FORMAT_BLOCKS, json_line(blocks.head), b"true", *(d.encode() for d in blocks.digests)]
+    lines = [_FORMAT_BLOCKS, blocks.head, b"true", *(d.encode() for d in blocks.digests)]
     cache.put_body(digest, zlib.compress(b"\n".join(lines), 1))
     outcome = info.outcome if info is not None else "miss"
     cache.last = LoadInfo(digest, outcome, (blocks.parsed, blocks.reused))

@@ -45,11 +45,11 @@ def _keys(redis_url: str, prefix: str, kind: str) -> int:
 def test_config_check_shares_the_validated_file_and_still_checks(
     tmp_path: Path, redis_url: str, key_prefix: str
 ) -> None:
-    # Given a valid file checked once: its snapshot and block are stored
+    # Given a valid file checked once: its snapshot, its head and its one block are stored
     first = _check(tmp_path, GOOD_ADOBE, redis_url, key_prefix, **CREDS)
     assert first.startswith("0\n") and "✓" in first, first
     assert _keys(redis_url, key_prefix, "snapshot") == 1
-    assert _keys(redis_url, key_prefix, "block") == 1
+    assert _keys(redis_url, key_prefix, "block") == 2
     # When the same file is checked again with a credential unset: the check_config part runs
     again = _check(tmp_path, GOOD_ADOBE, redis_url, key_prefix, T_ADOBE_ID="id")
     assert again.startswith("1\n"), again

@@ -67,6 +67,18 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _stored_parts(redis: fakeredis.FakeRedis, head: bool) -> list[tuple[bytes, dict[str, Any]]]:
+    """(key, JSON) of each stored block of targets, or of each stored head."""
+    found = []
+    for key in redis.scan_iter(match="blk:config:block:*"):
+        stored = redis.get(key)
+        assert stored is not None
+        part = json.loads(zlib.decompress(stored[32:]))
+        if ("secrets" in part) == head:
+            found.append((key, part))
+    return found
+
+
 def _outcome(load: Any) -> tuple[str, Any]:
     """("ok", the models as data) or ("error", every issue as text)."""
     try:
@@ -154,10 +166,11 @@ def test_a_forged_block_is_refused_and_parsed_from_the_file(
     _cached(path, _cache(redis))
     # When someone with Redis write access but not the audit key rewrites every block to add
     # a target pointing elsewhere (keeping the MAC, which they cannot recompute)
-    for key in redis.scan_iter(match="blk:config:block:*"):
+    blocks = _stored_parts(redis, head=False)
+    assert len(blocks) == len(NAMES)
+    for key, block in blocks:
         stored = redis.get(key)
         assert stored is not None
-        block = json.loads(zlib.decompress(stored[32:]))
         (name,) = block
         block["evil"] = dict(block[name], base_url="https://evil.example")
         redis.set(key, stored[:32] + zlib.compress(json.dumps(block).encode()))
@@ -198,10 +211,43 @@ def test_a_snapshot_whose_block_expired_reads_the_file(
     warm = _cache(redis)
     assert _cached(path, warm) == _whole(path)
     assert warm.last is not None and warm.last.outcome == "hit"
-    redis.delete(next(iter(redis.scan_iter(match="blk:config:block:*"))))
+    redis.delete(_stored_parts(redis, head=False)[7][0])
     cache = _cache(redis)
     assert _cached(path, cache) == _whole(path)
     assert cache.last is not None and cache.last.blocks == (1, len(NAMES) - 1)
+
+
+def test_a_forged_head_is_refused_and_parsed_from_the_file(
+    tmp_path: Path, redis: fakeredis.FakeRedis
+) -> None:
+    # Given a stored head (the file without its targets)
+    path = _write(tmp_path, _file(NAMES))
+    _cached(path, _cache(redis))
+    ((key, head),) = _stored_parts(redis, head=True)
+    # When a secret reading rotator's own master key is slipped into it (MAC kept)
+    head["secrets"]["pw"] = {"source": "env", "var": "ROTATOR_MASTER_KEY"}
+    stored = redis.get(key)
+    assert stored is not None
+    redis.set(key, stored[:32] + zlib.compress(json.dumps(head).encode()))
+    # and the file is edited, so the snapshot misses and the parts are looked up
+    path.write_text(_file(NAMES, t002={"resource": "edited"}))
+    with structlog.testing.capture_logs() as logs:
+        outcome = _cached(path, _cache(redis))
+    # Then the head is refused and read from the file
+    assert [e["refused"] for e in logs if "config blocks refused" in e["event"]] == [1]
+    assert outcome == _whole(path)
+    assert outcome[1]["secrets"]["pw"]["source"] == "generate"
+
+
+def test_a_head_edit_reuses_every_block(tmp_path: Path, redis: fakeredis.FakeRedis) -> None:
+    path = _write(tmp_path, _file(NAMES))
+    _cached(path, _cache(redis))
+    path.write_text(_file(NAMES).replace("length: 24", "length: 40"))
+    cache = _cache(redis)
+    outcome = _cached(path, cache)
+    assert outcome == _whole(path) and outcome[1]["secrets"]["pw"]["length"] == 40
+    assert cache.last is not None and cache.last.blocks is not None
+    assert cache.last.blocks[0] == 0
 
 
 TARGET = _target("one")
