@@ -96,6 +96,7 @@ class LoadInfo:
 # even with the same version number (an editable install, a patched deployment).
 _VALIDATING_MODULES = (
     "rotator.config",
+    "rotator.config_blocks",
     "rotator.safeyaml",
     "rotator.urlpolicy",
     "rotator.filerefs",
