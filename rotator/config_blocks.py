@@ -85,7 +85,7 @@ class BlockCache(Protocol):
 
     def get_blocks(self, digests: Sequence[str]) -> list[bytes | None]: ...
 
-    def put_block(self, digest: str, body: bytes) -> None: ...
+    def put_blocks(self, blocks: Sequence[tuple[str, bytes]]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,7 @@ def load_blocks(
     targets: dict[str, TargetSpecModel] = {}
     storable = True
     parsed = 0
+    pending: list[tuple[str, bytes]] = []  # blocks to store
     with sharing_parts():
         found: tuple[TargetsFile, bytes | None] | None = _stored_head(stored[0])
         if found is None:
@@ -244,7 +245,7 @@ def load_blocks(
             if found is None:
                 return None
             if found[1] is not None and cache is not None:
-                cache.put_block(digests[0], zlib.compress(found[1], 1))
+                pending.append((digests[0], zlib.compress(found[1], 1)))
         model, head_json = found
         for index, (span, digest) in enumerate(zip(cut.blocks, digests[1:], strict=True), 1):
             block = _stored_block(stored[index])
@@ -258,8 +259,11 @@ def load_blocks(
                 if line is None:
                     storable = False
                 elif cache is not None:
-                    cache.put_block(digest, zlib.compress(line, 1))
+                    pending.append((digest, zlib.compress(line, 1)))
             targets.update(block)
+    if pending and cache is not None:
+        cache.put_blocks(pending)
+        del pending
     fields_set = set(model.model_fields_set) | {"targets"}
     sections = {name: getattr(model, name) for name in TargetsFile.model_fields}
     sections["targets"] = targets

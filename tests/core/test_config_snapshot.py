@@ -231,6 +231,9 @@ class _Down:
     def mget(self, keys: Sequence[str]) -> Sequence[bytes | None]:
         raise redis_errors.ConnectionError("Connection refused")
 
+    def pipeline(self, transaction: bool = True) -> object:
+        raise redis_errors.ConnectionError("Connection refused")
+
 
 def test_redis_unavailable_loads_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path)
