@@ -17,10 +17,17 @@ refused (logged) and the file validated again, which then replaces it. File refe
 (``file:`` credentials, file secrets) are inspected on every load: they depend on the
 filesystem, not on the file.
 
+On a miss the file is validated in blocks of targets where its shape allows
+(``rotator.config_blocks``): each block, and the rest of the file, is stored under the digest
+of its own text and authenticated the same way with a key of its own (``HKDF(newest audit
+key, "rotator config block v1")``), so after an edit of one target only its block is parsed
+again; the snapshot of such a file is then its head and the digests of its blocks.
+
 Redis unavailable is never an error here: the file is loaded as without a cache.
 
 Keys: ``{p}config:snapshot:{digest}`` string, ``MAC (32 bytes) || zlib(JSON lines)``, TTL 7
-days; ``{p}config:snapshot:{digest}:lock`` string, the process validating that file, TTL 60 s.
+days; ``{p}config:snapshot:{digest}:lock`` string, the process validating that file, TTL 60 s;
+``{p}config:block:{digest}`` string, ``MAC || zlib(JSON)`` of a block or head, TTL 7 days.
 """
 
 from __future__ import annotations
