@@ -313,6 +313,13 @@ UNUSUAL = {
     + "[" * 60
     + "]" * 60
     + "}\n",
+    "nesting one past the limit in a target": HEAD
+    + "targets:\n"
+    + TARGET
+    + "    options: {deep: "
+    + "[" * 61
+    + "]" * 61
+    + "}\n",
     "alias bomb in a target": HEAD
     + "targets:\n"
     + TARGET
