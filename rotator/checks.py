@@ -188,15 +188,28 @@ def _check_refs(
     refs: Mapping[str, str],
     env: Mapping[str, str] | None,
     result: CheckResult,
+    env_seen: dict[str, str | None] | None = None,
 ) -> None:
-    """Each ``env:`` / ``file:`` reference resolves (the value is read and dropped)."""
+    """Each ``env:`` / ``file:`` reference resolves (the value is read and dropped).
+    ``env_seen``: ``env:`` references already resolved in this check -> their problem (100,000
+    targets name the same few variables; ``file:`` ones are read each time)."""
     label = str(config.path)
     for key, ref in refs.items():
         where = f"{prefix}.{key}"
+        if env_seen is not None and ref in env_seen:
+            problem = env_seen[ref]
+            if problem is not None:
+                result.errors.append(ConfigIssue(label, where, problem))
+            continue
         try:
             resolve_reference(ref, base_dir=config.credentials_dir, env=env)
+            problem = None
         except (KeyError, ValueError) as exc:
-            result.errors.append(ConfigIssue(label, where, str(exc.args[0])))
+            problem = str(exc.args[0])
+        if env_seen is not None and ref.startswith("env:"):
+            env_seen[ref] = problem
+        if problem is not None:
+            result.errors.append(ConfigIssue(label, where, problem))
             continue
         kind, _, path = ref.partition(":")
         if kind == "file":
@@ -207,8 +220,9 @@ def check_references(
     config: TargetsConfig, env: Mapping[str, str] | None, result: CheckResult
 ) -> None:
     """Every target credential reference resolves."""
+    env_seen: dict[str, str | None] = {}
     for name, spec in config.targets.items():
-        _check_refs(config, f"targets.{name}.credentials", spec.credentials, env, result)
+        _check_refs(config, f"targets.{name}.credentials", spec.credentials, env, result, env_seen)
 
 
 def check_sources(
@@ -248,8 +262,16 @@ def check_config(
     """Everything above, for one loaded targets file."""
     result = CheckResult()
     label = str(config.path)
+    # The verdict depends on the provider, options and credentials only, and equal options and
+    # credentials are one shared object in a loaded file (rotator.config._share_parts): 100,000
+    # targets take a few hundred distinct verdicts. Keyed by identity while ``config`` holds them.
+    verdicts: dict[tuple[str, int, int], tuple[list[str], list[str]]] = {}
     for name, spec in config.targets.items():
-        errors, warnings = provider_field_problems(spec)
+        key = (spec.provider, id(spec.options), id(spec.credentials))
+        found = verdicts.get(key)
+        if found is None:
+            found = verdicts[key] = provider_field_problems(spec)
+        errors, warnings = found
         where = f"targets.{name}.options"
         result.errors += [
             ConfigIssue(

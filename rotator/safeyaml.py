@@ -102,7 +102,7 @@ _COMPOSE = object()  # "take the composed path"
 _MISSING = object()
 
 
-def _build(text: str) -> Any:
+def _build(text: str, max_depth: int = MAX_DEPTH) -> Any:
     """The document built straight from libyaml's events, one pass, no node graph (which
     took most of the time and a gigabyte for 100,000 targets), refusing deep nesting as
     ``_scan`` does. Plain mappings, sequences and scalars only: a document with anchors,
@@ -112,9 +112,19 @@ def _build(text: str) -> Any:
     and equal scalars share one object."""
     loader = _LOADER("")
     try:
-        return _build_events(text, loader)
+        return _build_events(text, loader, max_depth)
     finally:
         loader.dispose()
+
+
+def load_plain(text: str, max_depth: int = MAX_DEPTH) -> tuple[bool, Any]:
+    """``(True, document)`` when ``text`` is plain mappings, sequences and scalars (no anchors,
+    aliases, tags, merge keys or second document: what ``load`` builds straight from the
+    events), else ``(False, None)``. ``max_depth``: the nesting allowed, less when ``text``
+    is a piece of a bigger document (``rotator.config_blocks``). Raises yaml.YAMLError or
+    YAMLRefused as ``load`` does."""
+    built = _build(text, max_depth)
+    return (False, None) if built is _COMPOSE else (True, built)
 
 
 class _Unbuildable(Exception):
@@ -124,8 +134,9 @@ class _Unbuildable(Exception):
 class _Builder:
     """Collections under construction, innermost last: ``[list]`` or ``[dict, pending key]``."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, max_depth: int = MAX_DEPTH) -> None:
         self.loader = loader
+        self.max_depth = max_depth
         self.scalars: dict[tuple[str, bool], Any] = {}
         self.stack: list[list[Any]] = []
         self.root: Any = _MISSING
@@ -142,7 +153,7 @@ class _Builder:
     def start(self, event: MappingStartEvent | SequenceStartEvent) -> None:
         if event.anchor is not None or event.tag is not None:
             raise _Unbuildable
-        if len(self.stack) >= MAX_DEPTH:
+        if len(self.stack) >= self.max_depth:
             line = event.start_mark.line + 1 if event.start_mark else 0
             raise YAMLRefused(f"nesting deeper than {MAX_DEPTH} levels (line {line})")
         if isinstance(event, MappingStartEvent):
@@ -170,8 +181,8 @@ class _Builder:
             frame[1] = _MISSING
 
 
-def _build_events(text: str, loader: Any) -> Any:
-    builder = _Builder(loader)
+def _build_events(text: str, loader: Any, max_depth: int = MAX_DEPTH) -> Any:
+    builder = _Builder(loader, max_depth)
     documents = 0
     try:
         for event in yaml.parse(text, Loader=_LOADER):
@@ -282,5 +293,6 @@ __all__ = [
     "load",
     "load_bytes",
     "load_file",
+    "load_plain",
     "read_file",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,13 +130,22 @@ def test_audit_benchmark_measures_a_kept_log_again(redis_url: str) -> None:
 def test_config_benchmark_runs_every_step(redis_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tools.bench_config", "--targets", "50", "--repeat", "1"]
-        + ["--steps", "load,check,snapshot", "--redis-url", redis_url],
+        + ["--steps", "load,check,snapshot,edit,check-cached", "--redis-url", redis_url],
         capture_output=True,
         text=True,
         timeout=110,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for step in ("load", "check", "snapshot: cold", "snapshot: warm"):
+    for step in (
+        "load",
+        "check",
+        "snapshot: cold",
+        "snapshot: warm",
+        "edit: first load after editing one target",
+        "check-cached: unchanged file",
+        "check-cached: after editing one target",
+    ):
         assert f"  {step}" in result.stdout
-    assert "cleanup: deleted 1 keys" in result.stdout
+    # The snapshots of the three files (the first, two edits) and their blocks, all cleaned up
+    assert re.search(r"cleanup: deleted \d+ keys", result.stdout)

@@ -9,11 +9,18 @@ worker process pays: wall seconds and peak resident memory (``ru_maxrss``) of
 
 - ``load``: ``rotator.config.load_targets``: parse, validate, cross-check, URL policy;
 - ``check``: ``load`` plus ``rotator.checks.check_config(offline=True)``: ``rotator config check``;
-- ``snapshot``: with ``--redis-url``, a cold load that stores the validated snapshot in Redis,
-  then the warm load another process pays (``rotator.config_snapshot``).
+- ``snapshot``: with ``--redis-url``, a cold load of a new file that validates it (in blocks,
+  ``rotator.config_blocks``) and stores it in Redis, then the warm load another process pays
+  (``rotator.config_snapshot``);
+- ``edit``: with ``--redis-url``, after ``snapshot``: one target of the file edited (another
+  each repeat), the first load of the edited file (only the edited target's block is parsed);
+- ``check-cached``: with ``--redis-url``, ``rotator config check`` with Redis configured (the
+  cached load, then ``check_config``): the unchanged file, then after an edit of one target.
 
-Figures are printed, not asserted; each step runs ``--repeat`` times and the best and median are
-shown (the machine is shared). Snapshot keys live under a fresh prefix and are deleted after.
+Figures are printed, not asserted; each step runs ``--repeat`` times and the best and median
+wall seconds are shown, with the least CPU seconds (user + system: what the step costs when
+the shared machine's other work takes cores away). Snapshot keys live under a fresh prefix
+and are deleted after.
 """
 
 from __future__ import annotations
@@ -116,6 +123,19 @@ def write_targets_file(path: Path, targets: int) -> None:
             out.write(_target(n))
 
 
+def edit_target(path: Path, n: int) -> None:
+    """Change the resource id of one target (the ``n``-th edit: a different one each time, in
+    the middle of the file), as an operator editing one entry does."""
+    text = path.read_text(encoding="utf-8")
+    count = text.count("    resource_id: ")
+    index = (count // 2 + n * 7919) % count
+    start = -1
+    for _ in range(index + 1):
+        start = text.index("    resource_id: ", start + 1)
+    end = text.index("\n", start)
+    path.write_text(f"{text[:end]}-e{n}{text[end:]}", encoding="utf-8")
+
+
 def _child(step: str, path: Path, prefix: str, redis_url: str) -> dict[str, float]:
     """One measured step in this (fresh) process."""
     started = time.perf_counter()
@@ -123,16 +143,10 @@ def _child(step: str, path: Path, prefix: str, redis_url: str) -> dict[str, floa
     from rotator.providers import provider_names
 
     imported = time.perf_counter()
+    cpu_start = time.process_time()
     settings = load_settings()
-    if step == "load":
+    if step in ("load", "check"):
         config = load_targets(path, provider_names(), settings)
-    elif step == "check":
-        from rotator.checks import check_config
-
-        config = load_targets(path, provider_names(), settings)
-        result = check_config(config, offline=True)
-        if result.errors:
-            raise SystemExit(f"config check failed: {result.errors[:3]}")
     else:
         import redis
 
@@ -142,12 +156,20 @@ def _child(step: str, path: Path, prefix: str, redis_url: str) -> dict[str, floa
         client = redis.Redis.from_url(redis_url)
         cache = SnapshotCache(client, Keys(prefix), settings)
         config = load_targets_cached(path, provider_names(), settings, cache)
+    if step in ("check", "check-cached"):
+        from rotator.checks import check_config
+
+        result = check_config(config, offline=True)
+        if result.errors:
+            raise SystemExit(f"config check failed: {result.errors[:3]}")
     done = time.perf_counter()
+    cpu = time.process_time() - cpu_start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {
         "targets": len(config.targets),
         "import_s": imported - started,
         "load_s": done - imported,
+        "cpu_s": cpu,
         "rss_mib": rss,
     }
 
@@ -182,10 +204,12 @@ def _run(
 
 def _report(label: str, runs: list[dict[str, float]]) -> None:
     loads = sorted(r["load_s"] for r in runs)
+    cpu = min(r["cpu_s"] for r in runs)
     rss = sorted(r["rss_mib"] for r in runs)
     print(
         f"  {label:<44} best {loads[0]:6.2f} s  median {statistics.median(loads):6.2f} s  "
-        f"peak RSS {rss[0]:6.0f}-{rss[-1]:.0f} MiB  (import {runs[0]['import_s']:.2f} s)",
+        f"CPU {cpu:5.2f} s  peak RSS {rss[0]:4.0f}-{rss[-1]:.0f} MiB  "
+        f"(import {runs[0]['import_s']:.2f} s)",
         flush=True,
     )
 
@@ -194,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_config", description=__doc__)
     parser.add_argument("--targets", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--steps", default="load,check", help="load,check,snapshot")
+    parser.add_argument(
+        "--steps", default="load,check", help="load,check,snapshot,edit,check-cached"
+    )
     parser.add_argument("--redis-url", default="", help="for the snapshot step")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--file", default=None, help=argparse.SUPPRESS)
@@ -209,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     from cryptography.fernet import Fernet
 
     steps = [s for s in args.steps.split(",") if s]
-    if "snapshot" in steps and not args.redis_url:
-        parser.error("the snapshot step needs --redis-url")
+    if {"snapshot", "edit", "check-cached"} & set(steps) and not args.redis_url:
+        parser.error("the snapshot, edit and check-cached steps need --redis-url")
     prefix = f"bench-config:{uuid.uuid4().hex[:10]}:"
     env = with_tools_path(os.environ)
     env.update(ENV)
@@ -227,13 +253,30 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         repeats = range(max(args.repeat, 1))
+        edits = 0
         try:
             for step in steps:
                 if step == "snapshot":
                     cold = [_run(step, path, prefix, args.redis_url, env)]
-                    _report("snapshot: cold (validate + store)", cold)
+                    _report("snapshot: cold (new file: validate + store)", cold)
                     warm = [_run(step, path, prefix, args.redis_url, env) for _ in repeats]
                     _report("snapshot: warm (another process)", warm)
+                elif step == "edit":
+                    runs = []
+                    for _ in repeats:
+                        edits += 1
+                        edit_target(path, edits)
+                        runs.append(_run("snapshot", path, prefix, args.redis_url, env))
+                    _report("edit: first load after editing one target", runs)
+                elif step == "check-cached":
+                    runs = [_run(step, path, prefix, args.redis_url, env) for _ in repeats]
+                    _report("check-cached: unchanged file", runs)
+                    runs = []
+                    for _ in repeats:
+                        edits += 1
+                        edit_target(path, edits)
+                        runs.append(_run(step, path, prefix, args.redis_url, env))
+                    _report("check-cached: after editing one target", runs)
                 else:
                     runs = [_run(step, path, prefix, args.redis_url, env) for _ in repeats]
                     _report(f"{step}", runs)

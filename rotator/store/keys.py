@@ -77,6 +77,9 @@ key                             type     contents
                                          decide validity, TTL (see rotator.config_snapshot)
 {p}config:snapshot:{digest}:lock  string random token of the process validating that file
                                          while the others wait for its snapshot, TTL 60 s
+{p}config:block:{digest}        string   MAC || zlib(JSON) of a block of targets that
+                                         validated, keyed by the digest of its text and the
+                                         same settings, TTL (see rotator.config_blocks)
 ==============================  =======  ===================================================
 """
 
@@ -133,6 +136,9 @@ class Keys:
 
     def config_snapshot(self, digest: str) -> str:
         return f"{self.prefix}config:snapshot:{digest}"
+
+    def config_block(self, digest: str) -> str:
+        return f"{self.prefix}config:block:{digest}"
 
     def config_snapshot_lock(self, digest: str) -> str:
         return f"{self.config_snapshot(digest)}:lock"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import fakeredis
@@ -129,16 +130,17 @@ def test_a_forged_snapshot_is_refused_and_the_file_revalidated(
     stored = redis.get(key)
     assert stored is not None
     lines = zlib.decompress(stored[32:]).split(b"\n")
-    chunk = json.loads(lines[-1])
-    chunk["evil"] = dict(chunk["one"], base_url="https://evil.example")
-    lines[-1] = json.dumps(chunk).encode()
+    head = json.loads(lines[1])
+    head["secrets"]["evil"] = {"source": "env", "var": "ROTATOR_MASTER_KEY"}
+    lines[1] = json.dumps(head).encode()
     redis.set(key, stored[:32] + zlib.compress(b"\n".join(lines)))
-    # Then a load refuses it, validates the file, and the injected target is not there
+    # Then a load refuses it, validates the file, and the injected secret is not there
     cache = _cache(redis)
     with structlog.testing.capture_logs() as logs:
         config = _load(path, cache)
     assert cache.last is not None and cache.last.outcome == "refused"
     assert set(config.targets) == {"one", "two"}  # type: ignore[attr-defined]
+    assert set(config.secrets) == {"pw"}  # type: ignore[attr-defined]
     assert any("snapshot refused" in entry["event"] for entry in logs)
     # And the file's own snapshot replaced the forged one
     again = _cache(redis)
@@ -224,6 +226,12 @@ class _Down:
         raise redis_errors.ConnectionError("Connection refused")
 
     def delete(self, *keys: str) -> object:
+        raise redis_errors.ConnectionError("Connection refused")
+
+    def mget(self, keys: Sequence[str]) -> Sequence[bytes | None]:
+        raise redis_errors.ConnectionError("Connection refused")
+
+    def pipeline(self, transaction: bool = True) -> object:
         raise redis_errors.ConnectionError("Connection refused")
 
 

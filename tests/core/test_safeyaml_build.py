@@ -88,3 +88,14 @@ def test_an_alias_bomb_is_still_refused() -> None:
     )
     with pytest.raises(YAMLRefused, match="alias bomb"):
         safeyaml.load(bomb)
+
+
+def test_load_plain_builds_plain_documents_only_and_takes_a_lower_nesting_limit() -> None:
+    assert safeyaml.load_plain("a: {b: [1, x]}\n") == (True, {"a": {"b": [1, "x"]}})
+    for needs_composing in ("a: &x 1\nb: *x\n", "a: !!str 1\n", "a: 1\n---\nb: 2\n"):
+        assert safeyaml.load_plain(needs_composing) == (False, None)
+    # A piece one level down a document gets one level less
+    nested = "k: " + "[" * (safeyaml.MAX_DEPTH - 1) + "]" * (safeyaml.MAX_DEPTH - 1) + "\n"
+    assert safeyaml.load_plain(nested)[0] is True
+    with pytest.raises(YAMLRefused, match="nesting deeper"):
+        safeyaml.load_plain(nested, safeyaml.MAX_DEPTH - 1)
