@@ -28,8 +28,11 @@ key                             type     contents
 {p}target:{name}:fence          string   monotonically increasing fencing-token counter
 {p}schedule                     zset     target -> unix time of its next scheduled rotation
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
-{p}secret:{name}:fingerprints   hash     HMAC fingerprint -> version_id (dedupe of reloads)
-{p}secret:{name}:seq            string   last version sequence number
+{p}secret:{name}:fingerprints   hash     HMAC fingerprint (32 raw bytes; 64 hex digits when
+                                         stored by earlier versions) -> version_id (dedupe of
+                                         reloads); field ``#seq``: last version sequence number
+{p}secret:{name}:seq            string   last version sequence number as earlier versions kept
+                                         it; never created now, kept in step while it exists
 {p}audit                        stream   audit events, fields ``event`` (canonical JSON with
                                          ``seq``) and ``hash`` (HMAC chain; see rotator.audit);
                                          written only by the Lua script in rotator.store.audit

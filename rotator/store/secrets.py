@@ -4,6 +4,11 @@
 script), seals the value outside Redis, then commits it unless the same value was committed
 meanwhile (a second script), so two workers loading the same value agree on one version.
 
+The fingerprint index (``secret:{name}:fingerprints``) is keyed by the HMAC's 32 raw bytes,
+not its 64 hex digits, and also holds the version sequence number (field ``#seq``): at a
+million targets at rest every byte per version counts (README "Performance"). Entries keyed in
+hex, and the ``secret:{name}:seq`` key, written by earlier versions, are still honoured.
+
 ``prune_secret_versions`` caps how many versions a secret keeps (``ROTATOR_SECRET_VERSIONS_KEPT``
 newest, plus any version a target or its active job still names), so a secret rotated every
 hour does not fill Redis over the years.
@@ -19,6 +24,15 @@ from rotator.models import version_id
 from rotator.store.base import StoreBase
 from rotator.store.codec import text
 
+# The fingerprint index's field holding the last version sequence number (a fingerprint is
+# 32 raw bytes or 64 hex digits, so never this).
+SEQ_FIELD = "#seq"
+
+
+def index_field(fingerprint: str) -> bytes:
+    """The fingerprint index's field for a (hex) fingerprint: its raw bytes."""
+    return bytes.fromhex(fingerprint)
+
 
 class SecretStore(StoreBase):
     async def put_secret_version(self, secret: str, fields: Mapping[str, Any]) -> tuple[str, str]:
@@ -26,7 +40,8 @@ class SecretStore(StoreBase):
         fingerprint = self.vault.fingerprint(fields)
         k = self.keys
         found, value = await self._lua("reserve_version")(
-            keys=[k.secret_fingerprints(secret), k.secret_seq(secret)], args=[fingerprint]
+            keys=[k.secret_fingerprints(secret), k.secret_seq(secret)],
+            args=[index_field(fingerprint), fingerprint],
         )
         if int(found):
             return text(value), fingerprint
@@ -34,7 +49,7 @@ class SecretStore(StoreBase):
         token = self.vault.seal(secret, version, fields)
         committed = await self._lua("commit_version")(
             keys=[k.secret_fingerprints(secret), k.secret_versions(secret)],
-            args=[fingerprint, version, token],
+            args=[index_field(fingerprint), version, token, fingerprint],
         )
         return text(committed), fingerprint
 
@@ -49,6 +64,13 @@ class SecretStore(StoreBase):
     async def latest_secret_version(self, secret: str) -> str | None:
         versions = await self.redis.hkeys(self.keys.secret_versions(secret))
         return max((text(v) for v in versions), default=None)
+
+    async def version_with_fingerprint(self, secret: str, fingerprint: str) -> str | None:
+        """The stored version holding the value with this (hex) fingerprint, if any."""
+        found = await self.redis.hmget(
+            self.keys.secret_fingerprints(secret), [index_field(fingerprint), fingerprint]
+        )
+        return next((text(v) for v in found if v is not None), None)
 
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
         fields = await self.load_secret_version(secret, version)

@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet
 
 from rotator.crypto import Vault
 from rotator.errors import DecryptionError
+from rotator.store.keyring import KeyStore
 
 from .conftest import Harness
 
@@ -76,3 +77,63 @@ def test_the_store_keeps_raw_versions_and_reads_a_mix(harness: Harness) -> None:
     assert harness.run(store.reseal_versions("crm-login")) == 2
     for v in (version, old_version):
         assert harness.run(harness.redis.hget(key, v))[:1] == b"\x80"
+
+
+def test_the_fingerprint_index_is_raw_and_holds_the_sequence_number(harness: Harness) -> None:
+    store, r = harness.store, harness.redis
+    k = store.keys
+    v1, fp1 = harness.run(store.put_secret_version("crm-login", FIELDS))
+    v2, _ = harness.run(store.put_secret_version("crm-login", {"password": "two"}))
+    index = harness.run(r.hgetall(k.secret_fingerprints("crm-login")))
+    assert index == {
+        bytes.fromhex(fp1): v1.encode(),
+        bytes.fromhex(store.vault.fingerprint({"password": "two"})): v2.encode(),
+        b"#seq": b"2",
+    }
+    assert not harness.run(r.exists(k.secret_seq("crm-login")))  # one key less per secret
+    # The same value again finds its version; a new one takes the next number.
+    assert harness.run(store.put_secret_version("crm-login", FIELDS))[0] == v1
+    assert harness.run(store.version_with_fingerprint("crm-login", fp1)) == v1
+    assert harness.run(store.put_secret_version("crm-login", {"password": "3"}))[0].endswith("3")
+
+
+def test_an_index_and_sequence_stored_by_an_earlier_version_are_honoured(
+    harness: Harness,
+) -> None:
+    # Given a secret stored the earlier way: hex-keyed index, sequence number in its own key
+    store, r = harness.store, harness.redis
+    k = store.keys
+    v7, fp = harness.run(store.put_secret_version("erp", FIELDS))
+    harness.run(r.delete(k.secret_fingerprints("erp")))
+    harness.run(r.hset(k.secret_fingerprints("erp"), fp, "v000000000007"))
+    harness.run(r.rename(k.secret_versions("erp"), "scratch"))
+    harness.run(
+        r.hset(k.secret_versions("erp"), "v000000000007", harness.run(r.hget("scratch", v7)))
+    )
+    harness.run(r.delete("scratch"))
+    harness.run(r.set(k.secret_seq("erp"), "7"))
+    # When the same value is loaded again, and then a new one
+    assert harness.run(store.put_secret_version("erp", FIELDS))[0] == "v000000000007"
+    assert harness.run(store.version_with_fingerprint("erp", fp)) == "v000000000007"
+    new, _ = harness.run(store.put_secret_version("erp", {"password": "new"}))
+    # Then the number continues from the old key, which is kept in step for older processes
+    assert new == "v000000000008"
+    assert harness.run(r.get(k.secret_seq("erp"))) == b"8"
+    harness.run(r.incr(k.secret_seq("erp")))  # a process still on the earlier code took 9
+    assert harness.run(store.put_secret_version("erp", {"password": "newer"}))[0].endswith("10")
+
+
+def test_rebuilding_the_index_after_an_audit_key_rotation_keeps_the_sequence_number(
+    harness: Harness,
+) -> None:
+    store, r = harness.store, harness.redis
+    k = store.keys
+    for n in range(3):
+        harness.run(store.put_secret_version("crm-login", {"password": f"p{n}"}))
+    harness.run(r.hset(k.secret_fingerprints("crm-login"), "stale-hex-entry", "v000000000001"))
+    keyring = KeyStore(r, k, store.vault)
+    assert harness.run(keyring.refingerprint("crm-login")) == 3
+    index = harness.run(r.hgetall(k.secret_fingerprints("crm-login")))
+    assert index.pop(b"#seq") == b"3" and len(index) == 3
+    assert b"stale-hex-entry" not in index
+    assert harness.run(store.put_secret_version("crm-login", {"password": "p3"}))[0].endswith("4")
