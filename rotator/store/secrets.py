@@ -83,7 +83,9 @@ class SecretStore(StoreBase):
         if not tokens:
             return 0
         resealed = {
-            text(v): self.vault.reseal(t if isinstance(t, bytes) else str(t).encode())
+            text(v): self.vault.reseal(
+                secret, text(v), t if isinstance(t, bytes) else str(t).encode()
+            )
             for v, t in tokens.items()
         }
         await self.redis.hset(key, mapping=resealed)  # type: ignore[arg-type]

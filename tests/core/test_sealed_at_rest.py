@@ -1,4 +1,5 @@
-"""Sealed secret versions at rest: raw Fernet bytes in Redis, old base64 tokens still read."""
+"""Secret versions at rest: AES-GCM sealed values and a compact fingerprint index, with what
+earlier versions of rotator stored (Fernet tokens, hex fingerprints, the seq key) still read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import base64
 import pytest
 from cryptography.fernet import Fernet
 
-from rotator.crypto import Vault
+from rotator.crypto import Vault, canonical_json
 from rotator.errors import DecryptionError
 from rotator.store.keyring import KeyStore
 
@@ -20,63 +21,78 @@ def _vault(*keys: str) -> Vault:
     return Vault(list(keys), b"audit-key")
 
 
-def test_seal_stores_raw_bytes_a_quarter_smaller_than_fernet_text() -> None:
-    key = Fernet.generate_key().decode()
-    vault = _vault(key)
+def _fernet_forms(key: str, secret: str, version: str, fields: dict[str, str]) -> list[bytes]:
+    """How earlier versions of rotator stored a sealed value: Fernet text, then raw bytes."""
+    record = {"secret": secret, "version": version, "fields": fields}
+    text = Fernet(key.encode()).encrypt(canonical_json(record))
+    return [text, base64.urlsafe_b64decode(text)]
+
+
+def test_seal_is_aes_gcm_29_bytes_over_the_value() -> None:
+    vault = _vault(Fernet.generate_key().decode())
     sealed = vault.seal("crm", "v000000000001", FIELDS)
-    text = base64.urlsafe_b64encode(sealed)
-    assert sealed[:1] == b"\x80"  # Fernet's version byte, not base64 text
-    assert len(sealed) * 4 <= len(text) * 3 + 3
-    assert Fernet(key.encode()).decrypt(text)  # the same token, spelled as Fernet spells it
+    assert sealed[:1] == b"\x02" and len(sealed) == 1 + 12 + len(canonical_json(FIELDS)) + 16
+    assert vault.seal("crm", "v000000000001", FIELDS) != sealed  # a fresh nonce every time
     assert vault.open("crm", "v000000000001", sealed) == FIELDS
+    fernet_text, fernet_raw = _fernet_forms(Fernet.generate_key().decode(), "crm", "v1", FIELDS)
+    assert len(sealed) < len(fernet_raw) - 70 and len(fernet_raw) < len(fernet_text)
 
 
-def test_a_token_stored_as_base64_text_before_still_opens_and_reseals_raw() -> None:
+@pytest.mark.parametrize("form", [0, 1], ids=["fernet-text", "fernet-raw"])
+def test_values_sealed_by_earlier_versions_still_open_and_reseal_current(form: int) -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    before = _vault(old)
-    text = base64.urlsafe_b64encode(before.seal("crm", "v000000000001", FIELDS))
-    assert text.startswith(b"gAAAAA")  # what earlier versions of rotator stored
-    assert before.open("crm", "v000000000001", text) == FIELDS
+    token = _fernet_forms(old, "crm", "v000000000001", FIELDS)[form]
+    assert _vault(old).open("crm", "v000000000001", token) == FIELDS
+    with pytest.raises(DecryptionError, match="belongs elsewhere"):
+        _vault(old).open("erp", "v000000000001", token)
     rotated = _vault(new, old)
-    resealed = rotated.reseal(text)
-    assert resealed[:1] == b"\x80"
+    resealed = rotated.reseal("crm", "v000000000001", token)
+    assert resealed[:1] == b"\x02"
     assert _vault(new).open("crm", "v000000000001", resealed) == FIELDS
-    assert rotated.reseal(resealed) != resealed  # a raw token reseals too (fresh IV)
+    with pytest.raises(DecryptionError):
+        _vault(old).open("crm", "v000000000001", resealed)
 
 
-@pytest.mark.parametrize("form", ["raw", "text"])
-def test_a_sealed_record_still_names_its_secret_and_version(form: str) -> None:
+def test_every_listed_master_key_opens_the_newest_seals() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed_old = _vault(old).seal("crm", "v000000000001", FIELDS)
+    both = _vault(new, old)
+    assert both.open("crm", "v000000000001", sealed_old) == FIELDS
+    assert _vault(new).open("crm", "v000000000002", both.seal("crm", "v000000000002", FIELDS))
+
+
+@pytest.mark.parametrize(("secret", "version"), [("erp", "v000000000001"), ("crm", "v2")])
+def test_a_sealed_value_is_bound_to_its_secret_and_version(secret: str, version: str) -> None:
     vault = _vault(Fernet.generate_key().decode())
     sealed = vault.seal("crm", "v000000000001", FIELDS)
-    token = sealed if form == "raw" else base64.urlsafe_b64encode(sealed)
-    with pytest.raises(DecryptionError, match="belongs elsewhere"):
-        vault.open("erp", "v000000000001", token)
-    with pytest.raises(DecryptionError, match="belongs elsewhere"):
-        vault.open("crm", "v000000000002", token)
+    with pytest.raises(DecryptionError, match="another secret or version"):
+        vault.open(secret, version, sealed)
 
 
-def test_garbage_is_a_decryption_error_in_either_form() -> None:
+def test_garbage_is_a_decryption_error_in_every_form() -> None:
     vault = _vault(Fernet.generate_key().decode())
-    for token in (b"\x80not a token", b"gAAAAAnot-a-token", b""):
+    sealed = vault.seal("crm", "v000000000001", FIELDS)
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    for token in (b"\x80not a token", b"gAAAAAnot-a-token", b"", b"\x02", b"\x02short", flipped):
         with pytest.raises(DecryptionError):
             vault.open("crm", "v000000000001", token)
 
 
-def test_the_store_keeps_raw_versions_and_reads_a_mix(harness: Harness) -> None:
+def test_the_store_keeps_sealed_versions_and_reads_a_mix(harness: Harness) -> None:
     store = harness.store
     version, _ = harness.run(store.put_secret_version("crm-login", FIELDS))
     key = store.keys.secret_versions("crm-login")
-    stored = harness.run(harness.redis.hget(key, version))
-    assert stored[:1] == b"\x80"
-    # A version written by an earlier rotator (base64 text) next to it.
-    old_version, _ = harness.run(store.put_secret_version("crm-login", {"password": "old"}))
-    raw = harness.run(harness.redis.hget(key, old_version))
-    harness.run(harness.redis.hset(key, old_version, base64.urlsafe_b64encode(raw)))
+    assert harness.run(harness.redis.hget(key, version))[:1] == b"\x02"
+    # A version written by an earlier rotator (Fernet text) next to it.
+    master = store.vault._fernet._fernets[0]  # the vault's own key, as an earlier one used it
+    record = {"secret": "crm-login", "version": "v000000000000", "fields": {"password": "old"}}
+    harness.run(harness.redis.hset(key, "v000000000000", master.encrypt(canonical_json(record))))
     assert harness.run(store.load_secret_version("crm-login", version)) == FIELDS
-    assert harness.run(store.load_secret_version("crm-login", old_version)) == {"password": "old"}
+    old = harness.run(store.load_secret_version("crm-login", "v000000000000"))
+    assert old == {"password": "old"}
     assert harness.run(store.reseal_versions("crm-login")) == 2
-    for v in (version, old_version):
-        assert harness.run(harness.redis.hget(key, v))[:1] == b"\x80"
+    for v in (version, "v000000000000"):
+        assert harness.run(harness.redis.hget(key, v))[:1] == b"\x02"
 
 
 def test_the_fingerprint_index_is_raw_and_holds_the_sequence_number(harness: Harness) -> None:
