@@ -29,7 +29,6 @@ from rotator.crypto import Vault
 from rotator.errors import MalformedJob, PlanWriteRefused
 from rotator.providers.base import ProviderContext, TargetSpec
 from rotator.store import RotatorStore
-from rotator.store.codec import text
 from rotator.store.keys import Keys
 
 if TYPE_CHECKING:
@@ -134,10 +133,7 @@ class RedisPlanState:
         return await self.store.next_due(names)
 
     async def version_with_fingerprint(self, secret: str, fingerprint: str) -> str | None:
-        found = await self.store.redis.hget(
-            self.store.keys.secret_fingerprints(secret), fingerprint
-        )
-        return text(found) if found is not None else None
+        return await self.store.version_with_fingerprint(secret, fingerprint)
 
     async def latest_version(self, secret: str) -> str | None:
         return await self.store.latest_secret_version(secret)

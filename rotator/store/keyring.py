@@ -9,8 +9,11 @@ the newest master key, so an interrupted ``rotator keys rotate`` resumes where i
 
 from __future__ import annotations
 
+from redis.exceptions import WatchError
+
 from rotator.store.base import StoreBase
 from rotator.store.codec import text
+from rotator.store.secrets import SEQ_FIELD, index_field
 
 _SUFFIX = ":versions"
 
@@ -48,18 +51,30 @@ class KeyStore(StoreBase):
 
     async def refingerprint(self, secret: str) -> int:
         """Rebuild a secret's fingerprint index under the vault's (newest) audit key, so a value
-        loaded again still finds its version after an audit-key rotation."""
-        tokens = await self.redis.hgetall(self.keys.secret_versions(secret))
-        index = {}
-        for version, token in tokens.items():
-            name = text(version)
-            fields = self.vault.open(
-                secret, name, token if isinstance(token, bytes) else token.encode()
-            )
-            index[self.vault.fingerprint(fields)] = name
+        loaded again still finds its version after an audit-key rotation. The index's ``#seq``
+        field (the version sequence number) stays: the rebuild is one transaction, repeated if
+        a version is stored meanwhile, so a number is never handed out twice."""
+        versions_key = self.keys.secret_versions(secret)
+        key = self.keys.secret_fingerprints(secret)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.secret_fingerprints(secret))
-            if index:
-                pipe.hset(self.keys.secret_fingerprints(secret), mapping=index)  # type: ignore[arg-type]
-            await pipe.execute()
-        return len(index)
+            while True:
+                try:
+                    await pipe.watch(key, versions_key)
+                    tokens = await pipe.hgetall(versions_key)
+                    index: dict[bytes, str] = {}
+                    for version, token in tokens.items():
+                        name = text(version)
+                        fields = self.vault.open(
+                            secret, name, token if isinstance(token, bytes) else token.encode()
+                        )
+                        index[index_field(self.vault.fingerprint(fields))] = name
+                    stale = [f for f in await pipe.hkeys(key) if f != SEQ_FIELD.encode()]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if stale:
+                        pipe.hdel(key, *stale)
+                    if index:
+                        pipe.hset(key, mapping=index)  # type: ignore[arg-type]
+                    await pipe.execute()
+                    return len(index)
+                except WatchError:
+                    continue

@@ -28,11 +28,13 @@ key                             type     contents
 {p}target:{name}:fence          string   monotonically increasing fencing-token counter
 {p}schedule                     zset     target -> unix time of its next scheduled rotation
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
-{p}secret:{name}:fingerprints   hash     HMAC fingerprint -> version_id (dedupe of reloads)
-{p}secret:{name}:seq            string   last version sequence number
-{p}secret:{name}:latest         hash     version, names (JSON list of the newest committed
-                                         version's field names, never values), mac (keyed HMAC
-                                         of both: a forged record is ignored)
+{p}secret:{name}:fingerprints   hash     HMAC fingerprint (32 raw bytes; 64 hex digits when
+                                         stored by earlier versions) -> version_id (dedupe of
+                                         reloads); field ``#seq``: last version sequence number;
+                                         field ``#latest``: the newest committed version, its
+                                         field names (never values) and a MAC of both
+{p}secret:{name}:seq            string   last version sequence number as earlier versions kept
+                                         it; never created now, kept in step while it exists
 {p}audit                        stream   audit events, fields ``event`` (canonical JSON with
                                          ``seq``) and ``hash`` (HMAC chain; see rotator.audit);
                                          written only by the Lua script in rotator.store.audit
@@ -151,9 +153,6 @@ class Keys:
 
     def secret_seq(self, name: str) -> str:
         return f"{self.prefix}secret:{name}:seq"
-
-    def secret_latest(self, name: str) -> str:
-        return f"{self.prefix}secret:{name}:latest"
 
     @property
     def audit(self) -> str:

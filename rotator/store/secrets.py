@@ -1,8 +1,15 @@
-"""Stored secret versions: Fernet-sealed values, deduplicated by HMAC fingerprint.
+"""Stored secret versions: sealed values (``rotator.crypto``), deduplicated by HMAC fingerprint.
 
 ``put_secret_version`` reserves a sequence number only for a value it has not seen (one
 script), seals the value outside Redis, then commits it unless the same value was committed
 meanwhile (a second script), so two workers loading the same value agree on one version.
+
+The fingerprint index (``secret:{name}:fingerprints``) is keyed by the HMAC's 32 raw bytes,
+not its 64 hex digits, and also holds the version sequence number (field ``#seq``): at a
+million targets at rest every byte per version counts (README "Performance"). Entries keyed in
+hex, and the ``secret:{name}:seq`` key, written by earlier versions, are still honoured. Its
+field ``#latest`` names the newest version's fields (names only, MAC'd), so the check that a new
+value keeps them (``rotator.sources.base.store_value``) decrypts nothing.
 
 ``prune_secret_versions`` caps how many versions a secret keeps (``ROTATOR_SECRET_VERSIONS_KEPT``
 newest, plus any version a target or its active job still names), so a secret rotated every
@@ -21,6 +28,17 @@ from rotator.models import version_id
 from rotator.store.base import StoreBase
 from rotator.store.codec import text
 
+# The fingerprint index's field holding the last version sequence number (a fingerprint is
+# 32 raw bytes or 64 hex digits, so never this).
+SEQ_FIELD = "#seq"
+# Its field holding the newest committed version's field names (see latest_field_names).
+LATEST_FIELD = "#latest"
+
+
+def index_field(fingerprint: str) -> bytes:
+    """The fingerprint index's field for a (hex) fingerprint: its raw bytes."""
+    return bytes.fromhex(fingerprint)
+
 
 class SecretStore(StoreBase):
     async def put_secret_version(self, secret: str, fields: Mapping[str, Any]) -> tuple[str, str]:
@@ -28,7 +46,8 @@ class SecretStore(StoreBase):
         fingerprint = self.vault.fingerprint(fields)
         k = self.keys
         found, value = await self._lua("reserve_version")(
-            keys=[k.secret_fingerprints(secret), k.secret_seq(secret)], args=[fingerprint]
+            keys=[k.secret_fingerprints(secret), k.secret_seq(secret)],
+            args=[index_field(fingerprint), fingerprint],
         )
         if int(found):
             return text(value), fingerprint
@@ -36,26 +55,28 @@ class SecretStore(StoreBase):
         token = self.vault.seal(secret, version, fields)
         names = json.dumps(sorted(fields))
         committed = await self._lua("commit_version")(
-            keys=[
-                k.secret_fingerprints(secret),
-                k.secret_versions(secret),
-                k.secret_latest(secret),
+            keys=[k.secret_fingerprints(secret), k.secret_versions(secret)],
+            args=[
+                index_field(fingerprint),
+                version,
+                token,
+                fingerprint,
+                self._latest_record(secret, version, names),
             ],
-            args=[fingerprint, version, token, names, self._names_mac(secret, version, names)],
         )
         return text(committed), fingerprint
 
     async def latest_field_names(self, secret: str) -> list[str] | None:
-        """The newest stored version's field names (None: no version), from a small record the
-        commit keeps, without decrypting anything. A record that is missing (versions stored
-        before it existed) or does not verify (forged in Redis, or keys rotated) falls back to
-        opening the newest version."""
-        version, names, mac = await self.redis.hmget(
-            self.keys.secret_latest(secret), ["version", "names", "mac"]
-        )
-        if version is not None and names is not None and mac is not None:
-            if hmac.compare_digest(text(mac), self._names_mac(secret, text(version), text(names))):
-                listed = json.loads(text(names))
+        """The newest stored version's field names (None: no version), from the record the
+        commit keeps (``#latest``), without decrypting anything. A record that is missing
+        (versions stored before it existed, or an index rebuilt after an audit-key rotation) or
+        does not verify (forged in Redis) falls back to opening the newest version."""
+        raw = await self.redis.hget(self.keys.secret_fingerprints(secret), LATEST_FIELD)
+        if raw is not None:
+            version, _, rest = text(raw).partition("|")
+            names, _, _mac = rest.rpartition("|")
+            if hmac.compare_digest(text(raw), self._latest_record(secret, version, names)):
+                listed = json.loads(names)
                 if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
                     return listed
         latest = await self.latest_secret_version(secret)
@@ -63,10 +84,13 @@ class SecretStore(StoreBase):
             return None
         return sorted(await self.load_secret_version(secret, latest))
 
-    def _names_mac(self, secret: str, version: str, names: str) -> str:
-        return self.vault.fingerprint(
+    def _latest_record(self, secret: str, version: str, names: str) -> str:
+        """``{version}|{names}|{MAC}``: 128 bits of the keyed fingerprint HMAC over all three
+        (the record sits in every secret's index, so its bytes count at a million targets)."""
+        mac = self.vault.fingerprint(
             {"latest_names_of": secret, "version": version, "names": names}
         )
+        return f"{version}|{names}|{mac[:32]}"
 
     async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]:
         token = await self.redis.hget(self.keys.secret_versions(secret), version)
@@ -80,6 +104,13 @@ class SecretStore(StoreBase):
         versions = await self.redis.hkeys(self.keys.secret_versions(secret))
         return max((text(v) for v in versions), default=None)
 
+    async def version_with_fingerprint(self, secret: str, fingerprint: str) -> str | None:
+        """The stored version holding the value with this (hex) fingerprint, if any."""
+        found = await self.redis.hmget(
+            self.keys.secret_fingerprints(secret), [index_field(fingerprint), fingerprint]
+        )
+        return next((text(v) for v in found if v is not None), None)
+
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
         fields = await self.load_secret_version(secret, version)
         return self.vault.fingerprint(fields)
@@ -91,7 +122,9 @@ class SecretStore(StoreBase):
         if not tokens:
             return 0
         resealed = {
-            text(v): self.vault.reseal(t if isinstance(t, bytes) else str(t).encode())
+            text(v): self.vault.reseal(
+                secret, text(v), t if isinstance(t, bytes) else str(t).encode()
+            )
             for v, t in tokens.items()
         }
         await self.redis.hset(key, mapping=resealed)  # type: ignore[arg-type]

@@ -161,3 +161,48 @@ def test_checkpoint_taken_before_archiving_still_passes(archived: Archived) -> N
     assert archived.reader.verify(expect=expect).ok
     assert archived.reader.verify(expect=early).ok  # archived: checked with --archive-dir
     assert archived.reader.verify(expect=(120, "00" * 32), archive_dir=archived.dir).problems
+
+
+def _dangling_index_entries(env: FakeEnv) -> list[str]:
+    """Index entries (per target, per job) naming a stream id the stream no longer holds."""
+    live = {i.decode() for i, _ in env.sync.xrange(env.keys.audit)}
+    dangling = []
+    for key in env.sync.scan_iter(match=f"{env.keys.prefix}audit:target:*"):
+        dangling += [
+            f"{key!r} {m!r}" for m in env.sync.zrange(key, 0, -1) if m.decode() not in live
+        ]
+    for key in env.sync.scan_iter(match=f"{env.keys.prefix}audit:job:*"):
+        dangling += [
+            f"{key!r} {m!r}" for m in env.sync.lrange(key, 0, -1) if m.decode() not in live
+        ]
+    return dangling
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_after_archiving_no_index_entry_points_at_an_archived_event(
+    archived: Archived, monkeypatch: pytest.MonkeyPatch, interrupted: bool
+) -> None:
+    # Given 300 old events over 4 targets and their jobs, and 200 newer ones
+    env = archived.env
+    if interrupted:
+        # (a first run wrote a file and died before removing anything from Redis)
+        monkeypatch.setattr(archived.reader.store, "remove_archived", _crash)
+        with pytest.raises(RuntimeError):
+            archived.reader.archive(archived.cutoff, archived.dir, segment_size=120)
+        monkeypatch.undo()
+    # When the old ones are archived
+    archived.reader.archive(archived.cutoff, archived.dir, segment_size=120)
+    # Then every index entry left names a live event, and the live ones are all indexed
+    assert _dangling_index_entries(env) == []
+    indexed = sum(
+        env.sync.zcard(k) for k in env.sync.scan_iter(match=f"{env.keys.prefix}audit:target:*")
+    )
+    assert indexed == len([s for s in archived.new if s.event.target])
+    # And once everything is archived, no index key is left at all (nothing to keep at rest)
+    archived.reader.archive(time.time() + 1, archived.dir, segment_size=120)
+    assert env.sync.keys(f"{env.keys.prefix}audit:target:*") == []
+    assert env.sync.keys(f"{env.keys.prefix}audit:job:*") == []
+
+
+def _crash(*args: Any, **kwargs: Any) -> int:
+    raise RuntimeError("killed after writing the file")

@@ -165,8 +165,8 @@ def test_the_previous_versions_field_names_come_from_a_signed_record_not_a_decry
     assert harness.run(store.latest_field_names("never-stored")) is None
 
     # An attacker with Redis write access empties the names to slip a dropped field past.
-    key = store.keys.secret_latest("s")
-    harness.run(store.redis.hset(key, "names", "[]"))
+    key = store.keys.secret_fingerprints("s")
+    harness.run(store.redis.hset(key, "#latest", "v000000000002|[]|" + "0" * 32))
     assert harness.run(store.latest_field_names("s")) == ["password", "username", "x"]
     assert opened == ["v000000000002"]  # the forged record was not believed
 
@@ -175,8 +175,8 @@ def test_a_late_commit_of_an_older_version_keeps_the_newer_names(harness: Any) -
     store, k = harness.store, harness.store.keys
     harness.run(store.put_secret_version("s", {"a": "1", "b": "2"}))  # v1
     # A worker that reserved v2 commits it after v3 was committed by another.
-    harness.run(store.redis.set(k.secret_seq("s"), 2))
+    harness.run(store.redis.hset(k.secret_fingerprints("s"), "#seq", 2))
     harness.run(store.put_secret_version("s", {"a": "3", "b": "4", "c": "5"}))  # v3
-    harness.run(store.redis.set(k.secret_seq("s"), 1))
+    harness.run(store.redis.hset(k.secret_fingerprints("s"), "#seq", 1))
     harness.run(store.put_secret_version("s", {"a": "6"}))  # v2, late
     assert harness.run(store.latest_field_names("s")) == ["a", "b", "c"]

@@ -10,6 +10,9 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from rotator.crypto import Vault
+from rotator.errors import DecryptionError
+
 from .audit_helpers import AUDIT_KEY, cli, make_env
 
 SECRET = json.dumps({"password": "pw-0001"})
@@ -89,7 +92,10 @@ def test_secrets_put_and_keys_rotate_are_audited_and_reseal_every_secret(
     r = redis.Redis.from_url(env["ROTATOR_REDIS_URL"])
     token = r.hget(f"{env['ROTATOR_KEY_PREFIX']}secret:s2:versions", "v000000000001")
     assert token is not None
-    Fernet(new.encode()).decrypt(token)  # sealed under the new key alone
+    # sealed under the new key alone
+    assert Vault([new], b"unused").open("s2", "v000000000001", token) == json.loads(SECRET)
+    with pytest.raises(DecryptionError):
+        Vault([old], b"unused").open("s2", "v000000000001", token)
     # The old key alone no longer opens the store's check value: refused.
     assert cli(env, "run", "--once", ROTATOR_MASTER_KEY=old).returncode == 2
     listed = cli(env, "audit", "list", "--json", "--oldest-first")

@@ -93,9 +93,11 @@ def test_ended_jobs_and_old_versions_go_but_live_state_stays(
             versions = sorted(
                 v.decode() for v in await client.hkeys(keys.secret_versions("db-password"))
             )
-            fingerprints = {
-                v.decode() for v in await client.hvals(keys.secret_fingerprints("db-password"))
-            }
+            index_hash = await client.hgetall(keys.secret_fingerprints("db-password"))
+            seq = index_hash.pop(b"#seq")  # the version sequence number lives there too
+            latest = index_hash.pop(b"#latest")  # and the newest version's field names
+            assert latest.startswith(b"v000000000025|")
+            fingerprints = {v.decode() for v in index_hash.values()} | {f"seq {seq.decode()}"}
             index = [i.decode() for i in await client.zrange(keys.job_index, 0, -1)]
             return {
                 "before": before,
@@ -120,7 +122,7 @@ def test_ended_jobs_and_old_versions_go_but_live_state_stays(
     assert got["versions"] == [f"v{n:012d}" for n in (23, 24, 25)]
     assert got["state"]["current"] in got["versions"]
     assert got["state"]["previous"] in got["versions"]
-    assert got["fingerprints"] == set(got["versions"])
+    assert got["fingerprints"] == {*got["versions"], "seq 25"}
     # and a second dispatcher within the interval does nothing
     assert not got["again"].ran
     client = redis.Redis.from_url(redis_url)

@@ -1,5 +1,6 @@
 -- Delete a secret's stored versions beyond the cap, keeping every version still referenced.
--- KEYS[1] secret versions   KEYS[2] secret fingerprints
+-- KEYS[1] secret versions   KEYS[2] secret fingerprints (its '#seq' field, the sequence
+--         number, names no version and is never deleted)
 -- KEYS[3..] hashes that may name a version: the targets using the secret (current, previous,
 -- pending) and their active jobs (secret_version, requested_version)
 -- ARGV[1] how many of the newest versions to keep
