@@ -35,7 +35,6 @@ def test_at_rest_benchmark_leaves_only_per_target_state(tmp_path: Path) -> None:
     per_target = {name for name, row in real["components"].items() if row["keys"] == 12}
     assert per_target == {
         "target:{name}",
-        "target:{name}:fence",
         "secret:{name}:versions",
         "secret:{name}:fingerprints",
     }

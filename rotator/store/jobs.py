@@ -2,7 +2,7 @@
 
 A job's life in keys (see ``rotator.store.keys``): ``create_job`` writes ``job:{id}``, points
 ``target:{name}:active`` at it and adds it to ``jobs:due`` and ``jobs:index``; ``begin`` takes
-``target:{name}:lease`` with a new fencing token from ``target:{name}:fence``; ``renew``,
+``target:{name}:lease`` with a new fencing token from the target hash's ``fence`` field; ``renew``,
 ``record``, ``stage``, ``finish`` and ``reschedule`` are fenced by that lease; ``finish``
 promotes the version on ``target:{name}`` and releases the lease in the same write.
 
@@ -128,7 +128,6 @@ class JobStore(StoreBase):
         result = await self._lua("begin")(
             keys=[
                 k.lease(target),
-                k.fence(target),
                 k.job(job_id),
                 k.journal(job_id),
                 k.target(target),

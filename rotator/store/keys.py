@@ -21,11 +21,11 @@ key                             type     contents
                                          first, bounded (written by rotator.broker)
 {p}target:{name}                hash     stage pointers: current, previous, pending,
                                          pending_job, rotated_at, last_job, last_outcome,
-                                         remote_version
+                                         remote_version; fence: the fencing-token counter
+                                         (a ``target:{name}:fence`` key before: no longer read)
 {p}target:{name}:active         string   id of the target's queued/running job (dedupe)
 {p}target:{name}:lease          string   "{fence}:{nonce}:{job_id}" with a TTL (renewed by the
                                          attempt's heartbeat): one rotation at a time
-{p}target:{name}:fence          string   monotonically increasing fencing-token counter
 {p}schedule                     zset     target -> unix time of its next scheduled rotation
 {p}secret:{name}:versions       hash     version_id -> Fernet token of the JSON value record
 {p}secret:{name}:fingerprints   hash     HMAC fingerprint (32 raw bytes; 64 hex digits when
@@ -128,9 +128,6 @@ class Keys:
 
     def lease(self, name: str) -> str:
         return f"{self.prefix}target:{name}:lease"
-
-    def fence(self, name: str) -> str:
-        return f"{self.prefix}target:{name}:fence"
 
     @property
     def schedule(self) -> str:

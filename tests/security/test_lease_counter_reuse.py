@@ -41,7 +41,8 @@ async def begin(store: RotatorStore, job_id: str) -> Lease:
 async def failover(client: aioredis.Redis, keys: Keys) -> None:
     """What a replica promoted before it received the last lease writes looks like: the
     counter and the lease are back to before the old holder's ``begin``."""
-    await client.delete(keys.lease("crm"), keys.fence("crm"))
+    await client.delete(keys.lease("crm"))
+    await client.hdel(keys.target("crm"), "fence")
 
 
 @pytest.mark.parametrize("same_job", [False, True], ids=["other-job", "same-job-redelivered"])
