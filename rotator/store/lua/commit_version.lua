@@ -7,10 +7,11 @@
 -- Version ids are zero-padded (v000000000042): newer sorts later as a string, so a commit that
 -- lost a race to a newer version leaves that one's record in place.
 -- Returns the version that holds the value.
-local existing = redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[1], ARGV[4])
+local found = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[4], '#latest')
+local existing = found[1] or found[2]
 if existing then return existing end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-local newest = redis.call('HGET', KEYS[1], '#latest')
+local newest = found[3]
 if not newest or string.sub(newest, 1, #ARGV[2]) < ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '#latest', ARGV[5])
 else

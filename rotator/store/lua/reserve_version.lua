@@ -6,11 +6,11 @@
 --         reserves a number again (a new secret never gets it: one key less per secret)
 -- ARGV[1] fingerprint (raw bytes)   ARGV[2] the same fingerprint in hex
 -- Returns {1, existing version} or {0, reserved sequence number}.
-local existing = redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[1], ARGV[2])
+local found = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2], '#seq')
+local existing = found[1] or found[2]
 if existing then return {1, existing} end
 local legacy = redis.call('GET', KEYS[2])
-local seq = math.max(tonumber(redis.call('HGET', KEYS[1], '#seq') or '0'),
-  tonumber(legacy or '0')) + 1
+local seq = math.max(tonumber(found[3] or '0'), tonumber(legacy or '0')) + 1
 redis.call('HSET', KEYS[1], '#seq', string.format('%d', seq))
 if legacy then redis.call('SET', KEYS[2], string.format('%d', seq)) end
 return {0, seq}
