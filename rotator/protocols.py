@@ -10,7 +10,7 @@ on first use by ``audit_event_type``; importing the engine stays free of ``redis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.models import BeginRefused, Begun, Job, JobState, Lease
@@ -32,8 +32,11 @@ class SecretVersions(Protocol):
 
     async def latest_secret_version(self, secret: str) -> str | None: ...
 
-    # The newest version's field names, None when there is none (names only: no decrypting).
-    async def latest_field_names(self, secret: str) -> list[str] | None: ...
+    # The newest version's field names, None when there is none; ``likely`` (the names about
+    # to be stored) lets the store answer without decrypting when they did not change.
+    async def latest_field_names(
+        self, secret: str, likely: Collection[str] = ()
+    ) -> list[str] | None: ...
 
     async def fingerprint_of(self, secret: str, version: str) -> str | None: ...
 

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -165,7 +165,9 @@ class DryVersions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return await self.state.latest_version(secret)
 
-    async def latest_field_names(self, secret: str) -> list[str] | None:
+    async def latest_field_names(
+        self, secret: str, likely: Collection[str] = ()
+    ) -> list[str] | None:
         latest = await self.state.latest_version(secret)
         return None if latest is None else sorted(await self.state.stored_fields(secret, latest))
 

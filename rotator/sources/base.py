@@ -68,7 +68,7 @@ async def store_value(
     secret says ``allow_field_change: true``, as ``rotator secrets put`` refuses it without
     ``--allow-field-change``."""
     if not spec.allow_field_change:
-        previous = await ctx.versions.latest_field_names(name)
+        previous = await ctx.versions.latest_field_names(name, likely=list(fields))
         if previous is not None:
             change = field_rules.diff(previous, fields)
             if change.removed:

@@ -31,8 +31,8 @@ key                             type     contents
 {p}secret:{name}:fingerprints   hash     HMAC fingerprint (32 raw bytes; 64 hex digits when
                                          stored by earlier versions) -> version_id (dedupe of
                                          reloads); field ``#seq``: last version sequence number;
-                                         field ``#latest``: the newest committed version, its
-                                         field names (never values) and a MAC of both
+                                         field ``#latest``: the newest committed version and a
+                                         keyed digest of its field names
 {p}secret:{name}:seq            string   last version sequence number as earlier versions kept
                                          it; never created now, kept in step while it exists
 {p}audit                        stream   audit events, fields ``event`` (canonical JSON with

@@ -8,8 +8,8 @@ The fingerprint index (``secret:{name}:fingerprints``) is keyed by the HMAC's 32
 not its 64 hex digits, and also holds the version sequence number (field ``#seq``): at a
 million targets at rest every byte per version counts (README "Performance"). Entries keyed in
 hex, and the ``secret:{name}:seq`` key, written by earlier versions, are still honoured. Its
-field ``#latest`` names the newest version's fields (names only, MAC'd), so the check that a new
-value keeps them (``rotator.sources.base.store_value``) decrypts nothing.
+field ``#latest`` holds a keyed digest of the newest version's field names, so the check that a
+new value keeps them (``rotator.sources.base.store_value``) decrypts nothing unless they changed.
 
 ``prune_secret_versions`` caps how many versions a secret keeps (``ROTATOR_SECRET_VERSIONS_KEPT``
 newest, plus any version a target or its active job still names), so a secret rotated every
@@ -19,8 +19,7 @@ hour does not fill Redis over the years.
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from rotator.errors import MalformedJob
@@ -53,7 +52,6 @@ class SecretStore(StoreBase):
             return text(value), fingerprint
         version = version_id(int(value))
         token = self.vault.seal(secret, version, fields)
-        names = json.dumps(sorted(fields))
         committed = await self._lua("commit_version")(
             keys=[k.secret_fingerprints(secret), k.secret_versions(secret)],
             args=[
@@ -61,36 +59,38 @@ class SecretStore(StoreBase):
                 version,
                 token,
                 fingerprint,
-                self._latest_record(secret, version, names),
+                self._latest_record(secret, version, list(fields)),
             ],
         )
         return text(committed), fingerprint
 
-    async def latest_field_names(self, secret: str) -> list[str] | None:
-        """The newest stored version's field names (None: no version), from the record the
-        commit keeps (``#latest``), without decrypting anything. A record that is missing
-        (versions stored before it existed, or an index rebuilt after an audit-key rotation) or
-        does not verify (forged in Redis) falls back to opening the newest version."""
+    async def latest_field_names(
+        self, secret: str, likely: Collection[str] = ()
+    ) -> list[str] | None:
+        """The newest stored version's field names (None: no version). The commit keeps a
+        keyed digest of them (``#latest``): when ``likely`` (the names of the value about to
+        be stored) match it, they are the answer and nothing is decrypted. Otherwise (the
+        names changed, a record forged in Redis, or none: stored before it existed, or an
+        index rebuilt after an audit-key rotation) the newest version is opened."""
         raw = await self.redis.hget(self.keys.secret_fingerprints(secret), LATEST_FIELD)
-        if raw is not None:
-            version, _, rest = text(raw).partition("|")
-            names, _, _mac = rest.rpartition("|")
+        if raw is not None and likely:
+            version = text(raw).partition("|")[0]
+            names = sorted(likely)
             if hmac.compare_digest(text(raw), self._latest_record(secret, version, names)):
-                listed = json.loads(names)
-                if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
-                    return listed
+                return names
         latest = await self.latest_secret_version(secret)
         if latest is None:
             return None
         return sorted(await self.load_secret_version(secret, latest))
 
-    def _latest_record(self, secret: str, version: str, names: str) -> str:
-        """``{version}|{names}|{MAC}``: 128 bits of the keyed fingerprint HMAC over all three
-        (the record sits in every secret's index, so its bytes count at a million targets)."""
-        mac = self.vault.fingerprint(
-            {"latest_names_of": secret, "version": version, "names": names}
+    def _latest_record(self, secret: str, version: str, names: Sequence[str]) -> str:
+        """``{version}|{digest}``: 128 bits of the keyed fingerprint HMAC over the secret, the
+        version and its sorted field names. Fixed size and under 64 bytes, so the index stays
+        a compact listpack at a million secrets; it names no field, let alone a value."""
+        digest = self.vault.fingerprint(
+            {"latest_names_of": secret, "version": version, "names": sorted(names)}
         )
-        return f"{version}|{names}|{mac[:32]}"
+        return f"{version}|{digest[:32]}"
 
     async def load_secret_version(self, secret: str, version: str) -> dict[str, Any]:
         token = await self.redis.hget(self.keys.secret_versions(secret), version)

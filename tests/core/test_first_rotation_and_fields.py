@@ -65,7 +65,7 @@ class Versions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return "v000000000001"
 
-    async def latest_field_names(self, secret: str) -> list[str] | None:
+    async def latest_field_names(self, secret: str, likely: Any = ()) -> list[str] | None:
         return sorted(self.fields)
 
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
@@ -108,7 +108,7 @@ class MemoryVersions:
     async def latest_secret_version(self, secret: str) -> str | None:
         return f"v{len(self.versions):012d}" if self.versions else None
 
-    async def latest_field_names(self, secret: str) -> list[str] | None:
+    async def latest_field_names(self, secret: str, likely: Any = ()) -> list[str] | None:
         return sorted(self.versions[-1]) if self.versions else None
 
     async def fingerprint_of(self, secret: str, version: str) -> str | None:
@@ -145,9 +145,9 @@ def test_a_source_value_that_drops_a_field_is_refused_unless_the_secret_allows_i
 def test_the_previous_versions_field_names_come_from_a_signed_record_not_a_decryption(
     harness: Any,
 ) -> None:
-    """Pinning a value checks it against the newest version's field names. Those come from a
-    record the commit keeps (names only, MAC'd), so a pin decrypts nothing; a record forged in
-    Redis is ignored in favour of opening the newest version."""
+    """Pinning a value checks it against the newest version's field names. The commit keeps a
+    keyed digest of them, so a pin whose value has the same names decrypts nothing; a record
+    forged in Redis is ignored in favour of opening the newest version."""
     store = harness.store
     harness.run(store.put_secret_version("s", {"username": "u", "password": "p1"}))
     harness.run(store.put_secret_version("s", {"username": "u", "password": "p2", "x": "1"}))
@@ -160,15 +160,22 @@ def test_the_previous_versions_field_names_come_from_a_signed_record_not_a_decry
         return real_open(secret, version, token)
 
     store.vault.open = counting_open
-    assert harness.run(store.latest_field_names("s")) == ["password", "username", "x"]
-    assert opened == []  # no decryption on the pin path
-    assert harness.run(store.latest_field_names("never-stored")) is None
+    names = ["password", "username", "x"]
+    assert harness.run(store.latest_field_names("s", likely=names)) == names
+    assert opened == []  # the same names as the newest version: no decryption on the pin path
+    assert harness.run(store.latest_field_names("never-stored", likely=names)) is None
+    # A value with other names: the newest version is opened to say which changed.
+    assert harness.run(store.latest_field_names("s", likely=["password"])) == names
+    assert opened == ["v000000000002"]
 
-    # An attacker with Redis write access empties the names to slip a dropped field past.
+    # An attacker with Redis write access rewrites the record to vouch for fewer names, so
+    # that a value dropping `username` and `x` would slip past.
     key = store.keys.secret_fingerprints("s")
-    harness.run(store.redis.hset(key, "#latest", "v000000000002|[]|" + "0" * 32))
-    assert harness.run(store.latest_field_names("s")) == ["password", "username", "x"]
-    assert opened == ["v000000000002"]  # the forged record was not believed
+    genuine = harness.run(store.redis.hget(key, "#latest"))
+    assert len(genuine) < 64 and b"username" not in genuine  # compact, and names no field
+    harness.run(store.redis.hset(key, "#latest", "v000000000002|" + "0" * 32))
+    assert harness.run(store.latest_field_names("s", likely=["password"])) == names
+    assert opened == ["v000000000002", "v000000000002"]  # the forged record was not believed
 
 
 def test_a_late_commit_of_an_older_version_keeps_the_newer_names(harness: Any) -> None:
@@ -179,4 +186,8 @@ def test_a_late_commit_of_an_older_version_keeps_the_newer_names(harness: Any) -
     harness.run(store.put_secret_version("s", {"a": "3", "b": "4", "c": "5"}))  # v3
     harness.run(store.redis.hset(k.secret_fingerprints("s"), "#seq", 1))
     harness.run(store.put_secret_version("s", {"a": "6"}))  # v2, late
-    assert harness.run(store.latest_field_names("s")) == ["a", "b", "c"]
+    assert harness.run(store.latest_field_names("s", likely=["a", "b", "c"])) == ["a", "b", "c"]
+    # the record vouches for v3's names: asked with them, nothing is decrypted to answer
+    assert harness.run(store.redis.hget(k.secret_fingerprints("s"), "#latest")).startswith(
+        b"v000000000003|"
+    )

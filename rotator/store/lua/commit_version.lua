@@ -3,7 +3,7 @@
 -- KEYS[1] secret fingerprints   KEYS[2] secret versions
 -- ARGV[1] fingerprint (raw bytes)   ARGV[2] version   ARGV[3] sealed token
 -- ARGV[4] the fingerprint in hex (how entries stored before are keyed)
--- ARGV[5] the '#latest' record: "{version}|{field names, JSON}|{MAC}"
+-- ARGV[5] the '#latest' record: "{version}|{keyed digest of its field names}"
 -- Version ids are zero-padded (v000000000042): newer sorts later as a string, so a commit that
 -- lost a race to a newer version leaves that one's record in place.
 -- Returns the version that holds the value.
