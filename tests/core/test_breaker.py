@@ -110,14 +110,23 @@ def test_breaker_window_rolls_over(
     loop.run_until_complete(scenario())
 
 
-def test_a_process_trusts_a_closed_breaker_briefly_and_never_holds_back_a_failure(
-    loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
-) -> None:
+def _trusting(
+    redis_url: str, key_prefix: str
+) -> tuple[aioredis.Redis, list[float], RedisBreaker, RedisBreaker]:
+    """A process trusting a closed breaker for a second (on a clock the test moves), and
+    another process that asks Redis every time."""
     client = aioredis.Redis.from_url(redis_url)
     now = [1000.0]
     policy = BreakerPolicy(min_calls=4, failure_ratio=0.5, probe_interval=30, trust_closed=1.0)
     one = RedisBreaker(client, Keys(key_prefix), policy, clock=lambda: now[0])
     other = RedisBreaker(client, Keys(key_prefix), replace(policy, trust_closed=0))
+    return client, now, one, other
+
+
+def test_a_process_trusts_a_closed_breaker_briefly_and_never_holds_back_a_failure(
+    loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
+) -> None:
+    client, now, one, other = _trusting(redis_url, key_prefix)
     sent: list[str] = []
     real_record = one._record
 
@@ -151,11 +160,7 @@ def test_a_process_trusts_a_closed_breaker_briefly_and_never_holds_back_a_failur
 def test_a_closed_breaker_opened_elsewhere_is_seen_within_the_trust_interval(
     loop: asyncio.AbstractEventLoop, redis_url: str, key_prefix: str
 ) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    now = [1000.0]
-    policy = BreakerPolicy(min_calls=4, failure_ratio=0.5, probe_interval=30, trust_closed=1.0)
-    one = RedisBreaker(client, Keys(key_prefix), policy, clock=lambda: now[0])
-    other = RedisBreaker(client, Keys(key_prefix), replace(policy, trust_closed=0))
+    client, now, one, other = _trusting(redis_url, key_prefix)
 
     async def scenario() -> None:
         assert await one.admit(HOST) is None  # closed, trusted for a second
