@@ -1013,7 +1013,9 @@ def collect(exp: Experiment) -> Evidence:
             }
             tokens = client.hgetall(exp.keys.secret_versions(plan.secret))
             versions = {
-                _text(v): vault.open(plan.secret, _text(v), _text(t).encode())
+                _text(v): vault.open(
+                    plan.secret, _text(v), t if isinstance(t, bytes) else str(t).encode()
+                )
                 for v, t in tokens.items()
             }
             view = admin.get(plan.admin_path).json()
