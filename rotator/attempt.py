@@ -23,7 +23,7 @@ renews it on a heartbeat.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,14 +61,8 @@ class JobJournal:
     ) -> None:
         """Journal ``step``; ``durable`` for the steps crash safety rests on (the pinned
         version, the intent): ``WriteNotDurable`` when too few replicas have it in time."""
-        try:
-            await self._store.record(
-                self._lease, self._ttl, step, data, job_fields, durable=durable
-            )
-        except WriteNotDurable:
-            self.steps[step] = dict(data)  # on the primary: what the next read will find
-            raise
-        self.steps[step] = dict(data)
+        write = self._store.record(self._lease, self._ttl, step, data, job_fields, durable=durable)
+        await self._remembered({step: data}, write)
 
     async def record_many(
         self,
@@ -79,18 +73,26 @@ class JobJournal:
         durable: bool = False,
     ) -> None:
         """Journal several steps, with job fields and target pointers, in one write."""
+        write = self._store.stage(
+            self._lease,
+            self._ttl,
+            target_fields or {},
+            steps,
+            job_fields=job_fields,
+            durable=durable,
+        )
+        await self._remembered(steps, write)
+
+    async def _remembered(
+        self, steps: Mapping[str, Mapping[str, Any]], write: Awaitable[None]
+    ) -> None:
+        """Run ``write`` and keep its steps as this attempt's view of the journal, also when
+        it was not replicated in time: on the primary, it is what the next read will find."""
         written = {step: dict(data) for step, data in steps.items()}
         try:
-            await self._store.stage(
-                self._lease,
-                self._ttl,
-                target_fields or {},
-                steps,
-                job_fields=job_fields,
-                durable=durable,
-            )
+            await write
         except WriteNotDurable:
-            self.steps.update(written)  # on the primary: what the next read will find
+            self.steps.update(written)
             raise
         self.steps.update(written)
 
